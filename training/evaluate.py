@@ -1,0 +1,132 @@
+"""Evaluation metrics with stated ranges. Pure functions over numpy arrays.
+
+Ranking metrics work on flat arrays plus a `group_ids` array (one group = one deal), the layout
+LightGBM's lambdarank and the pair-feature frames use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.metrics import log_loss as _sk_log_loss
+from sklearn.metrics import roc_auc_score
+
+FloatArray = npt.NDArray[np.float64]
+PROBABILITY_EPSILON = 1e-6
+
+
+def roc_auc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
+    """Area under the ROC curve in [0, 1]; 0.5 is chance. NaN when only one class is present."""
+    labels_arr = np.asarray(labels).astype(int)
+    if labels_arr.min(initial=0) == labels_arr.max(initial=0):
+        return float("nan")
+    return float(roc_auc_score(labels_arr, np.asarray(scores, dtype=float)))
+
+
+def log_loss(labels: npt.ArrayLike, probabilities: npt.ArrayLike) -> float:
+    """Mean binary cross-entropy in nats, >= 0 (lower is better); probabilities clipped to 1e-6."""
+    clipped = np.clip(np.asarray(probabilities, dtype=float), PROBABILITY_EPSILON, 1 - PROBABILITY_EPSILON)
+    return float(_sk_log_loss(np.asarray(labels).astype(int), clipped, labels=[0, 1]))
+
+
+def expected_calibration_error(labels: npt.ArrayLike, probabilities: npt.ArrayLike, bins: int = 15) -> float:
+    """ECE in [0, 1]: the row-weighted mean |observed rate - mean probability| over equal-width bins."""
+    labels_arr = np.asarray(labels, dtype=float)
+    probs = np.clip(np.asarray(probabilities, dtype=float), 0.0, 1.0)
+    if probs.size == 0:
+        return float("nan")
+    bin_index = np.minimum((probs * bins).astype(int), bins - 1)
+    counts = np.bincount(bin_index, minlength=bins)
+    prob_sums = np.bincount(bin_index, weights=probs, minlength=bins)
+    label_sums = np.bincount(bin_index, weights=labels_arr, minlength=bins)
+    filled = counts > 0
+    gaps = np.abs(label_sums[filled] - prob_sums[filled])
+    return float(gaps.sum() / probs.size)
+
+
+def calibration_table(labels: npt.ArrayLike, probabilities: npt.ArrayLike, bins: int = 15) -> dict[str, list[float]]:
+    """Per equal-width bin: mean predicted probability, observed rate and row count (non-empty bins)."""
+    labels_arr = np.asarray(labels, dtype=float)
+    probs = np.clip(np.asarray(probabilities, dtype=float), 0.0, 1.0)
+    bin_index = np.minimum((probs * bins).astype(int), bins - 1)
+    counts = np.bincount(bin_index, minlength=bins)
+    filled = counts > 0
+    mean_prob = np.bincount(bin_index, weights=probs, minlength=bins)[filled] / counts[filled]
+    observed = np.bincount(bin_index, weights=labels_arr, minlength=bins)[filled] / counts[filled]
+    return {
+        "mean_probability": mean_prob.tolist(),
+        "observed_rate": observed.tolist(),
+        "rows": counts[filled].astype(float).tolist(),
+    }
+
+
+def _order_within_groups(group_ids: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Row order: by group, then by `keys` descending (stable, so ties keep input order)."""
+    return np.lexsort((-keys, group_ids))
+
+
+def _rank_within_groups(sorted_group_ids: np.ndarray) -> np.ndarray:
+    """0-based position of each row within its group, for rows already sorted by group."""
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_group_ids)) + 1]
+    sizes = np.diff(np.r_[starts, sorted_group_ids.size])
+    return np.arange(sorted_group_ids.size) - np.repeat(starts, sizes)
+
+
+def _dcg_per_group(group_ids: np.ndarray, gains: np.ndarray, order: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    sorted_groups = group_ids[order]
+    positions = _rank_within_groups(sorted_groups)
+    discounted = np.where(positions < k, gains[order] / np.log2(positions + 2.0), 0.0)
+    unique_groups, inverse = np.unique(sorted_groups, return_inverse=True)
+    return unique_groups, np.bincount(inverse, weights=discounted)
+
+
+def ndcg_at_k(gains: npt.ArrayLike, scores: npt.ArrayLike, group_ids: npt.ArrayLike, k: int) -> float:
+    """Mean NDCG@k over groups, in [0, 1]; 1 means each group's top k is ordered as by `gains`.
+
+    `gains` are non-negative relevances (here: the generator's true win probability, so this is the
+    expected DCG of binary outcomes); linear gains, log2 discount. Groups whose gains are all zero
+    are skipped. Score ties are broken by input order.
+    """
+    gains_arr = np.asarray(gains, dtype=float)
+    if np.any(gains_arr < 0):
+        raise ValueError("gains must be non-negative")
+    scores_arr = np.asarray(scores, dtype=float)
+    groups_arr = np.asarray(group_ids)
+    _, dcg = _dcg_per_group(groups_arr, gains_arr, _order_within_groups(groups_arr, scores_arr), k)
+    _, ideal = _dcg_per_group(groups_arr, gains_arr, _order_within_groups(groups_arr, gains_arr), k)
+    valid = ideal > 0
+    return float(np.mean(dcg[valid] / ideal[valid])) if valid.any() else float("nan")
+
+
+def hit_at_1(gains: npt.ArrayLike, scores: npt.ArrayLike, group_ids: npt.ArrayLike) -> float:
+    """Share of groups, in [0, 1], whose top-scored row has the group's maximal gain."""
+    gains_arr = np.asarray(gains, dtype=float)
+    groups_arr = np.asarray(group_ids)
+    order = _order_within_groups(groups_arr, np.asarray(scores, dtype=float))
+    sorted_groups = groups_arr[order]
+    first = np.r_[True, sorted_groups[1:] != sorted_groups[:-1]]
+    top_gain = gains_arr[order][first]
+    unique_groups, inverse = np.unique(groups_arr, return_inverse=True)
+    best_gain = np.full(unique_groups.size, -np.inf)
+    np.maximum.at(best_gain, inverse, gains_arr)
+    return float(np.mean(np.isclose(top_gain, best_gain)))
+
+
+def binary_metrics(labels: npt.ArrayLike, probabilities: npt.ArrayLike) -> dict[str, float]:
+    """ROC-AUC, log-loss and ECE of calibrated probabilities, plus the row count."""
+    labels_arr = np.asarray(labels)
+    return {
+        "roc_auc": roc_auc(labels_arr, probabilities),
+        "log_loss": log_loss(labels_arr, probabilities),
+        "ece": expected_calibration_error(labels_arr, probabilities),
+        "rows": float(labels_arr.size),
+    }
+
+
+def ranking_metrics(
+    gains: npt.ArrayLike, scores: npt.ArrayLike, group_ids: npt.ArrayLike, ks: tuple[int, ...] = (1, 5, 10)
+) -> dict[str, float]:
+    """`ndcg_at_<k>` for each k and `hit_at_1` against oracle gains."""
+    metrics = {f"ndcg_at_{k}": ndcg_at_k(gains, scores, group_ids, k) for k in ks}
+    metrics["hit_at_1"] = hit_at_1(gains, scores, group_ids)
+    return metrics
