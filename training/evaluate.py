@@ -130,3 +130,15 @@ def ranking_metrics(
     metrics = {f"ndcg_at_{k}": ndcg_at_k(gains, scores, group_ids, k) for k in ks}
     metrics["hit_at_1"] = hit_at_1(gains, scores, group_ids)
     return metrics
+
+
+def ndcg_by_slice(
+    gains: npt.ArrayLike, scores: npt.ArrayLike, group_ids: npt.ArrayLike, slice_labels: npt.ArrayLike, k: int = 10
+) -> dict[str, float]:
+    """NDCG@k per slice: each group is cut down to its rows of that slice (e.g. partner tenure band)."""
+    labels = np.asarray(slice_labels).astype(str)
+    gains_arr, scores_arr, groups_arr = (np.asarray(gains), np.asarray(scores), np.asarray(group_ids))
+    return {
+        label: ndcg_at_k(gains_arr[labels == label], scores_arr[labels == label], groups_arr[labels == label], k)
+        for label in sorted(set(labels.tolist()))
+    }

@@ -1,0 +1,60 @@
+# Targets mirror the `partnermatch` CLI. `make` prints this help.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.install-stamp
+PM := $(BIN)/partnermatch
+SHARED_DATA ?= ../shared/data
+OUT ?= bench-results
+
+.DEFAULT_GOAL := help
+.PHONY: help install serve test lint unit generate train evaluate-leads evaluate-olist evaluate-maven bench-train bench-generate clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install everything, pinned by constraints.txt
+
+serve: install ## install, train a first model if none is registered, serve on localhost:3000
+	$(PM) serve
+
+test: install lint ## install, lint, type-check and run the tests (not the opt-in slow ones)
+	$(BIN)/pytest -m "not slow" -q
+
+lint: install ## ruff (lint + format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+generate: install ## partnermatch generate (demo-sized) into data/ecosystem
+	$(PM) generate --partners 2000 --deals 20000 --out data/ecosystem
+
+train: install ## partnermatch train on the demo ecosystem, metrics to $(OUT)/train.json
+	$(PM) train --json $(OUT)/train.json
+
+evaluate-leads: install ## X Education leads (leak-free and leaky) vs logistic regression
+	$(PM) data split-leads --source $(SHARED_DATA)/xeducation-lead-scoring/Leads.csv --out data/leads
+	$(PM) evaluate leads --train data/leads/train.csv --test data/leads/test.csv --json $(OUT)/leads.json
+	$(PM) evaluate leads --train data/leads/train.csv --test data/leads/test.csv --include-leaky --json $(OUT)/leads-leaky.json
+
+evaluate-olist: install ## Olist funnel MQL -> won, time-split
+	$(PM) data split-olist --source $(SHARED_DATA)/olist-marketing-funnel --out data/olist
+	$(PM) evaluate olist --train-dir data/olist/train --test-dir data/olist/test --json $(OUT)/olist.json
+
+evaluate-maven: install ## Maven CRM null-control (ROC-AUC ~0.5 leak-free)
+	$(PM) evaluate maven --data-dir $(SHARED_DATA)/maven-crm-sales --json $(OUT)/maven.json
+
+bench-train: install ## partnermatch bench train (1M rows)
+	$(PM) bench train --json $(OUT)/bench-train.json
+
+bench-generate: install ## partnermatch bench generate (100k partners, 1M rows)
+	$(PM) bench generate --json $(OUT)/bench-generate.json
+
+clean: ## remove caches and local MLflow runs (keeps .venv)
+	rm -rf .cache mlruns/mlflow.db mlruns/artifacts .pytest_cache .mypy_cache .ruff_cache

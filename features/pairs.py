@@ -1,0 +1,391 @@
+"""Point-in-time (deal, partner) feature rows.
+
+Every feature of a row is computed from what was known strictly before the deal's `created_at`:
+an outcome counts once it has closed (`closed_at < created_at`), an attempt counts as load from the
+moment its deal was created, an engagement event from when it occurred. Training rows (history)
+and serving rows (a new deal "now") go through the same `pair_features`, so the two cannot drift.
+
+The history is indexed once (`build_feature_context`) as sorted (key, time) arrays with running
+sums; a "sum of events with this key before t" is then two binary searches, which keeps a million
+rows to seconds and a single routing request to microseconds per candidate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from features import schema
+
+# Feature names, in model order. One place: the model, the explanations and the tests read these.
+WIN_RATE_PRODUCTS = "win_rate_products"
+ATTEMPTS_PRODUCTS = "attempts_products"
+WIN_RATE_REGION = "win_rate_region"
+WIN_RATE_OVERALL = "win_rate_overall"
+ATTEMPTS_OVERALL = "attempts_overall"
+LOAD_RATIO = "load_ratio"
+CERT_COVERAGE = "cert_coverage"
+CERT_LEVEL = "cert_level"
+REGION_MATCH = "region_match"
+HOME_REGION_MATCH = "home_region_match"
+EMBEDDING_SIMILARITY = "embedding_similarity"
+TENURE_DAYS = "tenure_days"
+DEAL_SIZE_FIT = "deal_size_fit"
+ENGAGEMENT_30D = "engagement_30d"
+ENGAGEMENT_TREND = "engagement_trend"
+TIER_LEVEL = "tier_level"
+DEAL_PRODUCT_COUNT = "deal_product_count"
+LOG_AMOUNT = "log_amount"
+
+FEATURE_COLUMNS: tuple[str, ...] = (
+    WIN_RATE_PRODUCTS,
+    ATTEMPTS_PRODUCTS,
+    WIN_RATE_REGION,
+    WIN_RATE_OVERALL,
+    ATTEMPTS_OVERALL,
+    LOAD_RATIO,
+    CERT_COVERAGE,
+    CERT_LEVEL,
+    REGION_MATCH,
+    HOME_REGION_MATCH,
+    EMBEDDING_SIMILARITY,
+    TENURE_DAYS,
+    DEAL_SIZE_FIT,
+    ENGAGEMENT_30D,
+    ENGAGEMENT_TREND,
+    TIER_LEVEL,
+    DEAL_PRODUCT_COUNT,
+    LOG_AMOUNT,
+)
+
+# Human wording of each feature for explanations: (raises the probability, lowers it).
+FEATURE_REASONS: dict[str, tuple[str, str]] = {
+    WIN_RATE_PRODUCTS: ("strong win record on these products", "weak win record on these products"),
+    ATTEMPTS_PRODUCTS: ("much experience with these products", "little experience with these products"),
+    WIN_RATE_REGION: ("strong win record in this region", "weak win record in this region"),
+    WIN_RATE_OVERALL: ("strong overall win record", "weak overall win record"),
+    ATTEMPTS_OVERALL: ("long deal history", "short deal history"),
+    LOAD_RATIO: ("has spare capacity", "is near or over capacity"),
+    CERT_COVERAGE: ("certified on the deal's products", "missing certifications for the deal's products"),
+    CERT_LEVEL: ("high certification levels", "low certification levels"),
+    REGION_MATCH: ("operates in the deal's region", "does not operate in the deal's region"),
+    HOME_REGION_MATCH: ("based in the deal's region", "based outside the deal's region"),
+    EMBEDDING_SIMILARITY: ("profile closely matches the requirements", "profile matches the requirements poorly"),
+    TENURE_DAYS: ("established partner", "new partner with little track record"),
+    DEAL_SIZE_FIT: ("deal size fits past wins", "deal size unlike past wins"),
+    ENGAGEMENT_30D: ("actively engaged recently", "little recent engagement"),
+    ENGAGEMENT_TREND: ("engagement is rising", "engagement is falling"),
+    TIER_LEVEL: ("high partner tier", "low partner tier"),
+    DEAL_PRODUCT_COUNT: ("deal scope suits the partner", "deal scope is hard for the partner"),
+    LOG_AMOUNT: ("deal size favours the partner", "deal size works against the partner"),
+}
+
+PRIOR_STRENGTH = 5.0  # pseudo-attempts pulling a partner's win rate to the market rate
+LOAD_WINDOW = pd.Timedelta(days=30)
+ENGAGEMENT_BASELINE = pd.Timedelta(days=90)
+_TIME_BITS = 34  # seconds since 1970 fit in 34 bits until the year 2514
+_SECONDS = np.int64(1_000_000_000)
+
+
+class FeatureError(ValueError):
+    """A deal or partner that the feature context cannot describe (unknown product, region, partner)."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def to_seconds(times: pd.Series | pd.DatetimeIndex | npt.ArrayLike) -> np.ndarray:
+    """Datetimes -> int64 seconds since 1970 (naive times are taken as UTC)."""
+    values = pd.to_datetime(pd.Series(np.asarray(times).ravel())).astype("datetime64[ns]")
+    return values.to_numpy().astype(np.int64) // _SECONDS
+
+
+@dataclass(frozen=True)
+class EventIndex:
+    """Events sorted by (key, time) with running sums of their value columns.
+
+    `sum_before(keys, times)` returns, per query, the column sums of events with the same key and
+    time strictly before the query time: (q, columns) float64.
+    """
+
+    composite: np.ndarray  # (e,) int64, sorted: key << _TIME_BITS | seconds
+    running: np.ndarray  # (e + 1, columns) float64, running[i] = sum of the first i events
+
+    @classmethod
+    def build(cls, keys: np.ndarray, seconds: np.ndarray, values: np.ndarray) -> EventIndex:
+        composite = (keys.astype(np.int64) << _TIME_BITS) | seconds.astype(np.int64)
+        order = np.argsort(composite, kind="stable")
+        values_2d = values.reshape(len(keys), -1).astype(np.float64)[order]
+        running = np.vstack([np.zeros((1, values_2d.shape[1])), np.cumsum(values_2d, axis=0)])
+        return cls(composite=composite[order], running=running)
+
+    def sum_before(self, keys: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        keys64 = keys.astype(np.int64)
+        key_start = np.searchsorted(self.composite, keys64 << _TIME_BITS, side="left")
+        before = np.searchsorted(self.composite, (keys64 << _TIME_BITS) | seconds.astype(np.int64), side="left")
+        result: np.ndarray = self.running[before] - self.running[key_start]
+        return result
+
+
+@dataclass(frozen=True)
+class FeatureContext:
+    """Everything `pair_features` needs about partners and history, indexed for fast lookups.
+
+    Shapes: n partners, P products, R regions, d embedding dimensions.
+    """
+
+    products: tuple[str, ...]
+    regions: tuple[str, ...]
+    partner_ids: np.ndarray  # (n,) str
+    partner_position: dict[str, int]
+    partner_regions: np.ndarray  # (n, R) bool
+    partner_home_region: np.ndarray  # (n,) int
+    partner_certifications: np.ndarray  # (n, P) int8 levels 0..3
+    partner_capacity: np.ndarray  # (n,) float64, deals per 30 days, >= 1
+    partner_joined_seconds: np.ndarray  # (n,) int64
+    partner_tier: np.ndarray  # (n,) int
+    partner_vectors: np.ndarray  # (n, d) float32, L2-normalised profile embeddings
+    outcomes_by_product: EventIndex  # key partner*P + product; values attempts, wins
+    outcomes_by_region: EventIndex  # key partner*R + region; values attempts, wins
+    outcomes_by_partner: EventIndex  # key partner; values attempts, wins, wins*log(amount)
+    outcomes_all: EventIndex  # key 0; values attempts, wins (the market rate)
+    attempts_by_partner: EventIndex  # key partner, time = deal created_at; value 1
+    engagement_by_partner: EventIndex  # key partner; value 1
+    history_end: pd.Timestamp  # latest event time in the history
+
+
+@dataclass(frozen=True)
+class DealBatch:
+    """Deals described in the context's vocabularies. m deals."""
+
+    region_index: np.ndarray  # (m,) int
+    product_mask: np.ndarray  # (m, P) bool, at least one product per deal
+    amount: np.ndarray  # (m,) float64 USD > 0
+    created_seconds: np.ndarray  # (m,) int64
+    vectors: np.ndarray  # (m, d) float32 requirement embeddings
+
+
+def vocabularies(partners: pd.DataFrame, deals: pd.DataFrame) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Products and regions seen in the data, sorted (real data sets bring their own vocabularies)."""
+    products: set[str] = set()
+    for cell in deals[schema.DEAL_PRODUCTS]:
+        products.update(schema.split_list(cell))
+    for cell in partners[schema.CERTIFICATIONS]:
+        products.update(schema.parse_certifications(cell))
+    regions = set(deals[schema.DEAL_REGION].astype(str)) | set(partners[schema.HOME_REGION].astype(str))
+    for cell in partners[schema.PARTNER_REGIONS]:
+        regions.update(schema.split_list(cell))
+    return tuple(sorted(products)), tuple(sorted(regions))
+
+
+def _positions(values: Sequence[str] | pd.Series, lookup: dict[str, int], field: str) -> np.ndarray:
+    codes = pd.Series(values, dtype="string").map(lookup)
+    if codes.isna().any():
+        unknown = sorted(set(pd.Series(values)[codes.isna().to_numpy()].astype(str)))[:5]
+        raise FeatureError(field, f"unknown value(s) {unknown}")
+    return codes.to_numpy(dtype=np.int64)
+
+
+def product_mask(product_cells: Sequence[str] | pd.Series, products: tuple[str, ...]) -> np.ndarray:
+    """`|`-joined product cells -> (m, P) bool. Unknown products raise FeatureError('products')."""
+    lookup = {product: index for index, product in enumerate(products)}
+    mask = np.zeros((len(product_cells), len(products)), dtype=bool)
+    for row, cell in enumerate(product_cells):
+        names = schema.split_list(cell)
+        if not names:
+            raise FeatureError(schema.DEAL_PRODUCTS, f"deal row {row} lists no products")
+        unknown = [name for name in names if name not in lookup]
+        if unknown:
+            raise FeatureError(schema.DEAL_PRODUCTS, f"unknown product(s) {unknown}; known: {list(products)}")
+        mask[row, [lookup[name] for name in names]] = True
+    return mask
+
+
+def deal_batch(
+    deals: pd.DataFrame, deal_vectors: np.ndarray, products: tuple[str, ...], regions: tuple[str, ...]
+) -> DealBatch:
+    """Deals frame (schema.DEALS columns) + (m, d) requirement embeddings -> DealBatch."""
+    amount = deals[schema.AMOUNT].to_numpy(dtype=np.float64)
+    if np.any(~np.isfinite(amount)) or np.any(amount <= 0):
+        raise FeatureError(schema.AMOUNT, "must be a positive number of USD")
+    return DealBatch(
+        region_index=_positions(deals[schema.DEAL_REGION], {r: i for i, r in enumerate(regions)}, schema.DEAL_REGION),
+        product_mask=product_mask(deals[schema.DEAL_PRODUCTS], products),
+        amount=amount,
+        created_seconds=to_seconds(deals[schema.CREATED_AT]),
+        vectors=np.asarray(deal_vectors, dtype=np.float32),
+    )
+
+
+def build_feature_context(
+    partners: pd.DataFrame,
+    deals: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    engagement: pd.DataFrame,
+    partner_vectors: np.ndarray,
+    vocabulary: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
+) -> FeatureContext:
+    """Index partners and history. `partner_vectors` is (n, d), aligned with `partners` rows.
+
+    `deals` must hold every deal that `outcomes` refers to (their products, region and amount).
+    """
+    products, regions = vocabulary or vocabularies(partners, deals)
+    product_lookup = {product: index for index, product in enumerate(products)}
+    region_lookup = {region: index for index, region in enumerate(regions)}
+    n_partners, n_products, n_regions = len(partners), len(products), len(regions)
+    partner_ids = partners[schema.PARTNER_ID].astype(str).to_numpy()
+    partner_position = {partner_id: index for index, partner_id in enumerate(partner_ids)}
+
+    partner_regions = np.zeros((n_partners, n_regions), dtype=bool)
+    certifications = np.zeros((n_partners, n_products), dtype=np.int8)
+    for row, (regions_cell, certs_cell) in enumerate(
+        zip(partners[schema.PARTNER_REGIONS], partners[schema.CERTIFICATIONS], strict=True)
+    ):
+        partner_regions[row, [region_lookup[r] for r in schema.split_list(regions_cell) if r in region_lookup]] = True
+        for product, level in schema.parse_certifications(certs_cell).items():
+            if product in product_lookup:
+                certifications[row, product_lookup[product]] = level
+    tier_lookup = {tier: level for level, tier in enumerate(schema.TIERS)}
+
+    # Outcome events: one per (deal, partner) attempt, known from closed_at on.
+    deal_rows = deals.set_index(schema.DEAL_ID)
+    outcome_deals = deal_rows.loc[outcomes[schema.DEAL_ID].astype(str)]
+    outcome_partner = _positions(outcomes[schema.PARTNER_ID].astype(str), partner_position, schema.PARTNER_ID)
+    closed_seconds = to_seconds(outcomes[schema.CLOSED_AT])
+    won = outcomes[schema.WON].to_numpy(dtype=np.float64)
+    ones = np.ones_like(won)
+    outcome_products = product_mask(outcome_deals[schema.DEAL_PRODUCTS].tolist(), products)
+    product_row, product_col = np.nonzero(outcome_products)
+    outcome_region = _positions(outcome_deals[schema.DEAL_REGION].astype(str), region_lookup, schema.DEAL_REGION)
+    log_amount = np.log(outcome_deals[schema.AMOUNT].to_numpy(dtype=np.float64))
+    attempt_seconds = to_seconds(outcome_deals[schema.CREATED_AT])
+    engagement_partner = _positions(engagement[schema.PARTNER_ID].astype(str), partner_position, schema.PARTNER_ID)
+    engagement_seconds = to_seconds(engagement[schema.OCCURRED_AT])
+
+    event_times = [closed_seconds, attempt_seconds, engagement_seconds]
+    history_end = pd.Timestamp(max((int(t.max()) for t in event_times if t.size), default=0), unit="s")
+    return FeatureContext(
+        products=products,
+        regions=regions,
+        partner_ids=partner_ids,
+        partner_position=partner_position,
+        partner_regions=partner_regions,
+        partner_home_region=_positions(partners[schema.HOME_REGION].astype(str), region_lookup, schema.HOME_REGION),
+        partner_certifications=certifications,
+        partner_capacity=np.maximum(partners[schema.CAPACITY].to_numpy(dtype=np.float64), 1.0),
+        partner_joined_seconds=to_seconds(partners[schema.JOINED_AT]),
+        partner_tier=partners[schema.TIER].map(tier_lookup).fillna(0).to_numpy(dtype=np.int64),
+        partner_vectors=np.asarray(partner_vectors, dtype=np.float32),
+        outcomes_by_product=EventIndex.build(
+            outcome_partner[product_row] * n_products + product_col,
+            closed_seconds[product_row],
+            np.column_stack([ones[product_row], won[product_row]]),
+        ),
+        outcomes_by_region=EventIndex.build(
+            outcome_partner * n_regions + outcome_region, closed_seconds, np.column_stack([ones, won])
+        ),
+        outcomes_by_partner=EventIndex.build(
+            outcome_partner, closed_seconds, np.column_stack([ones, won, won * log_amount])
+        ),
+        outcomes_all=EventIndex.build(np.zeros_like(outcome_partner), closed_seconds, np.column_stack([ones, won])),
+        attempts_by_partner=EventIndex.build(outcome_partner, attempt_seconds, ones),
+        engagement_by_partner=EventIndex.build(engagement_partner, engagement_seconds, np.ones(len(engagement))),
+        history_end=history_end,
+    )
+
+
+def _smoothed_rate(wins: np.ndarray, attempts: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    return (wins + PRIOR_STRENGTH * prior) / (attempts + PRIOR_STRENGTH)
+
+
+def pair_features(
+    context: FeatureContext,
+    deals: DealBatch,
+    deal_rows: np.ndarray,
+    partner_rows: np.ndarray,
+    chunk_rows: int = 200_000,
+) -> pd.DataFrame:
+    """Feature frame (rows, FEATURE_COLUMNS) float32 for pairs (deal_rows[i], partner_rows[i]).
+
+    `deal_rows` index `deals`, `partner_rows` index the context's partners. Each row sees only
+    history strictly before its deal's `created_at`.
+    """
+    parts = [
+        _pair_features_chunk(context, deals, deal_rows[start : start + chunk_rows], partner_rows[start : start + chunk_rows])
+        for start in range(0, max(len(deal_rows), 1), chunk_rows)
+    ]
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def _pair_features_chunk(
+    context: FeatureContext, deals: DealBatch, deal_rows: np.ndarray, partner_rows: np.ndarray
+) -> pd.DataFrame:
+    deal_rows = np.asarray(deal_rows, dtype=np.int64)
+    partner_rows = np.asarray(partner_rows, dtype=np.int64)
+    seconds = deals.created_seconds[deal_rows]
+    n_products, n_regions = len(context.products), len(context.regions)
+    mask = deals.product_mask[deal_rows]  # (rows, P)
+    products_per_row = mask.sum(axis=1)
+
+    market = context.outcomes_all.sum_before(np.zeros_like(partner_rows), seconds)
+    market_rate = _smoothed_rate(market[:, 1], market[:, 0], np.full(len(seconds), 0.5))
+
+    # Sum the partner's (attempts, wins) over the deal's products: one lookup per (row, product).
+    row_of, product_of = np.nonzero(mask)
+    per_product = context.outcomes_by_product.sum_before(partner_rows[row_of] * n_products + product_of, seconds[row_of])
+    product_attempts = np.bincount(row_of, weights=per_product[:, 0], minlength=len(seconds))
+    product_wins = np.bincount(row_of, weights=per_product[:, 1], minlength=len(seconds))
+
+    region_index = deals.region_index[deal_rows]
+    region = context.outcomes_by_region.sum_before(partner_rows * n_regions + region_index, seconds)
+    overall = context.outcomes_by_partner.sum_before(partner_rows, seconds)
+
+    window = int(LOAD_WINDOW.total_seconds())
+    recent_attempts = (
+        context.attempts_by_partner.sum_before(partner_rows, seconds)
+        - context.attempts_by_partner.sum_before(partner_rows, seconds - window)
+    )[:, 0]
+    engaged_before = context.engagement_by_partner.sum_before(partner_rows, seconds)[:, 0]
+    engaged_30d = engaged_before - context.engagement_by_partner.sum_before(partner_rows, seconds - window)[:, 0]
+    baseline_seconds = int(ENGAGEMENT_BASELINE.total_seconds())
+    engaged_90d = engaged_before - context.engagement_by_partner.sum_before(partner_rows, seconds - baseline_seconds)[:, 0]
+    earlier_monthly = (engaged_90d - engaged_30d) / 2.0
+
+    certs = context.partner_certifications[partner_rows]  # (rows, P)
+    certified = ((certs > 0) & mask).sum(axis=1)
+    cert_levels = np.where(mask, certs, 0).sum(axis=1)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_log_won_amount = np.where(overall[:, 1] > 0, overall[:, 2] / overall[:, 1], np.nan)
+    similarity = np.einsum(
+        "ij,ij->i", context.partner_vectors[partner_rows], deals.vectors[deal_rows], dtype=np.float32
+    )
+    log_amount = np.log(deals.amount[deal_rows])
+
+    columns = {
+        WIN_RATE_PRODUCTS: _smoothed_rate(product_wins, product_attempts, market_rate),
+        ATTEMPTS_PRODUCTS: np.log1p(product_attempts),
+        WIN_RATE_REGION: _smoothed_rate(region[:, 1], region[:, 0], market_rate),
+        WIN_RATE_OVERALL: _smoothed_rate(overall[:, 1], overall[:, 0], market_rate),
+        ATTEMPTS_OVERALL: np.log1p(overall[:, 0]),
+        LOAD_RATIO: recent_attempts / context.partner_capacity[partner_rows],
+        CERT_COVERAGE: certified / products_per_row,
+        CERT_LEVEL: cert_levels / (products_per_row * schema.MAX_CERT_LEVEL),
+        REGION_MATCH: context.partner_regions[partner_rows, region_index],
+        HOME_REGION_MATCH: context.partner_home_region[partner_rows] == region_index,
+        EMBEDDING_SIMILARITY: similarity,
+        TENURE_DAYS: np.maximum(seconds - context.partner_joined_seconds[partner_rows], 0) / 86_400.0,
+        DEAL_SIZE_FIT: log_amount - mean_log_won_amount,
+        ENGAGEMENT_30D: engaged_30d,
+        ENGAGEMENT_TREND: engaged_30d - earlier_monthly,
+        TIER_LEVEL: context.partner_tier[partner_rows],
+        DEAL_PRODUCT_COUNT: products_per_row,
+        LOG_AMOUNT: log_amount,
+    }
+    return pd.DataFrame({name: np.asarray(columns[name], dtype=np.float32) for name in FEATURE_COLUMNS})

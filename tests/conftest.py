@@ -1,0 +1,103 @@
+"""Shared fixtures: a hand-built tiny world (20 partners, 8 open deals + history) for unit tests,
+a deterministic fake encoder, and isolated MLflow / cache directories."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+from features import schema  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def tiny_world(seed: int = 7) -> schema.Ecosystem:
+    """20 partners in two regions, 48 historical deals (2 attempts each) and 8 open deals."""
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2024-01-01")
+    products = list(schema.PRODUCTS[:4])
+    regions = list(schema.REGIONS[:2])
+    partners = pd.DataFrame(
+        {
+            schema.PARTNER_ID: [f"P{i:03d}" for i in range(20)],
+            schema.PARTNER_NAME: [f"Partner {i}" for i in range(20)],
+            schema.PROFILE_TEXT: [f"{products[i % 4]} specialist in {regions[i % 2]}" for i in range(20)],
+            schema.HOME_REGION: [regions[i % 2] for i in range(20)],
+            schema.PARTNER_REGIONS: [regions[i % 2] if i % 5 else "|".join(regions) for i in range(20)],
+            schema.CERTIFICATIONS: [f"{products[i % 4]}:{1 + i % 3}" for i in range(20)],
+            schema.TIER: [schema.TIERS[i % 4] for i in range(20)],
+            schema.CAPACITY: [3 + i % 4 for i in range(20)],
+            schema.JOINED_AT: [start - pd.Timedelta(days=int(d)) for d in rng.integers(-60, 400, 20)],
+        }
+    )
+    n_deals = 56
+    created = start + pd.to_timedelta(np.sort(rng.integers(0, 300, n_deals)), unit="D")
+    deals = pd.DataFrame(
+        {
+            schema.DEAL_ID: [f"D{i:04d}" for i in range(n_deals)],
+            schema.CREATED_AT: created,
+            schema.SEGMENT: [schema.SEGMENTS[i % 4] for i in range(n_deals)],
+            schema.DEAL_REGION: [regions[i % 2] for i in range(n_deals)],
+            schema.DEAL_PRODUCTS: [
+                products[i % 4] if i % 3 else f"{products[i % 4]}|{products[(i + 1) % 4]}" for i in range(n_deals)
+            ],
+            schema.REQUIREMENT_TEXT: [f"need {products[i % 4]} in {regions[i % 2]}" for i in range(n_deals)],
+            schema.AMOUNT: rng.lognormal(10, 1, n_deals),
+            schema.REGISTERED_PARTNER_ID: [""] * n_deals,
+        }
+    )
+    history = deals.iloc[:48]
+    attempt_deals = np.repeat(history[schema.DEAL_ID].to_numpy(), 2)
+    attempt_partners = [f"P{(2 * i + k * 3) % 20:03d}" for i in range(48) for k in range(2)]
+    closed = np.repeat(history[schema.CREATED_AT].to_numpy(), 2) + pd.to_timedelta(
+        rng.integers(5, 60, 96), unit="D"
+    )
+    outcomes = pd.DataFrame(
+        {
+            schema.DEAL_ID: attempt_deals,
+            schema.PARTNER_ID: attempt_partners,
+            schema.WON: rng.random(96) < 0.4,
+            schema.CLOSED_AT: closed,
+            schema.TEAM_ID: [""] * 96,
+        }
+    )
+    engagement = pd.DataFrame(
+        {
+            schema.PARTNER_ID: [f"P{i % 20:03d}" for i in range(200)],
+            schema.OCCURRED_AT: start + pd.to_timedelta(rng.integers(0, 300, 200), unit="D"),
+            schema.EVENT_KIND: [schema.ENGAGEMENT_KINDS[i % 5] for i in range(200)],
+        }
+    )
+    communications = pd.DataFrame(
+        {
+            schema.MESSAGE_ID: ["M0001"],
+            schema.PARTNER_ID: ["P001"],
+            schema.SENT_AT: [start],
+            schema.CHANNEL: ["email"],
+            schema.MESSAGE_TEXT: ["Great quarter, pipeline is growing."],
+        }
+    )
+    return schema.Ecosystem(partners, deals, outcomes, engagement, communications)
+
+
+@pytest.fixture
+def world() -> schema.Ecosystem:
+    return tiny_world()
+
+
+@pytest.fixture
+def isolated_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """MLflow store and caches under tmp_path for this test."""
+    monkeypatch.setenv("PARTNERMATCH_MLRUNS", str(tmp_path / "mlruns"))
+    monkeypatch.setenv("PARTNERMATCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path

@@ -1,0 +1,128 @@
+"""Point-in-time pair features: values on a hand-built world, and proof that nothing after a
+deal's creation changes its features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features import pairs, schema
+from tests.conftest import tiny_world
+
+
+def _vectors(count: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(count, 8)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _features(world: schema.Ecosystem, deal_rows: np.ndarray, partner_rows: np.ndarray) -> pd.DataFrame:
+    context = pairs.build_feature_context(
+        world.partners, world.deals, world.outcomes, world.engagement, _vectors(len(world.partners), 1)
+    )
+    batch = pairs.deal_batch(world.deals, _vectors(len(world.deals), 2), context.products, context.regions)
+    return pairs.pair_features(context, batch, deal_rows, partner_rows)
+
+
+def _all_pairs(world: schema.Ecosystem) -> tuple[np.ndarray, np.ndarray]:
+    deal_rows, partner_rows = np.meshgrid(np.arange(len(world.deals)), np.arange(len(world.partners)), indexing="ij")
+    return deal_rows.ravel(), partner_rows.ravel()
+
+
+def test_feature_frame_shape_and_ranges(world: schema.Ecosystem) -> None:
+    features = _features(world, *_all_pairs(world))
+    assert list(features.columns) == list(pairs.FEATURE_COLUMNS)
+    assert len(features) == len(world.deals) * len(world.partners)
+    for rate in (pairs.WIN_RATE_PRODUCTS, pairs.WIN_RATE_REGION, pairs.WIN_RATE_OVERALL, pairs.CERT_COVERAGE):
+        assert features[rate].between(0, 1).all(), rate
+    assert features[pairs.EMBEDDING_SIMILARITY].between(-1.0001, 1.0001).all()
+    assert (features[pairs.TENURE_DAYS] >= 0).all()
+    assert set(features[pairs.REGION_MATCH].unique()) <= {0.0, 1.0}
+
+
+def test_counts_match_a_direct_computation(world: schema.Ecosystem) -> None:
+    deal_row, partner_row = 50, 4
+    features = _features(world, np.array([deal_row]), np.array([partner_row])).iloc[0]
+    created = world.deals[schema.CREATED_AT].iloc[deal_row]
+    partner_id = world.partners[schema.PARTNER_ID].iloc[partner_row]
+    mine = world.outcomes[world.outcomes[schema.PARTNER_ID] == partner_id]
+    known = mine[mine[schema.CLOSED_AT] < created]
+    assert features[pairs.ATTEMPTS_OVERALL] == pytest.approx(np.log1p(len(known)))
+    deal_created = world.deals.set_index(schema.DEAL_ID)[schema.CREATED_AT]
+    load = mine[
+        (deal_created.loc[mine[schema.DEAL_ID]].to_numpy() < created)
+        & (deal_created.loc[mine[schema.DEAL_ID]].to_numpy() >= created - pd.Timedelta(days=30))
+    ]
+    capacity = world.partners[schema.CAPACITY].iloc[partner_row]
+    assert features[pairs.LOAD_RATIO] == pytest.approx(len(load) / capacity)
+    events = world.engagement[world.engagement[schema.PARTNER_ID] == partner_id][schema.OCCURRED_AT]
+    recent = ((events < created) & (events >= created - pd.Timedelta(days=30))).sum()
+    assert features[pairs.ENGAGEMENT_30D] == recent
+
+
+def test_no_feature_uses_information_from_after_the_deal(world: schema.Ecosystem) -> None:
+    """Rewrite everything that happens at or after each deal's creation: its features stay equal."""
+    deal_rows, partner_rows = _all_pairs(world)
+    before = _features(world, deal_rows, partner_rows)
+    cutoff = world.deals[schema.CREATED_AT].iloc[30]
+    pick = deal_rows <= 30
+    pick &= (world.deals[schema.CREATED_AT].to_numpy()[deal_rows] < cutoff) | (deal_rows == 30)
+
+    future = world.outcomes[schema.CLOSED_AT] >= cutoff
+    outcomes = world.outcomes.copy()
+    outcomes.loc[future, schema.WON] = ~outcomes.loc[future, schema.WON]
+    late_deals = world.deals[world.deals[schema.CREATED_AT] >= cutoff][schema.DEAL_ID]
+    extra_attempts = pd.DataFrame(
+        {
+            schema.DEAL_ID: np.repeat(late_deals.to_numpy(), 3),
+            schema.PARTNER_ID: [f"P{i % 20:03d}" for i in range(3 * len(late_deals))],
+            schema.WON: True,
+            schema.CLOSED_AT: cutoff + pd.Timedelta(days=1),
+            schema.TEAM_ID: "",
+        }
+    )
+    outcomes = pd.concat([outcomes, extra_attempts], ignore_index=True).drop_duplicates(
+        [schema.DEAL_ID, schema.PARTNER_ID]
+    )
+    engagement = pd.concat(
+        [
+            world.engagement,
+            pd.DataFrame(
+                {
+                    schema.PARTNER_ID: world.partners[schema.PARTNER_ID],
+                    schema.OCCURRED_AT: cutoff,
+                    schema.EVENT_KIND: "portal_login",
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    changed = schema.Ecosystem(world.partners, world.deals, outcomes, engagement, world.communications)
+    after = _features(changed, deal_rows, partner_rows)
+    pd.testing.assert_frame_equal(before[pick].reset_index(drop=True), after[pick].reset_index(drop=True))
+    # ...while deals after the cutoff do see the new history (the check can fail).
+    assert not before[~pick].equals(after[~pick])
+
+
+def test_unknown_product_and_region_are_named() -> None:
+    world = tiny_world()
+    context = pairs.build_feature_context(
+        world.partners, world.deals, world.outcomes, world.engagement, _vectors(len(world.partners), 1)
+    )
+    bad = world.deals.head(1).assign(**{schema.DEAL_PRODUCTS: "quantum-widgets"})
+    with pytest.raises(pairs.FeatureError) as error:
+        pairs.deal_batch(bad, _vectors(1, 3), context.products, context.regions)
+    assert error.value.field == schema.DEAL_PRODUCTS
+    bad = world.deals.head(1).assign(**{schema.DEAL_REGION: "mars"})
+    with pytest.raises(pairs.FeatureError) as error:
+        pairs.deal_batch(bad, _vectors(1, 3), context.products, context.regions)
+    assert error.value.field == schema.DEAL_REGION
+    bad = world.deals.head(1).assign(**{schema.AMOUNT: -5.0})
+    with pytest.raises(pairs.FeatureError, match="positive"):
+        pairs.deal_batch(bad, _vectors(1, 3), context.products, context.regions)
+
+
+def test_event_index_sums_strictly_before() -> None:
+    index = pairs.EventIndex.build(np.array([1, 1, 2, 1]), np.array([10, 20, 15, 30]), np.array([1.0, 2.0, 4.0, 8.0]))
+    sums = index.sum_before(np.array([1, 1, 1, 2, 3]), np.array([20, 21, 100, 15, 100]))[:, 0]
+    np.testing.assert_allclose(sums, [1.0, 3.0, 11.0, 0.0, 0.0])

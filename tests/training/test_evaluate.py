@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+from training import evaluate
+
+
+def test_roc_auc_limits() -> None:
+    labels = np.array([0, 0, 1, 1])
+    assert evaluate.roc_auc(labels, [0.1, 0.2, 0.8, 0.9]) == pytest.approx(1.0)
+    assert evaluate.roc_auc(labels, [0.9, 0.8, 0.2, 0.1]) == pytest.approx(0.0)
+    assert np.isnan(evaluate.roc_auc([1, 1], [0.2, 0.3]))
+
+
+def test_log_loss_and_ece_of_perfect_calibration() -> None:
+    rng = np.random.default_rng(0)
+    probabilities = rng.uniform(0.05, 0.95, 200_000)
+    labels = rng.random(probabilities.size) < probabilities
+    assert evaluate.expected_calibration_error(labels, probabilities) < 0.01
+    assert evaluate.expected_calibration_error(labels, np.clip(probabilities + 0.2, 0, 1)) > 0.15
+    assert evaluate.log_loss([1, 0], [1.0, 0.0]) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_ndcg_perfect_reversed_and_ties() -> None:
+    gains = np.array([0.9, 0.5, 0.1, 0.8, 0.2, 0.0])
+    groups = np.array([0, 0, 0, 1, 1, 1])
+    assert evaluate.ndcg_at_k(gains, gains, groups, 10) == pytest.approx(1.0)
+    reversed_score = evaluate.ndcg_at_k(gains, -gains, groups, 10)
+    assert 0 < reversed_score < 1
+    # Top-1 only: group 0 picks gain 0.1 of best 0.9; group 1 picks 0.0 of best 0.8.
+    assert evaluate.ndcg_at_k(gains, -gains, groups, 1) == pytest.approx((0.1 / 0.9 + 0.0) / 2)
+    assert evaluate.hit_at_1(gains, gains, groups) == 1.0
+    assert evaluate.hit_at_1(gains, -gains, groups) == 0.0
+    with pytest.raises(ValueError):
+        evaluate.ndcg_at_k(-gains, gains, groups, 5)
+
+
+def test_ndcg_by_slice_cuts_groups() -> None:
+    gains = np.array([0.9, 0.5, 0.1, 0.8])
+    scores = np.array([0.1, 0.5, 0.7, 0.8])
+    groups = np.array([0, 0, 0, 0])
+    by_slice = evaluate.ndcg_by_slice(gains, scores, groups, np.array(["a", "a", "b", "b"]))
+    assert by_slice["b"] == pytest.approx(1.0)
+    assert by_slice["a"] < 1.0
+
+
+def test_calibration_table_rows_sum() -> None:
+    table = evaluate.calibration_table([0, 1, 1, 0], [0.1, 0.9, 0.8, 0.2])
+    assert sum(table["rows"]) == 4

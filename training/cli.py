@@ -1,0 +1,219 @@
+"""`partnermatch`: thin typer commands over plain functions (tests call those functions directly).
+
+Errors a user can fix (bad file, unknown column, bad option) exit with code 2 and one line saying
+what and where; no stack traces.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+
+app = typer.Typer(help="PartnerMatch: partner matching and predictive lead routing.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Honest evaluations on real public data sets.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that write JSON.", no_args_is_help=True)
+data_app = typer.Typer(help="Prepare data files.", no_args_is_help=True)
+app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(bench_app, name="bench")
+app.add_typer(data_app, name="data")
+console = Console(stderr=True)
+
+JsonOption = Annotated[Path | None, typer.Option("--json", help="Write the results as JSON to this file.")]
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn errors a user can fix into exit code 2 with a one-line message."""
+    from features.io import DataError
+    from features.pairs import FeatureError
+
+    try:
+        yield
+    except (DataError, FeatureError, ValueError, FileNotFoundError) as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(code=2) from error
+
+
+def _emit(results: dict[str, Any], json_path: Path | None) -> None:
+    text = json.dumps(results, indent=2, default=float)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(text + "\n")
+        console.print(f"wrote {json_path}")
+    typer.echo(text)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Directory for the Parquet tables and the ground truth.")],
+    partners: Annotated[int, typer.Option(min=2, help="Number of partners.")] = 2000,
+    deals: Annotated[int, typer.Option(min=10, help="Number of historical deals.")] = 20000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Generate a synthetic partner ecosystem with known ground truth."""
+    from features.synthetic import EcosystemConfig
+    from training.workflows import generate_to_directory
+
+    with _user_errors(), console.status("generating") as status:
+        config = EcosystemConfig(partners=partners, deals=deals, seed=seed)
+        summary = generate_to_directory(config, out, progress=lambda step: status.update(step))
+    _emit(summary, None)
+
+
+@app.command()
+def train(
+    data: Annotated[Path | None, typer.Option(help="Ecosystem directory (from `generate`); default: the demo.")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file overriding the defaults.")] = None,
+    partners: Annotated[int | None, typer.Option(help="Demo ecosystem size (partners).")] = None,
+    deals: Annotated[int | None, typer.Option(help="Demo ecosystem size (deals).")] = None,
+    encoder: Annotated[str | None, typer.Option(help="hashing-<d> | minilm | minilm-onnx-int8")] = None,
+    json_path: JsonOption = None,
+) -> None:
+    """Train the win model with baselines, log to MLflow, register it, move `champion` if better."""
+    from training.config import Paths, load_train_config
+    from training.workflows import train_from_options
+
+    overrides: dict[str, Any] = {}
+    if encoder:
+        overrides["encoder"] = encoder
+    ecosystem_overrides = {k: v for k, v in {"partners": partners, "deals": deals}.items() if v is not None}
+    if ecosystem_overrides:
+        overrides["ecosystem"] = ecosystem_overrides
+    with _user_errors(), console.status("training") as status:
+        train_config = load_train_config(config, overrides)
+        report = train_from_options(train_config, Paths.from_environment(), data, lambda s: status.update(s))
+    console.print(f"registered {report.version.name} v{report.version.version} as {report.alias}: {report.decision}")
+    _emit(report.metrics, json_path)
+
+
+@evaluate_app.command("leads")
+def evaluate_leads(
+    train: Annotated[Path, typer.Option(help="X Education-format CSV to train on.")],
+    test: Annotated[Path, typer.Option(help="X Education-format CSV to score.")],
+    include_leaky: Annotated[bool, typer.Option(help="Also use the post-contact (leaky) columns.")] = False,
+    json_path: JsonOption = None,
+) -> None:
+    """Lead scoring on X Education leads: our model beside logistic regression."""
+    from training.lead_scoring import evaluate_leads as run
+
+    with _user_errors():
+        results = run(train, test, include_leaky=include_leaky)
+    _emit(results, json_path)
+
+
+@evaluate_app.command("olist")
+def evaluate_olist(
+    train_dir: Annotated[Path, typer.Option(help="Olist funnel directory to train on.")],
+    test_dir: Annotated[Path, typer.Option(help="Olist funnel directory to score.")],
+    json_path: JsonOption = None,
+) -> None:
+    """MQL -> won on the Olist marketing funnel: our model beside logistic regression."""
+    from training.lead_scoring import evaluate_olist as run
+
+    with _user_errors():
+        results = run(train_dir, test_dir)
+    _emit(results, json_path)
+
+
+@evaluate_app.command("maven")
+def evaluate_maven(
+    data_dir: Annotated[Path, typer.Option(help="Maven CRM directory (sales_pipeline.csv, ...).")],
+    include_leak: Annotated[bool, typer.Option(help="Add close_value as a feature (shows a leak).")] = False,
+    json_path: JsonOption = None,
+) -> None:
+    """The win-model pipeline on the Maven CRM null-control: leak-free ROC-AUC must be about 0.5."""
+    from training.workflows import evaluate_maven as run
+
+    with _user_errors():
+        results = run(data_dir, include_leak=include_leak)
+    _emit(results, json_path)
+
+
+@data_app.command("split-leads")
+def split_leads(
+    source: Annotated[Path, typer.Option(help="X Education Leads.csv")],
+    out: Annotated[Path, typer.Option(help="Directory for train.csv and test.csv")],
+    test_fraction: Annotated[float, typer.Option(min=0.05, max=0.95)] = 0.25,
+) -> None:
+    """Split X Education leads by Lead Number (its order of arrival) into train.csv / test.csv."""
+    from features.public_data import split_xeducation
+
+    with _user_errors():
+        split_xeducation(source, out, test_fraction=test_fraction)
+    console.print(f"wrote {out / 'train.csv'} and {out / 'test.csv'}")
+
+
+@data_app.command("split-olist")
+def split_olist(
+    source: Annotated[Path, typer.Option(help="Olist marketing-funnel directory")],
+    out: Annotated[Path, typer.Option(help="Directory for train/ and test/")],
+    cutoff: Annotated[str, typer.Option(help="First-contact date that starts the test period")] = "2018-03-01",
+) -> None:
+    """Split the Olist funnel by first-contact date into train/ and test/ directories."""
+    from features.public_data import split_olist as run
+
+    with _user_errors():
+        run(source, out, cutoff=cutoff)
+    console.print(f"wrote {out / 'train'} and {out / 'test'}")
+
+
+@bench_app.command("train")
+def bench_train(
+    partners: Annotated[int, typer.Option(min=2)] = 20000,
+    deals: Annotated[int, typer.Option(min=10, help="Historical deals (x ~5 attempts = rows).")] = 200000,
+    seed: int = 0,
+    json_path: JsonOption = None,
+) -> None:
+    """Time feature building and fitting on ~1M rows; logistic regression fit time in the same run."""
+    from features.synthetic import EcosystemConfig
+    from training.bench import bench_training
+    from training.config import WinModelConfig
+
+    with _user_errors(), console.status("benchmarking training") as status:
+        results = bench_training(
+            EcosystemConfig(partners=partners, deals=deals, seed=seed), WinModelConfig(), lambda s: status.update(s)
+        )
+    _emit(results, json_path)
+
+
+@bench_app.command("generate")
+def bench_generate(
+    partners: Annotated[int, typer.Option(min=2)] = 100000,
+    deals: Annotated[int, typer.Option(min=10)] = 200000,
+    seed: int = 0,
+    json_path: JsonOption = None,
+) -> None:
+    """Time and peak memory of generating an ecosystem (target: 100k partners, 1M rows)."""
+    from features.synthetic import EcosystemConfig
+    from training.bench import bench_generation
+
+    with _user_errors(), console.status("benchmarking generation") as status:
+        results = bench_generation(
+            EcosystemConfig(partners=partners, deals=deals, seed=seed), lambda s: status.update(s)
+        )
+    _emit(results, json_path)
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 3000,
+) -> None:
+    """Make sure a champion exists (training one on the demo ecosystem if not)."""
+    from training.config import Paths, load_train_config
+    from training.workflows import ensure_champion
+
+    with _user_errors(), console.status("checking the model registry") as status:
+        version = ensure_champion(load_train_config(), Paths.from_environment(), lambda s: status.update(s))
+    console.print(f"champion: partnermatch-win v{version} (port {port} is served once the routing service lands)")

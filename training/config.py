@@ -1,0 +1,125 @@
+"""Typed, frozen configuration. Defaults live here; `configs/*.toml` override them; CLI options
+override the file. Paths come from the environment so tests and deployments can move them.
+
+Environment variables:
+- `PARTNERMATCH_MLRUNS`  MLflow store directory (default `mlruns`): `sqlite:///<dir>/mlflow.db` +
+  artifacts under `<dir>/artifacts`. `MLFLOW_TRACKING_URI` overrides the database URI.
+- `PARTNERMATCH_CACHE`   embeddings cache, ONNX export and the demo ecosystem (default `.cache`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from features.synthetic import EcosystemConfig
+
+REGISTERED_WIN_MODEL = "partnermatch-win"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+EXPERIMENT = "partnermatch"
+
+
+@dataclass(frozen=True)
+class Paths:
+    mlruns_dir: Path = Path("mlruns")
+    cache_dir: Path = Path(".cache")
+
+    @classmethod
+    def from_environment(cls) -> Paths:
+        return cls(
+            mlruns_dir=Path(os.environ.get("PARTNERMATCH_MLRUNS", "mlruns")),
+            cache_dir=Path(os.environ.get("PARTNERMATCH_CACHE", ".cache")),
+        )
+
+    @property
+    def tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlruns_dir.resolve()}/mlflow.db"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.mlruns_dir.resolve() / "artifacts"
+
+    @property
+    def demo_ecosystem_dir(self) -> Path:
+        return self.cache_dir / "demo-ecosystem"
+
+
+@dataclass(frozen=True)
+class WinModelConfig:
+    """LightGBM win-probability model. `binary` + Platt calibration is the default (see README)."""
+
+    objective: Literal["binary", "lambdarank"] = "binary"
+    n_estimators: int = 400
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_child_samples: int = 100
+    colsample_bytree: float = 0.9
+    subsample: float = 0.8
+    reg_lambda: float = 1.0
+    early_stopping_rounds: int = 30
+    calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
+    threads: int = 2
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Time-ordered split of deals by `created_at`: train | calibration | validation | test.
+
+    Shares are of all deals; calibration (early stopping + probability calibration) is the last
+    part of the training period; validation decides promotion; test is reported and never fitted.
+    """
+
+    calibration_share: float = 0.1
+    validation_share: float = 0.15
+    test_share: float = 0.15
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Oracle slates (synthetic ecosystems only): candidate partners per test deal."""
+
+    slate_deals: int = 2000
+    slate_size: int = 50
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    ecosystem: EcosystemConfig = field(default_factory=EcosystemConfig)
+    model: WinModelConfig = field(default_factory=WinModelConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    encoder: str = "minilm-onnx-int8"
+    # Lower is better: the proper scoring rule covers both ranking and calibration.
+    promotion_metric: str = "log_loss"
+
+
+ConfigT = TypeVar("ConfigT")
+
+
+def apply_overrides(config: ConfigT, overrides: dict[str, Any]) -> ConfigT:
+    """Nested dict -> a new frozen config; unknown keys raise ValueError naming the key."""
+    known = {item.name: item for item in fields(config)}  # type: ignore[arg-type]
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in known:
+            raise ValueError(f"unknown config key {key!r}; known: {sorted(known)}")
+        current = getattr(config, key)
+        changes[key] = apply_overrides(current, value) if is_dataclass(current) and isinstance(value, dict) else value
+    return replace(config, **changes)  # type: ignore[type-var]
+
+
+def load_train_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults <- TOML file <- explicit overrides (e.g. from CLI options)."""
+    config = TrainConfig()
+    if path is not None:
+        if not path.is_file():
+            raise ValueError(f"config file {path} does not exist")
+        with path.open("rb") as handle:
+            config = apply_overrides(config, tomllib.load(handle))
+    return apply_overrides(config, overrides or {})

@@ -1,0 +1,146 @@
+"""MLflow adapter: the only module that imports mlflow.
+
+Runs, metrics and artifacts go to `sqlite:///<mlruns>/mlflow.db` with artifacts under
+`<mlruns>/artifacts`. The win model is registered as `partnermatch-win`; its version carries the
+whole model bundle (model, feature list, encoder name, partner snapshot) so that a service can
+load `models:/partnermatch-win@champion` and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.config import CHALLENGER, CHAMPION, EXPERIMENT, Paths
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+import mlflow  # noqa: E402  (after the telemetry switch)
+import mlflow.pyfunc  # noqa: E402
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+BUNDLE_ARTIFACT = "bundle"
+MODEL_ARTIFACT = "win_model"
+# Explicit requirements: inferring them imports the world and is 3x slower.
+PIP_REQUIREMENTS = ["lightgbm", "scikit-learn", "numpy", "pandas", "pyarrow", "faiss-cpu", "joblib"]
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: str
+    run_id: str
+    aliases: tuple[str, ...]
+
+
+def configure(paths: Paths) -> None:
+    """Point MLflow at the project's SQLite store and artifact root; create the experiment once."""
+    paths.mlruns_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(paths.tracking_uri)
+    mlflow.set_registry_uri(paths.tracking_uri)
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        mlflow.create_experiment(EXPERIMENT, artifact_location=paths.artifact_root.as_uri())
+    mlflow.set_experiment(EXPERIMENT)
+
+
+def _flatten(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}_{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(_flatten(name, value))
+        else:
+            flat[name] = value
+    return flat
+
+
+class Run:
+    """One MLflow run; thin wrappers that flatten nested dicts into `a_b_c` names."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        mlflow.log_params({key: str(value) for key, value in _flatten("", params).items()})
+
+    def log_metrics(self, metrics: Mapping[str, Any]) -> None:
+        numeric = {key: float(value) for key, value in _flatten("", metrics).items() if isinstance(value, int | float)}
+        mlflow.log_metrics({key: value for key, value in numeric.items() if value == value})  # drop NaN
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        mlflow.log_artifact(str(path), artifact_path=folder)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        mlflow.set_tags(dict(tags))
+
+
+@contextmanager
+def start_run(paths: Paths, run_name: str) -> Iterator[Run]:
+    configure(paths)
+    with mlflow.start_run(run_name=run_name) as active:
+        yield Run(active.info.run_id)
+
+
+class _BundlePyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    """pyfunc face of the bundle: predict(feature frame) -> calibrated win probability."""
+
+    def load_context(self, context: Any) -> None:
+        from training.bundle import ModelBundle
+
+        self.bundle = ModelBundle.load(Path(context.artifacts[BUNDLE_ARTIFACT]), with_history=False)
+
+    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+        return self.bundle.win_model.predict_win_probability(model_input)
+
+
+def register_bundle(run: Run, bundle_dir: Path, model_name: str, tags: Mapping[str, str]) -> RegisteredVersion:
+    """Log the bundle directory as a pyfunc model and register a new version of `model_name`."""
+    info = mlflow.pyfunc.log_model(
+        name=MODEL_ARTIFACT,
+        python_model=_BundlePyfunc(),
+        artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+        pip_requirements=PIP_REQUIREMENTS,
+        registered_model_name=model_name,
+    )
+    version = str(info.registered_model_version)
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)
+    return RegisteredVersion(name=model_name, version=version, run_id=run.run_id, aliases=())
+
+
+def version_by_alias(paths: Paths, model_name: str, alias: str) -> RegisteredVersion | None:
+    """The version behind `alias`, or None when the model or alias does not exist."""
+    configure(paths)
+    try:
+        found = MlflowClient().get_model_version_by_alias(model_name, alias)
+    except MlflowException:
+        return None
+    return RegisteredVersion(
+        name=model_name, version=str(found.version), run_id=str(found.run_id), aliases=tuple(found.aliases)
+    )
+
+
+def set_alias(model_name: str, alias: str, version: str) -> None:
+    MlflowClient().set_registered_model_alias(model_name, alias, version)
+
+
+def mark_version(model_name: str, version: str, promoted: bool) -> str:
+    """Move `champion` to the version when promoted, else make it the `challenger`; return the alias."""
+    alias = CHAMPION if promoted else CHALLENGER
+    set_alias(model_name, alias, version)
+    return alias
+
+
+def download_bundle(paths: Paths, model_name: str, version: str, destination: Path) -> Path:
+    """Local copy of a registered version's bundle directory."""
+    configure(paths)
+    uri = f"models:/{model_name}/{version}"
+    local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(destination))
+    return Path(local) / "artifacts" / BUNDLE_ARTIFACT

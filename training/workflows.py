@@ -1,0 +1,118 @@
+"""End-to-end workflows behind the CLI: generate, load, train, make sure a champion exists, and the
+Maven CRM null-control evaluation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from features import io, schema
+from features.embed import Encoder, make_encoder
+from features.pairs import FEATURE_COLUMNS
+from features.public_data import MAVEN_LEAK_COLUMN, load_maven, load_maven_close_values
+from features.synthetic import EcosystemConfig, GroundTruth, generate_ecosystem
+from training import tracking
+from training.config import CHAMPION, REGISTERED_WIN_MODEL, Paths, SplitConfig, TrainConfig, WinModelConfig
+from training.train import Progress, TrainReport, build_dataset, evaluate_models, run_training, time_split
+from training.win_model import LogisticBaseline, PairFrame, WinModel, WinProbabilityModel, baselines
+
+GENERATOR_CONFIG_FILE = "generator.json"
+
+
+def _quiet(_: str) -> None:
+    """Default progress sink."""
+
+
+def generate_to_directory(config: EcosystemConfig, out: Path, progress: Progress = _quiet) -> dict[str, Any]:
+    """Generate an ecosystem, write its tables and ground truth under `out`; return row counts."""
+    ecosystem, truth = generate_ecosystem(config, progress=progress)
+    progress(f"writing {out}")
+    io.write_ecosystem(ecosystem, out)
+    truth.save(out)
+    # Written last: its presence marks a complete directory.
+    (out / GENERATOR_CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2, default=str))
+    return {spec.name: len(getattr(ecosystem, spec.name)) for spec in schema.ECOSYSTEM_TABLES} | {"out": str(out)}
+
+
+def load_ecosystem_directory(directory: Path) -> tuple[schema.Ecosystem, GroundTruth | None]:
+    """Validated tables, plus the ground truth when the directory came from the generator."""
+    ecosystem = io.read_ecosystem(directory)
+    truth = GroundTruth.load(directory) if (directory / GENERATOR_CONFIG_FILE).is_file() else None
+    return ecosystem, truth
+
+
+def demo_ecosystem(
+    config: EcosystemConfig, paths: Paths, progress: Progress = _quiet
+) -> tuple[schema.Ecosystem, GroundTruth]:
+    """The demo ecosystem for `config`, generated once and reused from the cache."""
+    directory = paths.demo_ecosystem_dir / f"partners{config.partners}-deals{config.deals}-seed{config.seed}"
+    if not (directory / GENERATOR_CONFIG_FILE).is_file():
+        generate_to_directory(config, directory, progress)
+    ecosystem, truth = load_ecosystem_directory(directory)
+    assert truth is not None
+    return ecosystem, truth
+
+
+def train_from_options(
+    config: TrainConfig, paths: Paths, data_dir: Path | None, progress: Progress = _quiet
+) -> TrainReport:
+    """Train on `data_dir` (any ecosystem directory) or on the demo ecosystem of the config."""
+    if data_dir is not None:
+        ecosystem, truth = load_ecosystem_directory(data_dir)
+    else:
+        ecosystem, truth = demo_ecosystem(config.ecosystem, paths, progress)
+    encoder = make_encoder(config.encoder, paths.cache_dir)
+    return run_training(config, paths, ecosystem, encoder, truth, progress)
+
+
+def ensure_champion(config: TrainConfig, paths: Paths, progress: Progress = _quiet) -> str:
+    """The champion's version, training a first model on the demo ecosystem when none exists."""
+    champion = tracking.version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
+    if champion is not None:
+        return champion.version
+    progress("no champion registered: training a first model on the demo ecosystem")
+    return train_from_options(config, paths, None, progress).version.version
+
+
+def _with_column(frame: PairFrame, name: str, values: np.ndarray) -> PairFrame:
+    features = frame.features.copy()
+    features[name] = values[frame.source_rows].astype(np.float32)
+    return PairFrame(features=features, labels=frame.labels, group_ids=frame.group_ids, source_rows=frame.source_rows)
+
+
+def evaluate_maven(
+    data_dir: Path,
+    include_leak: bool = False,
+    encoder: Encoder | None = None,
+    split: SplitConfig | None = None,
+    model_config: WinModelConfig | None = None,
+) -> dict[str, Any]:
+    """The whole win-model pipeline on the Maven CRM fixture (agents as partners), time-split.
+
+    Its outcomes carry no signal, so a leak-free model must score ROC-AUC ~0.5; with
+    `include_leak` the post-outcome `close_value` joins the features and ROC-AUC jumps to ~1.
+    """
+    ecosystem = load_maven(data_dir)
+    dataset = build_dataset(ecosystem, encoder or make_encoder("hashing-64", None))
+    frames = time_split(dataset, split or SplitConfig())
+    feature_names = FEATURE_COLUMNS
+    if include_leak:
+        close_values = load_maven_close_values(data_dir)
+        values = close_values.reindex(ecosystem.outcomes[schema.DEAL_ID].astype(str)).to_numpy(dtype=np.float64)
+        frames = {name: _with_column(frame, MAVEN_LEAK_COLUMN, values) for name, frame in frames.items()}
+        feature_names = (*FEATURE_COLUMNS, MAVEN_LEAK_COLUMN)
+    models: list[WinProbabilityModel] = [
+        WinModel(model_config, feature_names=feature_names),
+        *[model for model in baselines() if not isinstance(model, LogisticBaseline)],
+        LogisticBaseline(feature_names=feature_names),
+    ]
+    for model in models:
+        model.fit(frames["train"], frames["calibration"])
+    results: dict[str, Any] = evaluate_models(models, frames["test"], None)
+    results["rows"] = {name: len(frame) for name, frame in frames.items()}
+    results["include_leak"] = include_leak
+    return results
