@@ -5,6 +5,7 @@
     partner_vectors.npy  (n, d) float32 profile embeddings, rows aligned with partners.parquet
     partners.parquet, deals.parquet, outcomes.parquet, engagement.parquet
                          the history that point-in-time features are computed from
+    index/               FAISS index over the partner vectors (candidate retrieval)
 
 It is logged to MLflow as one registered model version, so a version is self-contained.
 """
@@ -20,19 +21,21 @@ import numpy as np
 import pandas as pd
 
 from features import io, schema
+from features.index import PartnerIndex
 from features.pairs import FeatureContext, build_feature_context
 from training.win_model import WinModel
 
 MANIFEST = "manifest.json"
 WIN_MODEL = "win_model.joblib"
 PARTNER_VECTORS = "partner_vectors.npy"
+INDEX_DIR = "index"
 HISTORY_TABLES = (schema.PARTNERS, schema.DEALS, schema.OUTCOMES, schema.ENGAGEMENT)
 
 
 @dataclass(frozen=True)
 class BundleManifest:
     model_name: str
-    encoder: str
+    encoder: str  # `features.embed.make_encoder` name of the encoder that embedded the texts
     feature_names: tuple[str, ...]
     products: tuple[str, ...]
     regions: tuple[str, ...]
@@ -45,6 +48,7 @@ class ModelBundle:
     manifest: BundleManifest
     win_model: WinModel
     partner_vectors: np.ndarray
+    index: PartnerIndex | None  # None when loaded without history
     history: dict[str, pd.DataFrame]  # table name -> frame; empty when loaded without history
 
     def save(self, directory: Path) -> Path:
@@ -52,6 +56,8 @@ class ModelBundle:
         (directory / MANIFEST).write_text(json.dumps(asdict(self.manifest), indent=2))
         joblib.dump(self.win_model, directory / WIN_MODEL)
         np.save(directory / PARTNER_VECTORS, self.partner_vectors)
+        if self.index is not None:
+            self.index.save(directory / INDEX_DIR)
         for spec in HISTORY_TABLES:
             io.write_table(self.history[spec.name], directory / f"{spec.name}.parquet")
         return directory
@@ -74,6 +80,7 @@ class ModelBundle:
             manifest=manifest,
             win_model=joblib.load(directory / WIN_MODEL),
             partner_vectors=np.load(directory / PARTNER_VECTORS),
+            index=PartnerIndex.load(directory / INDEX_DIR) if with_history else None,
             history=history,
         )
 

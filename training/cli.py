@@ -209,11 +209,58 @@ def bench_generate(
 @app.command()
 def serve(
     port: Annotated[int, typer.Option(help="HTTP port.")] = 3000,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "localhost",
 ) -> None:
-    """Make sure a champion exists (training one on the demo ecosystem if not)."""
+    """Serve the champion over HTTP (training a first one on the demo ecosystem if none is registered).
+
+    Swagger UI at /docs; POST /route, GET /decisions/{id}, /healthz, /readyz, /metrics.
+    """
+    import sys
+
+    from serving.service import serve_command
     from training.config import Paths, load_train_config
     from training.workflows import ensure_champion
 
     with _user_errors(), console.status("checking the model registry") as status:
         version = ensure_champion(load_train_config(), Paths.from_environment(), lambda s: status.update(s))
-    console.print(f"champion: partnermatch-win v{version} (port {port} is served once the routing service lands)")
+    console.print(f"serving partnermatch-win v{version} on http://{host}:{port} (Swagger UI at /docs)")
+    sys.stdout.flush()
+    # Replace this process: Ctrl-C and signals from a supervisor reach bentoml directly.
+    command = serve_command(host, port)
+    os.execv(command[0], command)
+
+
+@app.command()
+def route(
+    deal: Annotated[Path, typer.Option(help="JSON file: a deal, or a whole request {deal, options}.")],
+    json_path: JsonOption = None,
+) -> None:
+    """Route one deal with the champion, as POST /route would, and print the JSON response."""
+    from serving.service import read_route_request, route_once
+    from training.config import Paths
+
+    with _user_errors(), console.status("routing") as status:
+        request = read_route_request(deal)
+        response = route_once(request, Paths.from_environment(), lambda s: status.update(s))
+    _emit(response.model_dump(mode="json"), json_path)
+
+
+@bench_app.command("route")
+def bench_route(
+    partners: Annotated[int, typer.Option(min=100, help="Partners in the benchmark ecosystem.")] = 100000,
+    requests: Annotated[int, typer.Option(min=1, help="Deals sent to the service, one at a time.")] = 1000,
+    deals: Annotated[int | None, typer.Option(help="Historical deals (default: 2 per partner).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file overriding the training defaults.")] = None,
+    seed: int = 0,
+    json_path: JsonOption = None,
+) -> None:
+    """Latency, throughput and memory of the real service vs exact brute-force scoring (recall at 10)."""
+    from training.bench_route import bench_route as run
+    from training.config import Paths, load_train_config
+
+    overrides: dict[str, Any] = {"ecosystem": {"partners": partners, "deals": deals or 2 * partners, "seed": seed}}
+    with _user_errors(), console.status("benchmarking the routing service") as status:
+        results = run(
+            load_train_config(config, overrides), Paths.from_environment(), requests, lambda s: status.update(s)
+        )
+    _emit(results, json_path)

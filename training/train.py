@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from features import schema
-from features.embed import Encoder
+from features.embed import Encoder, make_encoder
+from features.index import PartnerIndex
 from features.pairs import DealBatch, FeatureContext, build_feature_context, deal_batch, pair_features
 from features.synthetic import GroundTruth, oracle_probability
 from training import evaluate, plots, tracking
@@ -220,11 +221,11 @@ def run_training(
     config: TrainConfig,
     paths: Paths,
     ecosystem: schema.Ecosystem,
-    encoder: Encoder,
     truth: GroundTruth | None = None,
     progress: Progress = _quiet,
 ) -> TrainReport:
     """Fit, evaluate, log and register; returns the metrics JSON and the alias decision."""
+    encoder = make_encoder(config.encoder, paths.cache_dir)
     dataset = build_dataset(ecosystem, encoder, progress)
     frames = time_split(dataset, config.split)
     progress(f"fitting the model and {len(baselines())} baselines on {len(frames['train']):,} rows")
@@ -261,7 +262,7 @@ def run_training(
         bundle = ModelBundle(
             manifest=BundleManifest(
                 model_name=REGISTERED_WIN_MODEL,
-                encoder=encoder.name,
+                encoder=config.encoder,
                 feature_names=win_model.feature_names,
                 products=dataset.context.products,
                 regions=dataset.context.regions,
@@ -270,6 +271,7 @@ def run_training(
             ),
             win_model=win_model,
             partner_vectors=dataset.context.partner_vectors,
+            index=PartnerIndex.build(dataset.context.partner_ids.tolist(), dataset.context.partner_vectors),
             history={
                 schema.PARTNERS.name: ecosystem.partners,
                 schema.DEALS.name: ecosystem.deals,

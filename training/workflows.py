@@ -65,8 +65,7 @@ def train_from_options(
         ecosystem, truth = load_ecosystem_directory(data_dir)
     else:
         ecosystem, truth = demo_ecosystem(config.ecosystem, paths, progress)
-    encoder = make_encoder(config.encoder, paths.cache_dir)
-    return run_training(config, paths, ecosystem, encoder, truth, progress)
+    return run_training(config, paths, ecosystem, truth, progress)
 
 
 def ensure_champion(config: TrainConfig, paths: Paths, progress: Progress = _quiet) -> str:

@@ -1,0 +1,187 @@
+"""Request and response models of the routing API: the only module that imports pydantic.
+
+Validation that needs no model (types, ranges, sizes) happens here, at the edge; vocabularies
+(products, regions) and partner ids belong to the served model bundle and are checked by
+`serving.routing`, which raises `FeatureError(field, reason)` with the same dotted field names
+(`deal.products`, `options.candidate_pool`, ...).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from features.schema import MAX_CERT_LEVEL
+
+MAX_RESULTS_LIMIT = 50
+MAX_CANDIDATE_POOL = 2000
+MAX_EXCLUDED_PARTNERS = 10_000
+MAX_TEXT_CHARS = 10_000
+REASONS_PER_PARTNER = 3
+
+ConstraintName = Literal["region", "certifications", "excluded", "capacity"]
+CandidateSource = Literal["retrieval", "candidate_pool", "all_eligible"]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors, so a misspelt option cannot be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+def _unique(values: list[str], what: str) -> list[str]:
+    if len(set(values)) != len(values):
+        raise ValueError(f"{what} must not repeat")
+    return values
+
+
+class DealIn(_Strict):
+    """A deal to route, as the CRM knows it now."""
+
+    requirement_text: str = Field(
+        min_length=1, max_length=MAX_TEXT_CHARS, description="What the customer needs, in words."
+    )
+    products: list[str] = Field(
+        min_length=1, max_length=12, description="Products the deal needs (names from the model's vocabulary)."
+    )
+    region: str = Field(min_length=1, max_length=64, description="Region of the customer, e.g. `dach`.")
+    amount: float = Field(gt=0, allow_inf_nan=False, description="Deal size in USD, > 0.")
+    segment: str = Field(min_length=1, max_length=64, description="Customer segment, e.g. `enterprise`.")
+    registered_partner_id: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Partner that registered this deal (deal registration): protected unless overridden.",
+    )
+    deal_id: str | None = Field(default=None, max_length=128, description="The caller's reference, echoed back.")
+
+    @field_validator("products")
+    @classmethod
+    def _products_unique(cls, products: list[str]) -> list[str]:
+        return _unique(products, "products")
+
+
+class CertificationRequirement(_Strict):
+    product: str = Field(min_length=1, max_length=64)
+    min_level: int = Field(default=1, ge=1, le=MAX_CERT_LEVEL, description="1 associate, 2 professional, 3 expert.")
+
+
+class RouteOptions(_Strict):
+    """How to route: result count and hard constraints."""
+
+    max_results: int = Field(default=5, ge=1, le=MAX_RESULTS_LIMIT, description="Partners to return.")
+    required_certifications: list[CertificationRequirement] = Field(
+        default_factory=list, max_length=12, description="Every listed certification at least at its level."
+    )
+    allowed_regions: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="The partner must operate in one of these regions; default: the deal's region.",
+    )
+    excluded_partner_ids: list[str] = Field(default_factory=list, max_length=MAX_EXCLUDED_PARTNERS)
+    candidate_pool: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CANDIDATE_POOL,
+        description="Route among exactly these partners (no retrieval); constraints still apply.",
+    )
+    respect_capacity: bool = Field(
+        default=True, description="Leave out partners whose last 30 days of deals reach their declared capacity."
+    )
+    override_registration: bool = Field(
+        default=False, description="Rank the registered partner on merit instead of protecting it at rank 1."
+    )
+
+    @field_validator("allowed_regions", "candidate_pool")
+    @classmethod
+    def _optional_unique(cls, values: list[str] | None) -> list[str] | None:
+        return None if values is None else _unique(values, "entries")
+
+
+class RouteRequest(_Strict):
+    """The body of `POST /route`."""
+
+    deal: DealIn
+    options: RouteOptions = Field(default_factory=RouteOptions)
+
+
+class Reason(BaseModel):
+    feature: str = Field(description="Model feature the reason comes from.")
+    text: str = Field(description="The reason in words.")
+    contribution: float = Field(description="TreeSHAP contribution to the win log-odds (+ raises, - lowers).")
+
+
+class RankedPartner(BaseModel):
+    rank: int = Field(ge=1, description="1 is the best.")
+    partner_id: str
+    name: str
+    win_probability: float = Field(ge=0, le=1, description="Calibrated probability of winning the deal.")
+    registered: bool = Field(description="This partner registered the deal.")
+    reasons: list[Reason] = Field(description=f"Top {REASONS_PER_PARTNER} reasons by absolute contribution.")
+
+
+class ConstraintReport(BaseModel):
+    name: ConstraintName
+    detail: str
+    removed: int = Field(ge=0, description="Retrieved candidates this constraint removed (applied in order).")
+
+
+class CandidateReport(BaseModel):
+    source: CandidateSource = Field(
+        description="retrieval: text neighbours + history shortlist; all_eligible: every eligible partner was scored."
+    )
+    retrieved: int = Field(ge=0, description="Distinct candidates before the constraints.")
+    text_neighbours: int = Field(ge=0)
+    history_shortlist: int = Field(ge=0)
+    eligible_partners: int = Field(ge=0, description="Partners in the whole catalogue that meet every constraint.")
+    scored: int = Field(ge=0, description="Candidates the model scored.")
+
+
+class ChannelConflict(BaseModel):
+    registered_partner_id: str
+    status: Literal["protected", "overridden"]
+    merit_rank: int | None = Field(
+        description="Rank on win probability alone among the scored candidates; null if it fails a constraint."
+    )
+    displaced_partner_id: str | None = Field(
+        description="Partner that would have been rank 1 on merit, when protection put another partner there."
+    )
+    message: str
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    encoder: str
+
+
+class RouteResponse(BaseModel):
+    decision_id: str
+    deal_id: str | None
+    model: ModelInfo
+    features_as_of: datetime = Field(description="Partner history is taken as of this time (the model's history end).")
+    partners: list[RankedPartner] = Field(min_length=1)
+    constraints: list[ConstraintReport]
+    candidates: CandidateReport
+    channel_conflict: ChannelConflict | None
+
+
+class DecisionRecord(BaseModel):
+    """A logged decision: what was asked, what was answered, by which model."""
+
+    decision_id: str
+    logged_at: datetime
+    model: ModelInfo
+    request: RouteRequest
+    response: RouteResponse
+
+
+class ErrorResponse(BaseModel):
+    """Body of every 4xx this service produces itself."""
+
+    error: str
+    field: str = Field(description="Dotted path of the offending input, e.g. `deal.amount`.")
+    reason: str
+    model_version: str | None = None

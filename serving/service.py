@@ -1,0 +1,308 @@
+"""The BentoML service: load the champion, call `serving.routing`, map domain errors to 4xx.
+
+    bentoml serve serving.service:PartnerMatch      (what `partnermatch serve` runs)
+
+Endpoints: `POST /route` (RouteRequest -> RouteResponse), `GET /decisions/{decision_id}`, Swagger UI
+at `/docs` (and `/`) over the spec at `/docs.json`, and BentoML's `/healthz`, `/livez`, `/readyz`,
+`/metrics` (Prometheus).
+
+The model comes from the MLflow registry (`partnermatch-win@champion`, its bundle carries the
+FAISS index and the history); paths come from the environment (`training.config.Paths`), the
+decision log from `PARTNERMATCH_DECISION_LOG` (default `<mlruns>/decisions.sqlite`).
+
+Errors: BentoML answers a pydantic validation failure with 400; `ValidationErrorsAs422` turns it
+into 422 with the failing field. Domain errors (`FeatureError` and its subclasses) become 422
+(bad value), 404 (unknown partner) or 409 (constraints leave nobody), always with `field` and
+`reason`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import attrs
+import bentoml
+from fastapi import FastAPI
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from features.embed import CachedEncoder, Encoder, make_encoder
+from features.index import set_search_threads
+from features.pairs import FeatureError
+from serving.decision_log import DecisionLog
+from serving.routing import Router, RoutingConflictError, UnknownPartnerError
+from serving.schemas import (
+    DealIn,
+    DecisionRecord,
+    ErrorResponse,
+    ModelInfo,
+    RouteOptions,
+    RouteRequest,
+    RouteResponse,
+)
+
+if TYPE_CHECKING:
+    from training.config import Paths
+
+DECISION_LOG_ENV = "PARTNERMATCH_DECISION_LOG"
+SERVING_CACHE_DIR = "serving"  # under the cache dir: downloaded bundles, one directory per version
+
+
+def decision_log_path(paths: Paths) -> Path:
+    """Where decisions are logged: `$PARTNERMATCH_DECISION_LOG`, else `<mlruns>/decisions.sqlite`."""
+    return Path(os.environ.get(DECISION_LOG_ENV) or paths.mlruns_dir / "decisions.sqlite")
+
+
+def _serving_encoder(name: str, cache_dir: Path) -> Encoder:
+    """The bundle's encoder without the on-disk embedding cache: a request's text is new, and a cache
+    write per request would put an fsync on the latency path (and grow the cache without bound)."""
+    encoder = make_encoder(name, cache_dir)
+    return encoder.inner if isinstance(encoder, CachedEncoder) else encoder
+
+
+def _local_bundle(paths: Paths, model_name: str, version: str) -> Path:
+    """The version's bundle directory under the cache, downloaded once (atomically: workers may race)."""
+    from training import tracking
+
+    root = paths.cache_dir / SERVING_CACHE_DIR
+    final = root / f"{model_name}-v{version}"
+    if not final.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+        tracking.download_bundle(paths, model_name, version, staging)
+        try:
+            staging.rename(final)
+        except OSError:  # another process finished first; its copy is as good
+            shutil.rmtree(staging, ignore_errors=True)
+    return final / "artifacts" / "bundle"
+
+
+def load_router(paths: Paths, progress: Callable[[str], None] = lambda _: None) -> Router:
+    """A Router over the registered champion of `partnermatch-win`, its index and its encoder.
+
+    Raises ValueError when no champion is registered.
+    """
+    from training import tracking
+    from training.bundle import ModelBundle
+    from training.config import CHAMPION, REGISTERED_WIN_MODEL
+
+    champion = tracking.version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
+    if champion is None:
+        raise ValueError(
+            f"no {REGISTERED_WIN_MODEL}@{CHAMPION} is registered in {paths.tracking_uri}: "
+            "run `partnermatch serve` (trains one on the demo ecosystem) or `partnermatch train`"
+        )
+    progress(f"loading {REGISTERED_WIN_MODEL} v{champion.version}")
+    bundle = ModelBundle.load(_local_bundle(paths, REGISTERED_WIN_MODEL, champion.version))
+    if bundle.index is None:
+        raise ValueError(f"{REGISTERED_WIN_MODEL} v{champion.version} has no partner index")
+    set_search_threads(1)  # one query at a time: more OpenMP threads only add overhead
+    encoder = _serving_encoder(bundle.manifest.encoder, paths.cache_dir)
+    progress("indexing the history and precomputing the history shortlists")
+    return Router(
+        model=bundle.win_model,
+        context=bundle.feature_context(),
+        index=bundle.index,
+        encoder=encoder,
+        partners=bundle.history["partners"],
+        history_deals=bundle.history["deals"],
+        model_info=ModelInfo(name=REGISTERED_WIN_MODEL, version=champion.version, encoder=bundle.manifest.encoder),
+    )
+
+
+def serve_command(host: str, port: int) -> list[str]:
+    """argv that serves this service with `bentoml serve` (from any working directory)."""
+    root = Path(__file__).resolve().parents[1]
+    command = [sys.executable, "-m", "bentoml", "serve", f"{__name__}:PartnerMatch"]
+    return [*command, "--host", host, "--port", str(port), "--working-dir", str(root)]
+
+
+def read_route_request(path: Path) -> RouteRequest:
+    """A JSON file holding a deal, or a whole request `{"deal": ..., "options": ...}`.
+
+    Raises FileNotFoundError, or ValueError (pydantic's ValidationError is one) naming the problem.
+    """
+    try:
+        payload = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path} must hold a JSON object (a deal, or {{'deal': ..., 'options': ...}})")
+    return RouteRequest.model_validate(payload if "deal" in payload else {"deal": payload})
+
+
+def route_once(request: RouteRequest, paths: Paths, progress: Callable[[str], None] = lambda _: None) -> RouteResponse:
+    """Route one request with the champion, outside the service, and log the decision like it."""
+    router = load_router(paths, progress)
+    response = router.route(request)
+    log = DecisionLog(decision_log_path(paths))
+    try:
+        record_decision(log, request, response)
+    finally:
+        log.close()
+    return response
+
+
+def error_status(error: FeatureError) -> int:
+    """HTTP status of a domain error: 404 unknown partner, 409 unsatisfiable request, else 422."""
+    if isinstance(error, UnknownPartnerError):
+        return 404
+    if isinstance(error, RoutingConflictError):
+        return 409
+    return 422
+
+
+def _error_response(status: int, field: str, reason: str, model_version: str | None) -> JSONResponse:
+    body = ErrorResponse(error=f"{field}: {reason}", field=field, reason=reason, model_version=model_version)
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+def record_decision(log: DecisionLog, request: RouteRequest, response: RouteResponse) -> None:
+    """Append one decision (request, response, model) to the log."""
+    log.append(
+        response.decision_id,
+        response.model.name,
+        response.model.version,
+        request.model_dump_json(),
+        response.model_dump_json(),
+    )
+
+
+class ValidationErrorsAs422:
+    """ASGI middleware: BentoML answers request-validation failures with 400 and pydantic's error
+    list; rewrite those to 422 with the first failing field as a dotted path (`deal.amount`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        held: list[Message] = []
+
+        async def send_rewritten(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 400:
+                held.append(message)
+                return
+            if not held:
+                await send(message)
+                return
+            held.append(message)
+            if message.get("more_body", False):
+                return
+            body = b"".join(part.get("body", b"") for part in held[1:])
+            rewritten = _as_422(body)
+            start = held[0] if rewritten is None else _start_message(held[0], 422, len(rewritten))
+            await send(start)
+            await send({"type": "http.response.body", "body": body if rewritten is None else rewritten})
+
+        await self.app(scope, receive, send_rewritten)
+
+
+class SwaggerAtDocs:
+    """ASGI middleware: BentoML serves its Swagger UI at `/`; serve the same page at `/docs` too (its
+    relative asset and spec URLs resolve the same from there)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/docs":
+            scope = {**scope, "path": "/", "raw_path": b"/"}
+        await self.app(scope, receive, send)
+
+
+def _start_message(original: Message, status: int, length: int) -> Message:
+    headers = [(key, value) for key, value in original.get("headers", []) if key.lower() != b"content-length"]
+    return {**original, "status": status, "headers": [*headers, (b"content-length", str(length).encode())]}
+
+
+def _as_422(body: bytes) -> bytes | None:
+    """BentoML's validation-error body -> our 422 body; None when `body` is some other 400."""
+    try:
+        payload: Any = json.loads(body)
+    except ValueError:
+        return None
+    errors = payload.get("detail") if isinstance(payload, dict) else None
+    if not isinstance(errors, list) or not errors:
+        return None
+    problems = [
+        {
+            "field": ".".join(str(part) for part in error.get("loc", ())) or "body",
+            "reason": str(error.get("msg", "invalid")),
+        }
+        for error in errors
+    ]
+    first = problems[0]
+    body_422 = ErrorResponse(error=f"{first['field']}: {first['reason']}", field=first["field"], reason=first["reason"])
+    return json.dumps({**body_422.model_dump(), "problems": problems}).encode()
+
+
+class OpenAPI31Service(bentoml.Service):
+    """BentoML labels its spec OpenAPI 3.0.2, but pydantic 2 writes JSON Schema 2020-12 (nullable as
+    `anyOf [..., {type: null}]`, numeric `exclusiveMinimum`), which is what OpenAPI 3.1 uses."""
+
+    @property
+    def openapi_spec(self) -> Any:
+        return attrs.evolve(super().openapi_spec, openapi="3.1.0")
+
+
+decisions_app = FastAPI(title="decisions")
+
+
+@bentoml.asgi_app(decisions_app, path="/decisions")
+@bentoml.service(name="partnermatch", service_class=OpenAPI31Service, workers=1, traffic={"timeout": 60})
+class PartnerMatch:
+    """Partner routing: the champion win model over a FAISS partner index, with a decision log."""
+
+    def __init__(self) -> None:
+        from training.config import Paths
+
+        paths = Paths.from_environment()
+        self.router = load_router(paths)
+        self.decisions = DecisionLog(decision_log_path(paths))
+
+    @bentoml.api(route="/route", input_spec=RouteRequest, output_spec=RouteResponse)
+    def route(self, deal: DealIn, options: RouteOptions) -> RouteResponse | JSONResponse:
+        """Rank partners for a deal: calibrated win probabilities, reasons, constraints, channel conflict."""
+        request = RouteRequest(deal=deal, options=options)
+        try:
+            response = self.router.route(request)
+        except FeatureError as error:
+            return _error_response(error_status(error), error.field, error.reason, self.router.model_info.version)
+        record_decision(self.decisions, request, response)
+        return response
+
+    @decisions_app.get(
+        "/{decision_id}",
+        response_model=DecisionRecord,
+        responses={404: {"model": ErrorResponse, "description": "No decision with this id."}},
+    )
+    def decision(self, decision_id: str) -> DecisionRecord | JSONResponse:
+        """A logged decision: the request, the response and the model version that answered."""
+        logged = self.decisions.get(decision_id)
+        if logged is None:
+            return _error_response(
+                404, "decision_id", f"no decision {decision_id!r} is logged", self.router.model_info.version
+            )
+        response = RouteResponse.model_validate_json(logged.response_json)
+        return DecisionRecord(
+            decision_id=logged.decision_id,
+            logged_at=logged.logged_at,
+            model=response.model,
+            request=RouteRequest.model_validate_json(logged.request_json),
+            response=response,
+        )
+
+
+# The decorators turned the class into a bentoml.Service (mypy sees the class).
+for _middleware in (ValidationErrorsAs422, SwaggerAtDocs):
+    cast("bentoml.Service[PartnerMatch]", PartnerMatch).add_asgi_middleware(_middleware)

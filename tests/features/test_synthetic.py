@@ -1,0 +1,322 @@
+"""The synthetic ecosystem: schema conformance, determinism, and recovery of the known ground truth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features import io, schema, text
+from features.synthetic import (
+    EPISODE_END,
+    EPISODE_START,
+    LOAD_WINDOW_DAYS,
+    EcosystemConfig,
+    GroundTruth,
+    generate_ecosystem,
+    oracle_probability,
+    product_matrix,
+    recent_attempt_counts,
+)
+
+SMOKE = EcosystemConfig(partners=200, deals=1000, seed=0)
+MID = EcosystemConfig(partners=1000, deals=4000, seed=1)  # ~20k outcome rows
+
+Generated = tuple[schema.Ecosystem, GroundTruth]
+
+
+@pytest.fixture(scope="module")
+def smoke() -> Generated:
+    return generate_ecosystem(SMOKE)
+
+
+@pytest.fixture(scope="module")
+def mid() -> Generated:
+    return generate_ecosystem(MID)
+
+
+def _attempt_frame(ecosystem: schema.Ecosystem) -> pd.DataFrame:
+    """Outcomes rows with their deal and partner columns, in outcomes order."""
+    return ecosystem.outcomes.merge(ecosystem.deals, on=schema.DEAL_ID, how="left", validate="many_to_one").merge(
+        ecosystem.partners, on=schema.PARTNER_ID, how="left", validate="many_to_one"
+    )
+
+
+def _in_episode(truth: GroundTruth, partner_ids: pd.Series, times: pd.Series) -> np.ndarray:
+    return truth.in_disengagement(truth.positions(partner_ids), times.to_numpy())
+
+
+def test_generation_is_deterministic_per_seed(smoke: Generated) -> None:
+    ecosystem, truth = smoke
+    again, truth_again = generate_ecosystem(SMOKE)
+    for spec in schema.ECOSYSTEM_TABLES:
+        pd.testing.assert_frame_equal(getattr(ecosystem, spec.name), getattr(again, spec.name))
+    np.testing.assert_array_equal(truth.outcome_probability, truth_again.outcome_probability)
+    np.testing.assert_array_equal(truth.product_skill, truth_again.product_skill)
+    pd.testing.assert_frame_equal(truth.affinity, truth_again.affinity)
+    other, _ = generate_ecosystem(EcosystemConfig(partners=200, deals=1000, seed=1))
+    assert not ecosystem.deals[schema.REQUIREMENT_TEXT].equals(other.deals[schema.REQUIREMENT_TEXT])
+
+
+def test_tables_match_the_schema_specs(smoke: Generated) -> None:
+    ecosystem, _ = smoke
+    checks = {
+        "str": pd.api.types.is_string_dtype,
+        "list": pd.api.types.is_string_dtype,
+        "float": pd.api.types.is_float_dtype,
+        "int": pd.api.types.is_integer_dtype,
+        "bool": pd.api.types.is_bool_dtype,
+        "datetime": pd.api.types.is_datetime64_dtype,
+    }
+    for spec in schema.ECOSYSTEM_TABLES:
+        table = getattr(ecosystem, spec.name)
+        assert list(table.columns) == list(spec.columns), spec.name
+        assert len(table) > 0, spec.name
+        for column, kind in spec.columns.items():
+            assert checks[kind](table[column]), (spec.name, column, table[column].dtype)
+            if kind == "datetime":
+                assert table[column].dtype == "datetime64[ns]", (spec.name, column)
+            if column not in spec.optional:
+                assert table[column].notna().all(), (spec.name, column)
+                if kind in ("str", "list"):
+                    assert (table[column] != "").all(), (spec.name, column)
+        if spec.key:
+            assert not table.duplicated(list(spec.key)).any(), spec.name
+
+
+def test_list_cells_parse_into_the_vocabularies(smoke: Generated) -> None:
+    ecosystem, _ = smoke
+    partners, deals = ecosystem.partners, ecosystem.deals
+    for home, cell in zip(partners[schema.HOME_REGION], partners[schema.PARTNER_REGIONS], strict=True):
+        regions = schema.split_list(cell)
+        assert regions[0] == home and 1 <= len(regions) <= 3 and set(regions) <= set(schema.REGIONS)
+    for cell in partners[schema.CERTIFICATIONS]:
+        assert set(schema.parse_certifications(cell)) <= set(schema.PRODUCTS)
+    assert set(partners[schema.TIER]) == set(schema.TIERS)
+    assert (partners[schema.CAPACITY] >= 1).all()
+    assert set(deals[schema.DEAL_REGION]) <= set(schema.REGIONS)
+    assert set(deals[schema.SEGMENT]) <= set(schema.SEGMENTS)
+    product_counts = product_matrix(deals[schema.DEAL_PRODUCTS]).sum(axis=1)
+    assert product_counts.min() >= 1 and product_counts.max() <= 3
+    assert (deals[schema.AMOUNT] > 0).all()
+    assert partners[schema.PARTNER_ID].iloc[0] == "P000001" and deals[schema.DEAL_ID].iloc[0] == "D0000001"
+    assert deals[schema.CREATED_AT].is_monotonic_increasing
+
+
+def test_attempts_respect_joins_regions_and_cycles(smoke: Generated) -> None:
+    ecosystem, _ = smoke
+    attempts = _attempt_frame(ecosystem)
+    assert (attempts[schema.CREATED_AT] >= attempts[schema.JOINED_AT]).all()
+    assert all(
+        region in schema.split_list(cell)
+        for region, cell in zip(attempts[schema.DEAL_REGION], attempts[schema.PARTNER_REGIONS], strict=True)
+    )
+    cycle = attempts[schema.CLOSED_AT] - attempts[schema.CREATED_AT]
+    assert (cycle >= pd.Timedelta(days=10)).all() and (cycle <= pd.Timedelta(days=121)).all()
+    rows_per_deal = ecosystem.outcomes.groupby(schema.DEAL_ID).size()
+    assert rows_per_deal.mean() == pytest.approx(SMOKE.attempts_per_deal, rel=0.1)
+
+
+def test_registrations_and_teams_are_consistent(smoke: Generated) -> None:
+    ecosystem, _ = smoke
+    outcomes, deals = ecosystem.outcomes, ecosystem.deals
+    registered = deals[deals[schema.REGISTERED_PARTNER_ID] != ""]
+    assert 0.02 < len(registered) / len(deals) < 0.09
+    attempted = set(zip(outcomes[schema.DEAL_ID], outcomes[schema.PARTNER_ID], strict=True))
+    assert all(
+        pair in attempted
+        for pair in zip(registered[schema.DEAL_ID], registered[schema.REGISTERED_PARTNER_ID], strict=True)
+    )
+    teams = outcomes[outcomes[schema.TEAM_ID] != ""].groupby(schema.TEAM_ID)
+    assert teams.ngroups > 0
+    assert (teams.size() == 2).all()
+    assert (teams[schema.DEAL_ID].nunique() == 1).all() and (teams[schema.WON].nunique() == 1).all()
+
+
+def test_win_rate_and_true_probability_range(mid: Generated) -> None:
+    ecosystem, truth = mid
+    probability = truth.outcome_probability
+    assert probability.shape == (len(ecosystem.outcomes),)
+    assert ((probability > 0) & (probability < 1)).all()
+    assert 0.25 < ecosystem.outcomes[schema.WON].mean() < 0.35
+    assert np.quantile(probability, 0.01) < 0.05 and np.quantile(probability, 0.99) > 0.75
+
+
+def test_observed_wins_follow_the_true_probability(mid: Generated) -> None:
+    ecosystem, truth = mid
+    won = ecosystem.outcomes[schema.WON].to_numpy()
+    probability = truth.outcome_probability
+    assert probability.mean() == pytest.approx(won.mean(), abs=0.015)
+    quintile = pd.qcut(probability, 5, labels=False)
+    observed = pd.Series(won).groupby(quintile).mean().to_numpy()
+    expected = pd.Series(probability).groupby(quintile).mean().to_numpy()
+    assert np.all(np.diff(observed) > 0)
+    assert observed[-1] - observed[0] > 0.4
+    np.testing.assert_allclose(observed, expected, atol=0.04)
+
+
+def test_partners_win_more_on_products_they_are_skilled_at(mid: Generated) -> None:
+    ecosystem, truth = mid
+    attempts = _attempt_frame(ecosystem)
+    single = attempts[~attempts[schema.DEAL_PRODUCTS].str.contains(schema.LIST_SEPARATOR, regex=False)]
+    product_index = pd.Index(schema.PRODUCTS).get_indexer(single[schema.DEAL_PRODUCTS])
+    skill = truth.product_skill[truth.positions(single[schema.PARTNER_ID]), product_index]
+    won = single[schema.WON].to_numpy()
+    assert won[skill > 0.5].mean() > won[skill < 0.0].mean() + 0.15
+
+
+def test_load_counts_the_thirty_days_before_the_deal(smoke: Generated) -> None:
+    ecosystem, _ = smoke
+    attempts = _attempt_frame(ecosystem)[[schema.PARTNER_ID, schema.CREATED_AT]].reset_index(names="row")
+    pairs = attempts.merge(attempts, on=schema.PARTNER_ID, suffixes=("", "_other"))
+    window = pd.Timedelta(days=LOAD_WINDOW_DAYS)
+    recent = (pairs[f"{schema.CREATED_AT}_other"] >= pairs[schema.CREATED_AT] - window) & (
+        pairs[f"{schema.CREATED_AT}_other"] < pairs[schema.CREATED_AT]
+    )
+    naive = pairs[recent].groupby("row").size().reindex(attempts["row"], fill_value=0).to_numpy()
+    counted = recent_attempt_counts(ecosystem, attempts[schema.PARTNER_ID], attempts[schema.CREATED_AT])
+    np.testing.assert_array_equal(counted, naive)
+    assert naive.max() > 0
+
+
+def test_overloaded_attempts_win_less(mid: Generated) -> None:
+    ecosystem, truth = mid
+    attempts = _attempt_frame(ecosystem)
+    counts = recent_attempt_counts(ecosystem, attempts[schema.PARTNER_ID], attempts[schema.CREATED_AT])
+    load_ratio = counts / truth.true_capacity[truth.positions(attempts[schema.PARTNER_ID])]
+    won = attempts[schema.WON].to_numpy()
+    assert 0.05 < (load_ratio > 1).mean() < 0.4
+    assert won[load_ratio > 1].mean() < won[load_ratio <= 1].mean() - 0.03
+
+
+def test_disengaged_partners_engage_less_and_complain_more(mid: Generated) -> None:
+    ecosystem, truth = mid
+    episodes = truth.disengagement
+    assert len(episodes) > 0
+    assert (episodes[EPISODE_END] > episodes[EPISODE_START]).all()
+    with_episodes = ecosystem.engagement[ecosystem.engagement[schema.PARTNER_ID].isin(episodes[schema.PARTNER_ID])]
+    inside = _in_episode(truth, with_episodes[schema.PARTNER_ID], with_episodes[schema.OCCURRED_AT])
+    episode_days = ((episodes[EPISODE_END] - episodes[EPISODE_START]).dt.total_seconds() / 86_400).sum()
+    # These partners are observable for at most the whole window; inside-episode days are far fewer.
+    partner_days = episodes[schema.PARTNER_ID].nunique() * MID.days
+    assert inside.sum() / episode_days < 0.3 * (~inside).sum() / (partner_days - episode_days)
+
+    messages = ecosystem.communications
+    inside_message = _in_episode(truth, messages[schema.PARTNER_ID], messages[schema.SENT_AT])
+    negative = (
+        messages[schema.MESSAGE_TEXT]
+        .str.lower()
+        .map(lambda message: any(phrase.lower() in message for phrase in text.NEGATIVE_PHRASES))
+    )
+    assert negative[inside_message].mean() > negative[~inside_message].mean() + 0.3
+    assert truth.message_sentiment[inside_message].mean() < truth.message_sentiment[~inside_message].mean() - 0.5
+
+
+def test_profiles_mention_strong_products_more_than_others(mid: Generated) -> None:
+    ecosystem, truth = mid
+    mentioned = np.array(
+        [
+            [product in found for product in schema.PRODUCTS]
+            for found in map(text.mentioned_products, ecosystem.partners[schema.PROFILE_TEXT])
+        ]
+    )
+    skill = truth.product_skill[truth.positions(ecosystem.partners[schema.PARTNER_ID])]
+    assert mentioned[skill > 0.8].mean() > 0.6
+    assert mentioned[skill < 0.0].mean() < 0.1
+
+
+def test_requirements_mention_the_deal_products(smoke: Generated) -> None:
+    ecosystem, _ = smoke
+    needed = product_matrix(ecosystem.deals[schema.DEAL_PRODUCTS])
+    found = product_matrix(
+        [schema.join_list(text.mentioned_products(cell)) for cell in ecosystem.deals[schema.REQUIREMENT_TEXT]]
+    )
+    assert not (found & ~needed).any()
+    assert (found & needed).sum() / needed.sum() > 0.9
+
+
+def test_oracle_reproduces_the_historical_probabilities(smoke: Generated) -> None:
+    ecosystem, truth = smoke
+    probability = oracle_probability(truth, ecosystem, ecosystem.deals, ecosystem.outcomes)
+    np.testing.assert_array_equal(probability, truth.outcome_probability)
+    shorthand = oracle_probability(truth, ecosystem, ecosystem.outcomes[[schema.DEAL_ID, schema.PARTNER_ID]])
+    solo = (ecosystem.outcomes[schema.TEAM_ID] == "").to_numpy()
+    np.testing.assert_array_equal(shorthand[solo], truth.outcome_probability[solo])
+
+
+def test_oracle_scores_arbitrary_slates(smoke: Generated) -> None:
+    ecosystem, truth = smoke
+    deals = ecosystem.deals.iloc[[100, 500]]
+    partners = ecosystem.partners
+    in_region = [
+        partners.loc[partners[schema.PARTNER_REGIONS].str.contains(region), schema.PARTNER_ID].head(3).tolist()
+        for region in deals[schema.DEAL_REGION]
+    ]
+    slates = [[*slate, "P000001", "P000002"] for slate in in_region]
+    per_deal = oracle_probability(truth, ecosystem, deals, slates)
+    pairs = pd.DataFrame(
+        {
+            schema.DEAL_ID: np.repeat(deals[schema.DEAL_ID].to_numpy(), [len(slate) for slate in slates]),
+            schema.PARTNER_ID: [partner for slate in slates for partner in slate],
+        }
+    )
+    np.testing.assert_array_equal(per_deal, oracle_probability(truth, ecosystem, deals, pairs))
+    assert ((per_deal > 0) & (per_deal < 1)).all()
+    with pytest.raises(ValueError, match="unknown partner"):
+        oracle_probability(truth, ecosystem, deals, [["P999999"], []])
+
+
+def test_oracle_penalises_operating_outside_the_partner_regions(smoke: Generated) -> None:
+    ecosystem, truth = smoke
+    deal = ecosystem.deals.iloc[[300]]
+    partner = ecosystem.partners.iloc[0]
+    elsewhere = next(region for region in schema.REGIONS if region not in partner[schema.PARTNER_REGIONS])
+    moved = deal.assign(**{schema.DEAL_REGION: [partner[schema.HOME_REGION]]})
+    moved_away = deal.assign(**{schema.DEAL_REGION: [elsewhere]})
+    at_home = oracle_probability(truth, ecosystem, moved, [[partner[schema.PARTNER_ID]]])
+    away = oracle_probability(truth, ecosystem, moved_away, [[partner[schema.PARTNER_ID]]])
+    assert away[0] < at_home[0] / 3
+
+
+def test_truth_round_trips_through_disk(smoke: Generated, tmp_path: Path) -> None:
+    ecosystem, truth = smoke
+    root = truth.save(tmp_path)
+    assert root == tmp_path / "truth"
+    loaded = GroundTruth.load(tmp_path)
+    for name in ("partner_ids", "product_skill", "region_skill", "certification_levels", "outcome_probability"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(truth, name))
+    pd.testing.assert_frame_equal(loaded.disengagement, truth.disengagement)
+    assert loaded.coefficients == truth.coefficients
+    np.testing.assert_array_equal(
+        oracle_probability(loaded, ecosystem, ecosystem.deals, ecosystem.outcomes), truth.outcome_probability
+    )
+
+
+def test_tables_survive_parquet_and_still_reproduce_the_truth(smoke: Generated, tmp_path: Path) -> None:
+    ecosystem, truth = smoke
+    io.write_ecosystem(ecosystem, tmp_path)
+    loaded = io.read_ecosystem(tmp_path)
+    for spec in schema.ECOSYSTEM_TABLES:
+        pd.testing.assert_frame_equal(getattr(loaded, spec.name), getattr(ecosystem, spec.name))
+    np.testing.assert_array_equal(
+        oracle_probability(truth, loaded, loaded.deals, loaded.outcomes), truth.outcome_probability
+    )
+
+
+def test_invalid_config_is_rejected() -> None:
+    with pytest.raises(ValueError, match="attempts_per_deal"):
+        EcosystemConfig(attempts_per_deal=0.5)
+    with pytest.raises(ValueError, match="team_deal_share"):
+        EcosystemConfig(team_deal_share=1.5)
+
+
+@pytest.mark.slow
+def test_generates_a_million_rows_at_full_scale() -> None:
+    config = EcosystemConfig(partners=100_000, deals=200_000, seed=0)
+    ecosystem, truth = generate_ecosystem(config)
+    assert len(ecosystem.partners) == config.partners and len(ecosystem.deals) == config.deals
+    assert len(ecosystem.outcomes) == pytest.approx(config.deals * config.attempts_per_deal, rel=0.05)
+    assert truth.outcome_probability.shape == (len(ecosystem.outcomes),)
+    assert truth.product_skill.shape == (config.partners, len(schema.PRODUCTS))

@@ -1,0 +1,107 @@
+"""Serving fixtures: a Router over a small synthetic world (unit tests), and a smoke-sized champion
+registered in an isolated MLflow store behind the BentoML ASGI app (HTTP tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from features.embed import HashingEncoder
+from features.index import PartnerIndex
+from features.synthetic import EcosystemConfig, generate_ecosystem
+from serving.routing import Router, RoutingSettings
+from serving.schemas import ModelInfo
+from training.config import SplitConfig, TrainConfig, WinModelConfig
+from training.train import build_dataset, time_split
+from training.win_model import WinModel
+
+WORLD = EcosystemConfig(partners=400, deals=4000, seed=3)
+SMOKE = TrainConfig(encoder="hashing-32", ecosystem=EcosystemConfig(partners=300, deals=3000, seed=5))
+
+
+@dataclass(frozen=True)
+class World:
+    router: Router  # default settings: small catalogues score every eligible partner
+    retrieval_router: Router  # retrieval forced, with budgets scaled to the small catalogue
+    partners: Any  # pandas DataFrame of the partners table
+    deals: Any  # pandas DataFrame of the deals table
+
+
+def deal_body(deals: Any, row: int, **changes: Any) -> dict[str, Any]:
+    """The deal of `deals` row `row` as a RouteRequest `deal` object (no registration)."""
+    deal = deals.iloc[row]
+    body = {
+        "requirement_text": str(deal["requirement_text"]),
+        "products": str(deal["products"]).split("|"),
+        "region": str(deal["region"]),
+        "amount": float(deal["amount"]),
+        "segment": str(deal["segment"]),
+        "deal_id": str(deal["deal_id"]),
+    }
+    return body | changes
+
+
+@pytest.fixture(scope="session")
+def synthetic_world() -> World:
+    """400 partners, 4000 deals, a WinModel fitted on their point-in-time pair features, hashing-32 text."""
+    ecosystem, _ = generate_ecosystem(WORLD)
+    encoder = HashingEncoder(32)
+    dataset = build_dataset(ecosystem, encoder)
+    frames = time_split(dataset, SplitConfig())
+    model = WinModel(WinModelConfig(n_estimators=60, learning_rate=0.2, min_child_samples=20)).fit(
+        frames["train"], frames["calibration"]
+    )
+    context = dataset.context
+    index = PartnerIndex.build(context.partner_ids.tolist(), context.partner_vectors)
+    pieces: dict[str, Any] = {
+        "model": model,
+        "context": context,
+        "index": index,
+        "encoder": encoder,
+        "partners": ecosystem.partners,
+        "history_deals": ecosystem.deals,
+        "model_info": ModelInfo(name="partnermatch-win", version="test", encoder=encoder.name),
+    }
+    return World(
+        router=Router(**pieces),
+        retrieval_router=Router(
+            **pieces, settings=RoutingSettings(text_neighbours=20, shortlist_size=20, exhaustive_limit=0)
+        ),
+        partners=ecosystem.partners,
+        deals=ecosystem.deals,
+    )
+
+
+@pytest.fixture(scope="session")
+def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A smoke-sized champion trained and registered in an MLflow store of its own; the
+    PARTNERMATCH_* variables point at it for the whole session."""
+    from training.config import Paths
+    from training.train import run_training
+    from training.workflows import demo_ecosystem
+
+    root = tmp_path_factory.mktemp("serving-store")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PARTNERMATCH_MLRUNS", str(root / "mlruns"))
+        patch.setenv("PARTNERMATCH_CACHE", str(root / "cache"))
+        patch.setenv("PARTNERMATCH_DECISION_LOG", str(root / "decisions.sqlite"))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        paths = Paths.from_environment()
+        ecosystem, truth = demo_ecosystem(SMOKE.ecosystem, paths)
+        run_training(SMOKE, paths, ecosystem, truth)
+        yield root
+
+
+@pytest.fixture(scope="session")
+def client(smoke_store: Path) -> Iterator[Any]:
+    """Starlette TestClient over the service's ASGI app (lifespan started: the model is loaded)."""
+    from starlette.testclient import TestClient
+
+    from serving.service import PartnerMatch
+
+    with TestClient(PartnerMatch.to_asgi()) as test_client:
+        yield test_client

@@ -1,0 +1,60 @@
+"""The real thing: `bentoml serve` in a subprocess on a free loopback port with the smoke champion.
+Also the benchmark end to end at a tiny size (slow)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.serving.test_service import DEAL
+from training.bench_route import running_service
+from training.config import Paths
+
+STARTUP_LIMIT_SECONDS = 60.0
+
+
+@pytest.mark.integration
+def test_bentoml_serve_answers_route_health_and_metrics(smoke_store: Path, tmp_path: Path) -> None:
+    started = time.monotonic()
+    with running_service(
+        Paths.from_environment(), tmp_path / "decisions.sqlite", tmp_path / "server.log", STARTUP_LIMIT_SECONDS
+    ) as server:
+        startup = time.monotonic() - started
+        with httpx.Client(base_url=server.url, timeout=30.0) as client:
+            routed = client.post("/route", json={"deal": DEAL, "options": {"max_results": 3}})
+            assert routed.status_code == 200, routed.text
+            body = routed.json()
+            assert len(body["partners"]) == 3
+            assert body["model"]["version"] == "1"
+            assert client.get(f"/decisions/{body['decision_id']}").json()["response"] == body
+            assert client.post("/route", json={"deal": DEAL | {"amount": -1}}).status_code == 422
+            for probe in ("/healthz", "/livez", "/readyz"):
+                assert client.get(probe).status_code == 200
+            metrics = client.get("/metrics")
+            assert metrics.status_code == 200
+            assert "bentoml_service_request_total" in metrics.text
+            assert 'endpoint="/route"' in metrics.text
+        process = server.process
+    assert startup < STARTUP_LIMIT_SECONDS
+    assert process.poll() is not None  # stopped with its workers
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_bench_route_at_a_tiny_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.bench_route import bench_route
+    from training.config import load_train_config
+
+    monkeypatch.setenv("PARTNERMATCH_CACHE", str(tmp_path / "cache"))
+    config = load_train_config(overrides={"encoder": "hashing-32", "ecosystem": {"partners": 400, "deals": 3000}})
+    results = bench_route(config, Paths.from_environment(), requests=30)
+    assert results["requests"] == 30
+    assert results["recall_at_10"] >= 0.95
+    assert 0 < results["p50_ms"] <= results["p95_ms"] <= results["p99_ms"]
+    assert results["server_rss_mb"] > 0
+    assert set(results) >= {"service", "brute_force", "speedup_vs_brute_force", "throughput_rps", "partners"}
+    json.dumps(results)

@@ -1,0 +1,310 @@
+"""`partnermatch bench route`: the real routing service over HTTP beside exact brute force, same deals.
+
+1. The benchmark ecosystem (cached like the demo one) and a model trained on it, registered in an
+   MLflow store of its own under `<cache>/bench-route/<ecosystem>-<encoder>-<model config>/`, so the
+   user's champion is never touched; a second run reuses both.
+2. `bentoml serve` in a subprocess on a free loopback port. The requests are unseen deals (from an
+   ecosystem with another seed, deal registrations removed so that ranks are on merit), sent one at a
+   time from one client after a warm-up. Latency is the client's clock around each call (JSON both
+   ways and the deal's embedding included); peak RSS sums the server's whole process tree (psutil).
+3. The same deals through `Router.route(request, exhaustive=True)` in this process: every partner
+   that meets the constraints goes through the model. Speed-up = brute-force mean latency / service
+   mean latency; recall at 10 = share of brute force's top 10 found in the service's top 10.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import psutil
+
+from features import schema
+from features.synthetic import EcosystemConfig, generate_ecosystem
+from serving.schemas import RouteRequest
+from serving.service import DECISION_LOG_ENV, load_router, serve_command
+from training import tracking
+from training.config import CHAMPION, REGISTERED_WIN_MODEL, Paths, TrainConfig
+from training.train import Progress, run_training
+from training.win_model import WinModel
+from training.workflows import demo_ecosystem
+
+BENCH_DIR = "bench-route"
+WARMUP_REQUESTS = 20
+MAX_RESULTS = 10
+READY_TIMEOUT_SECONDS = 1800.0  # loading a 100k-partner bundle and its shortlists takes minutes on 2 cores
+RSS_SAMPLE_SECONDS = 0.1
+
+
+def _quiet(_: str) -> None:
+    """Default progress sink."""
+
+
+def bench_paths(config: TrainConfig, paths: Paths) -> Paths:
+    """An MLflow store of the benchmark's own, keyed by ecosystem, encoder and model config; the
+    embedding cache and ONNX export stay shared."""
+    ecosystem = config.ecosystem
+    digest = hashlib.sha1(json.dumps(asdict(config.model), sort_keys=True).encode()).hexdigest()[:8]
+    name = f"partners{ecosystem.partners}-deals{ecosystem.deals}-seed{ecosystem.seed}-{config.encoder}-{digest}"
+    return Paths(mlruns_dir=paths.cache_dir / BENCH_DIR / name / "mlruns", cache_dir=paths.cache_dir)
+
+
+@contextmanager
+def _isolated_tracking() -> Iterator[None]:
+    """MLFLOW_TRACKING_URI would point every store at one database: unset it for the benchmark."""
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+def ensure_bench_model(config: TrainConfig, paths: Paths, progress: Progress = _quiet) -> str:
+    """The benchmark store's champion version, training it on the benchmark ecosystem if missing."""
+    champion = tracking.version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
+    if champion is not None:
+        return champion.version
+    ecosystem, truth = demo_ecosystem(config.ecosystem, paths, progress)
+    return run_training(config, paths, ecosystem, truth, progress).version.version
+
+
+def unseen_requests(count: int, seed: int) -> list[RouteRequest]:
+    """`count` deals the model has never seen, as routing requests for the top `MAX_RESULTS`."""
+    ecosystem, _ = generate_ecosystem(EcosystemConfig(partners=500, deals=count, seed=seed))
+    return [
+        RouteRequest.model_validate(
+            {
+                "deal": {
+                    "deal_id": str(row[schema.DEAL_ID]),
+                    "requirement_text": str(row[schema.REQUIREMENT_TEXT]),
+                    "products": list(schema.split_list(row[schema.DEAL_PRODUCTS])),
+                    "region": str(row[schema.DEAL_REGION]),
+                    "amount": float(row[schema.AMOUNT]),
+                    "segment": str(row[schema.SEGMENT]),
+                },
+                "options": {"max_results": MAX_RESULTS},
+            }
+        )
+        for _, row in ecosystem.deals.head(count).iterrows()
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class _PeakRss:
+    """Samples the summed RSS of a process and all its descendants in a background thread, MiB."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def current_mb(self) -> float:
+        total = 0
+        for process in [self.process, *self.process.children(recursive=True)]:
+            try:
+                total += process.memory_info().rss
+            except psutil.NoSuchProcess:
+                continue
+        return total / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak_mb = max(self.peak_mb, self.current_mb())
+            except psutil.NoSuchProcess:
+                return
+            self._stop.wait(RSS_SAMPLE_SECONDS)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_mb
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+
+@contextmanager
+def running_service(paths: Paths, decision_log: Path, log_path: Path, timeout: float) -> Iterator[RunningServer]:
+    """`bentoml serve` on a free loopback port with `paths` as its stores; yields once /readyz
+    answers 200 and stops the whole process group on exit. Raises RuntimeError if it dies or times out."""
+    port = _free_port()
+    inherited = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    environment = inherited | {
+        "PARTNERMATCH_MLRUNS": str(paths.mlruns_dir),
+        "PARTNERMATCH_CACHE": str(paths.cache_dir),
+        DECISION_LOG_ENV: str(decision_log),
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        # Own session: the server's workers form one process group that we stop by its id.
+        process = subprocess.Popen(
+            serve_command("127.0.0.1", port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            start_new_session=True,
+        )
+    server = RunningServer(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path)
+    try:
+        _wait_ready(server, timeout)
+        yield server
+    finally:
+        _stop(process)
+
+
+def _wait_ready(server: RunningServer, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            tail = server.log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the service exited with code {server.process.returncode}:\n{tail}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the service was not ready after {timeout:.0f} s; see {server.log_path}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+def _latency_summary(seconds: list[float]) -> dict[str, float]:
+    milliseconds = np.asarray(seconds) * 1e3
+    return {
+        "p50_ms": float(np.percentile(milliseconds, 50)),
+        "p95_ms": float(np.percentile(milliseconds, 95)),
+        "p99_ms": float(np.percentile(milliseconds, 99)),
+        "mean_ms": float(milliseconds.mean()),
+        "max_ms": float(milliseconds.max()),
+    }
+
+
+def measure_service(server: RunningServer, warmup: list[RouteRequest], requests: list[RouteRequest]) -> dict[str, Any]:
+    """Send the requests one at a time; latencies, throughput, peak RSS and each response's top ids."""
+    rss = _PeakRss(server.process.pid)
+    latencies: list[float] = []
+    top_ids: list[list[str]] = []
+    scored: list[int] = []
+    with httpx.Client(base_url=server.url, timeout=60.0) as client:
+        for request in warmup:
+            client.post("/route", json=request.model_dump(mode="json")).raise_for_status()
+        started = time.perf_counter()
+        for request in requests:
+            body = request.model_dump(mode="json")
+            sent = time.perf_counter()
+            response = client.post("/route", json=body)
+            latencies.append(time.perf_counter() - sent)
+            if response.status_code != 200:
+                raise RuntimeError(f"deal {request.deal.deal_id}: HTTP {response.status_code} {response.text[:500]}")
+            answer = response.json()
+            top_ids.append([partner["partner_id"] for partner in answer["partners"]])
+            scored.append(answer["candidates"]["scored"])
+        wall = time.perf_counter() - started
+    return {
+        **_latency_summary(latencies),
+        "throughput_rps": len(requests) / wall,
+        "server_rss_mb": rss.stop(),
+        "candidates_scored_mean": float(np.mean(scored)),
+        "top_ids": top_ids,
+    }
+
+
+def bench_route(config: TrainConfig, paths: Paths, requests: int, progress: Progress = _quiet) -> dict[str, Any]:
+    """Run the benchmark for `config.ecosystem`; JSON with one object per system plus headline keys."""
+    with _isolated_tracking():
+        store = bench_paths(config, paths)
+        progress(f"model for {config.ecosystem.partners:,} partners (store {store.mlruns_dir})")
+        version = ensure_bench_model(config, store, progress)
+        progress(f"{requests:,} unseen deals")
+        deals = unseen_requests(requests + WARMUP_REQUESTS, seed=config.ecosystem.seed + 1)
+        warmup, measured = deals[:WARMUP_REQUESTS], deals[WARMUP_REQUESTS:]
+        load_average = os.getloadavg()[0]
+
+        progress("starting the service")
+        started = time.perf_counter()
+        bench_dir = store.mlruns_dir.parent
+        with running_service(
+            store, bench_dir / "decisions.sqlite", bench_dir / "server.log", READY_TIMEOUT_SECONDS
+        ) as server:
+            startup_seconds = time.perf_counter() - started
+            progress(f"sending {requests:,} requests over HTTP")
+            service = measure_service(server, warmup, measured)
+        service_top = service.pop("top_ids")
+
+        progress("brute force: every eligible partner through the model, in process")
+        router = load_router(store, progress)
+        brute_latencies: list[float] = []
+        recalls: list[float] = []
+        eligible: list[int] = []
+        for request, fast_ids in zip(measured, service_top, strict=True):
+            sent = time.perf_counter()
+            exact = router.route(request, exhaustive=True)
+            brute_latencies.append(time.perf_counter() - sent)
+            exact_ids = {partner.partner_id for partner in exact.partners}
+            recalls.append(len(exact_ids & set(fast_ids)) / len(exact_ids))
+            eligible.append(exact.candidates.eligible_partners)
+        brute_force = {**_latency_summary(brute_latencies), "eligible_partners_mean": float(np.mean(eligible))}
+
+    trees = (
+        (router.model.booster_.best_iteration or router.model.booster_.num_trees())
+        if isinstance(router.model, WinModel)
+        else None
+    )
+    return {
+        "service": {**service, "startup_s": startup_seconds, "retrieval": asdict(router.settings)},
+        "brute_force": brute_force,
+        "p50_ms": service["p50_ms"],
+        "p95_ms": service["p95_ms"],
+        "p99_ms": service["p99_ms"],
+        "throughput_rps": service["throughput_rps"],
+        "server_rss_mb": service["server_rss_mb"],
+        "speedup_vs_brute_force": brute_force["mean_ms"] / service["mean_ms"],
+        "recall_at_10": float(np.mean(recalls)),
+        "partners": config.ecosystem.partners,
+        "requests": len(measured),
+        "model": {
+            "version": version,
+            "encoder": config.encoder,
+            "trees": trees,
+            "config": asdict(config.model),
+        },
+        "deals": config.ecosystem.deals,
+        "cpus": os.cpu_count(),
+        "load_average_1m_before": load_average,
+    }

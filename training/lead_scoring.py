@@ -1,0 +1,351 @@
+"""Honest lead-scoring evaluations on public data: calibrated LightGBM against logistic regression.
+
+Both evaluations train on one file (or split directory) and score another that lies later in time,
+with pre-outcome features only unless leaks are asked for on purpose. The recipe:
+
+1. Categorical columns become pandas categories whose categories are fixed from the training rows;
+   values unseen in training become missing. Numeric columns stay float64 with NaN for missing.
+2. The time-latest 20% of the training rows form a validation slice. Each LightGBM candidate in
+   `LIGHTGBM_CANDIDATES` is fit on the older 80% and the one with the best ROC-AUC on the slice
+   wins (the test file is never used for a choice).
+3. Calibration: isotonic (steps shrunk toward the base rate, so no step is exactly 0 or 1) or
+   sigmoid, whichever has the lower cross-validated ECE on the slice's scores, fit on the slice.
+4. The winning candidate is refit on all training rows (same parameters) and its scores pass
+   through that calibrator; the calibrator saw the 80% model's scores, a small mismatch accepted
+   for the extra (and most recent) training data.
+5. Baseline: logistic regression (median imputation with missing indicators + standard scaling;
+   one-hot of categories) fit on all training rows, same columns.
+
+Results are JSON-ready dicts; metrics come from `training.evaluate.binary_metrics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from features import io
+from features.public_data import (
+    OLIST_FIRST_CONTACT,
+    OLIST_LABEL,
+    OLIST_LANDING_PAGE,
+    OLIST_MQL_FILE,
+    OLIST_MQL_ID,
+    OLIST_ORIGIN,
+    XEDUCATION_ID_COLUMNS,
+    XEDUCATION_LABEL,
+    XEDUCATION_LEAD_NUMBER,
+    XEDUCATION_LEAKY_COLUMNS,
+    load_olist,
+    load_olist_won_dates,
+    load_xeducation,
+)
+from training.evaluate import PROBABILITY_EPSILON, FloatArray, binary_metrics, expected_calibration_error, roc_auc
+
+RANDOM_STATE = 0
+VALIDATION_FRACTION = 0.2  # the time-latest share of training rows used for model choice and calibration
+CALIBRATION_FOLDS = 5
+CALIBRATION_METHODS: tuple[str, ...] = ("sigmoid", "isotonic")  # on an ECE tie the first (rank-preserving) wins
+ISOTONIC_PRIOR_ROWS = 2.0  # pseudo-rows at the base rate added to each isotonic step
+ONE_HOT_MIN_FREQUENCY = 5  # rarer categories share one "infrequent" column in the baseline
+MISSING_CATEGORY = "(missing)"
+
+LIGHTGBM_FIXED: Mapping[str, Any] = {"random_state": RANDOM_STATE, "n_jobs": 1, "verbose": -1}
+LIGHTGBM_CANDIDATES: tuple[Mapping[str, float | int], ...] = (
+    {"n_estimators": 200, "learning_rate": 0.05, "num_leaves": 15, "min_child_samples": 20},
+    {"n_estimators": 400, "learning_rate": 0.03, "num_leaves": 7, "min_child_samples": 30},
+    {
+        "n_estimators": 600,
+        "learning_rate": 0.02,
+        "num_leaves": 7,
+        "min_child_samples": 40,
+        "colsample_bytree": 0.7,
+        "cat_smooth": 20,
+        "min_data_per_group": 50,
+    },
+    {
+        "n_estimators": 300,
+        "learning_rate": 0.03,
+        "num_leaves": 4,
+        "min_child_samples": 30,
+        "cat_smooth": 30,
+        "cat_l2": 20,
+        "min_data_per_group": 20,
+    },
+)
+
+OLIST_WEEKDAY = "contact_weekday"
+
+
+@dataclass(frozen=True)
+class FeatureColumns:
+    """The model's input columns: numeric ones (float64, NaN = missing) and categorical ones."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+def _require_two_classes(labels: pd.Series, path: Path) -> None:
+    if labels.nunique() < 2:
+        raise io.DataError(
+            path, "the label has a single class; a model cannot be trained or scored", column=labels.name
+        )
+
+
+def _model_frame(frame: pd.DataFrame, columns: FeatureColumns, categories: Mapping[str, pd.Index]) -> pd.DataFrame:
+    """(rows, features): numeric float64 and categoricals with the training categories (unseen -> NaN)."""
+    model_frame = pd.DataFrame(index=frame.index)
+    for column in columns.numeric:
+        model_frame[column] = frame[column].astype("float64")
+    for column in columns.categorical:
+        values = frame[column].astype("str")
+        known = values.where(values.isin(categories[column]))
+        model_frame[column] = pd.Categorical(known, categories=categories[column])
+    return model_frame
+
+
+def _baseline_frame(model_frame: pd.DataFrame, columns: FeatureColumns) -> pd.DataFrame:
+    """The logistic-regression view of a model frame: categoricals as str with missing spelled out."""
+    baseline = model_frame.copy()
+    for column in columns.categorical:
+        baseline[column] = model_frame[column].astype("str").fillna(MISSING_CATEGORY).astype(object)
+    return baseline
+
+
+def _logistic_regression(columns: FeatureColumns) -> Pipeline:
+    transforms: list[tuple[str, Any, list[str]]] = []
+    if columns.numeric:
+        numeric = make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
+        transforms.append(("numeric", numeric, list(columns.numeric)))
+    if columns.categorical:
+        one_hot = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=ONE_HOT_MIN_FREQUENCY)
+        transforms.append(("categorical", one_hot, list(columns.categorical)))
+    return make_pipeline(ColumnTransformer(transforms), LogisticRegression(max_iter=5000))
+
+
+def _lightgbm(params: Mapping[str, float | int]) -> lgb.LGBMClassifier:
+    settings: dict[str, Any] = {**LIGHTGBM_FIXED, **params}
+    return lgb.LGBMClassifier(**settings)
+
+
+def _positive_probability(model: lgb.LGBMClassifier | Pipeline, frame: pd.DataFrame) -> FloatArray:
+    """(rows,) float64 in [0, 1]: the model's probability of the positive class."""
+    return np.asarray(model.predict_proba(frame), dtype=np.float64)[:, 1]
+
+
+def _logit(probabilities: FloatArray) -> FloatArray:
+    clipped = np.clip(probabilities, PROBABILITY_EPSILON, 1 - PROBABILITY_EPSILON)
+    return np.log(clipped / (1 - clipped)).reshape(-1, 1)
+
+
+def _fit_smoothed_isotonic(scores: FloatArray, labels: FloatArray) -> Callable[[FloatArray], FloatArray]:
+    """Isotonic regression whose steps are shrunk toward the base rate (ISOTONIC_PRIOR_ROWS pseudo-rows).
+
+    Plain isotonic regression gives steps of exactly 0 or 1 wherever a score range held one class
+    only; on new data such a step costs ~14 nats of log-loss per surprise. Each step's rate becomes
+    (positives + prior * base rate) / (rows + prior), made monotone again with a running maximum.
+    """
+    isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, labels)
+    step_rates, step_index = np.unique(isotonic.predict(scores), return_inverse=True)
+    step_rows = np.bincount(step_index, minlength=step_rates.size)
+    base_rate = float(labels.mean())
+    smoothed = (step_rates * step_rows + ISOTONIC_PRIOR_ROWS * base_rate) / (step_rows + ISOTONIC_PRIOR_ROWS)
+    smoothed = np.maximum.accumulate(smoothed)
+    return lambda raw: np.interp(isotonic.predict(raw), step_rates, smoothed)
+
+
+def _fit_calibrator(method: str, scores: FloatArray, labels: FloatArray) -> Callable[[FloatArray], FloatArray]:
+    """A map from raw scores in [0, 1] to calibrated probabilities in [0, 1], fit on (scores, labels)."""
+    if method == "isotonic":
+        return _fit_smoothed_isotonic(scores, labels)
+    platt = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(scores), labels)
+    return lambda raw: np.asarray(platt.predict_proba(_logit(raw))[:, 1], dtype=np.float64)
+
+
+def _choose_calibration(scores: FloatArray, labels: FloatArray) -> str:
+    """The method of CALIBRATION_METHODS with the lowest out-of-fold ECE on (scores, labels)."""
+    minority = int(min(labels.sum(), labels.size - labels.sum()))
+    folds = StratifiedKFold(n_splits=max(2, min(CALIBRATION_FOLDS, minority)), shuffle=True, random_state=RANDOM_STATE)
+    eces = {}
+    for method in CALIBRATION_METHODS:
+        calibrated = np.empty_like(scores)
+        for fit_rows, held_rows in folds.split(scores.reshape(-1, 1), labels):
+            calibrated[held_rows] = _fit_calibrator(method, scores[fit_rows], labels[fit_rows])(scores[held_rows])
+        eces[method] = expected_calibration_error(labels, calibrated)
+    return min(CALIBRATION_METHODS, key=lambda method: eces[method])
+
+
+def _compare_models(
+    train: pd.DataFrame,
+    train_labels: pd.Series,
+    train_order: pd.Series,
+    test: pd.DataFrame,
+    test_labels: pd.Series,
+    columns: FeatureColumns,
+) -> dict[str, Any]:
+    """Fit the calibrated LightGBM and the logistic regression on `train`, score both on `test`.
+
+    `train_order` sorts training rows by time (later = larger); labels are 0/1. Returns the metrics
+    of both models, the row counts, the feature names, the calibration method and LightGBM params.
+    """
+    categories = {
+        column: pd.Index(sorted(train[column].dropna().astype("str").unique())) for column in columns.categorical
+    }
+    order = np.argsort(train_order.to_numpy(), kind="stable")
+    train_frame = _model_frame(train, columns, categories).iloc[order]
+    train_y = train_labels.to_numpy(dtype=np.float64)[order]
+    test_frame = _model_frame(test, columns, categories)
+    test_y = test_labels.to_numpy(dtype=np.float64)
+
+    fit_rows = round(len(train_frame) * (1 - VALIDATION_FRACTION))
+    fit_x, fit_y = train_frame.iloc[:fit_rows], train_y[:fit_rows]
+    slice_x, slice_y = train_frame.iloc[fit_rows:], train_y[fit_rows:]
+    if min(fit_y.min(), slice_y.min()) == 1 or max(fit_y.max(), slice_y.max()) == 0:
+        raise ValueError("both classes must appear in the older 80% and the latest 20% of the training rows")
+
+    best_auc, best_params, best_slice_scores = -np.inf, LIGHTGBM_CANDIDATES[0], np.empty(0)
+    for params in LIGHTGBM_CANDIDATES:
+        slice_scores = _positive_probability(_lightgbm(params).fit(fit_x, fit_y), slice_x)
+        slice_auc = roc_auc(slice_y, slice_scores)
+        if slice_auc > best_auc:
+            best_auc, best_params, best_slice_scores = slice_auc, params, slice_scores
+    method = _choose_calibration(best_slice_scores, slice_y)
+    calibrator = _fit_calibrator(method, best_slice_scores, slice_y)
+    model = _lightgbm(best_params).fit(train_frame, train_y)
+    model_probabilities = calibrator(_positive_probability(model, test_frame))
+
+    baseline = _logistic_regression(columns).fit(_baseline_frame(train_frame, columns), train_y)
+    baseline_probabilities = _positive_probability(baseline, _baseline_frame(test_frame, columns))
+    return {
+        "model": binary_metrics(test_y, model_probabilities),
+        "logistic_regression": binary_metrics(test_y, baseline_probabilities),
+        "rows": {"train": len(train_frame), "test": len(test_frame)},
+        "features": columns.names,
+        "calibration": method,
+        "lightgbm_params": dict(best_params),
+        "validation_roc_auc": best_auc,
+    }
+
+
+def evaluate_leads(train_csv: Path, test_csv: Path, include_leaky: bool = False) -> dict[str, Any]:
+    """Train on one X Education-format CSV, score another; a dict of metrics (see module docstring).
+
+    Features: every column of the cleaned training file but the ids, the label and, unless
+    `include_leaky`, XEDUCATION_LEAKY_COLUMNS (recorded after the sales contact: with them ROC-AUC
+    jumps, which shows the leak, not a better model). Training rows are ordered by Lead Number.
+    Returns {"model": {roc_auc, log_loss, ece, rows}, "logistic_regression": {...}, "rows": {train,
+    test}, "features": [...], "include_leaky": bool, "calibration": "isotonic" | "sigmoid",
+    "lightgbm_params": {...}, "validation_roc_auc": float}. Raises DataError for a missing or bad
+    file, a missing label or feature column, a non-numeric cell in a numeric feature or one class only.
+    """
+    train_csv, test_csv = Path(train_csv), Path(test_csv)
+    train = load_xeducation(train_csv)
+    test = load_xeducation(test_csv, drop_constant_columns=False)
+    _require_two_classes(train[XEDUCATION_LABEL], train_csv)
+    _require_two_classes(test[XEDUCATION_LABEL], test_csv)
+    excluded = {*XEDUCATION_ID_COLUMNS, XEDUCATION_LABEL, *(() if include_leaky else XEDUCATION_LEAKY_COLUMNS)}
+    features = [column for column in train.columns if column not in excluded]
+    numeric = tuple(column for column in features if pd.api.types.is_numeric_dtype(train[column]))
+    columns = FeatureColumns(numeric=numeric, categorical=tuple(c for c in features if c not in numeric))
+    for column in features:
+        if column not in test.columns:
+            raise io.DataError(test_csv, "missing column; the training file has it", column=column)
+    test = test.copy()
+    for column in columns.numeric:
+        values = test[column]
+        numbers = pd.to_numeric(values, errors="coerce")
+        io.fail_on_first(test_csv, values, numbers.isna() & values.notna(), lambda value: f"{value!r} is not a number")
+        test[column] = numbers
+    result = _compare_models(
+        train, train[XEDUCATION_LABEL], train[XEDUCATION_LEAD_NUMBER], test, test[XEDUCATION_LABEL], columns
+    )
+    return {**result, "include_leaky": include_leaky}
+
+
+def _olist_features(mqls: pd.DataFrame) -> pd.DataFrame:
+    """Pre-outcome features of Olist MQLs: origin, landing page and the weekday of first contact."""
+    return pd.DataFrame(
+        {
+            OLIST_ORIGIN: mqls[OLIST_ORIGIN],
+            OLIST_LANDING_PAGE: mqls[OLIST_LANDING_PAGE],
+            OLIST_WEEKDAY: mqls[OLIST_FIRST_CONTACT].dt.day_name(),
+        }
+    )
+
+
+def evaluate_olist(train_dir: Path, test_dir: Path) -> dict[str, Any]:
+    """Olist MQL -> won: calibrated LightGBM vs logistic regression on pre-outcome features only.
+
+    Features: origin, landing_page_id (categorical, ~500 values; categories from train) and the
+    weekday of first contact. Not used: contact month and days since the window start. In a window
+    of under a year they only say when the MQL arrived, and conversion by arrival date mostly
+    reflects the data's collection window (wins before the first recorded won_date are missing, so
+    older MQLs look lost; the newest MQLs have had the least time to convert), not lead quality.
+    For the same reason training keeps only MQLs first contacted on or after the first won_date in
+    the training data. Returns the `evaluate_leads` keys (without include_leaky) plus "censoring"
+    (follow-up of the test MQLs) and "notes". Raises DataError for missing or bad files.
+    """
+    train_dir, test_dir = Path(train_dir), Path(test_dir)
+    train, test = load_olist(train_dir), load_olist(test_dir)
+    train_won_at, test_won_at = load_olist_won_dates(train_dir), load_olist_won_dates(test_dir)
+    if train_won_at.empty:
+        raise io.DataError(train_dir / OLIST_MQL_FILE, "no MQL was won; a model cannot be trained", column=OLIST_LABEL)
+    label_window_start = train_won_at.min().normalize()
+    in_window = train[OLIST_FIRST_CONTACT] >= label_window_start
+    train_used = train[in_window]
+    _require_two_classes(train_used[OLIST_LABEL], train_dir / OLIST_MQL_FILE)
+    _require_two_classes(test[OLIST_LABEL], test_dir / OLIST_MQL_FILE)
+
+    columns = FeatureColumns(numeric=(), categorical=(OLIST_ORIGIN, OLIST_LANDING_PAGE, OLIST_WEEKDAY))
+    result = _compare_models(
+        _olist_features(train_used),
+        train_used[OLIST_LABEL].astype("int64"),
+        train_used[OLIST_FIRST_CONTACT],
+        _olist_features(test),
+        test[OLIST_LABEL].astype("int64"),
+        columns,
+    )
+    last_recorded_win = max(train_won_at.max(), test_won_at.max() if not test_won_at.empty else train_won_at.max())
+    follow_up_days = (last_recorded_win - test[OLIST_FIRST_CONTACT]).dt.days
+    contact_of_won = train_used.set_index(OLIST_MQL_ID)[OLIST_FIRST_CONTACT]
+    train_lag_days = (train_won_at.reindex(contact_of_won.index).dropna() - contact_of_won).dt.days.dropna()
+    slower_share = float((train_lag_days > follow_up_days.min()).mean())
+    result["rows"] = {**result["rows"], "train_before_label_window": int((~in_window).sum())}
+    result["censoring"] = {
+        "label_window_start": f"{label_window_start:%Y-%m-%d}",
+        "last_recorded_win": f"{last_recorded_win:%Y-%m-%d}",
+        "test_follow_up_days_min": int(follow_up_days.min()),
+        "test_follow_up_days_median": float(follow_up_days.median()),
+        "train_wins_slower_than_min_follow_up": slower_share,
+        "train_positive_rate": float(train_used[OLIST_LABEL].mean()),
+        "test_positive_rate": float(test[OLIST_LABEL].mean()),
+    }
+    result["notes"] = [
+        "Right-censoring: the latest MQLs have had the least time to convert; a test MQL has at least "
+        f"{int(follow_up_days.min())} days of follow-up, and {slower_share:.1%} of training wins took longer "
+        "than that, so some late test MQLs labelled lost may still convert.",
+        f"Left truncation: no win before {label_window_start:%Y-%m-%d} is recorded, so "
+        f"{int((~in_window).sum())} earlier training MQLs were left out instead of being counted as lost.",
+        "Training labels include wins recorded after the split date (closed deals follow their MQL): this "
+        "measures how well pre-outcome attributes rank leads, not a point-in-time deployment.",
+        "Contact month and days since the window start are not features: they encode arrival time, which "
+        "here mostly measures the truncated label window.",
+    ]
+    return result
