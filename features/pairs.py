@@ -121,7 +121,7 @@ class EventIndex:
     def build(cls, keys: np.ndarray, seconds: np.ndarray, values: np.ndarray) -> EventIndex:
         composite = (keys.astype(np.int64) << _TIME_BITS) | seconds.astype(np.int64)
         order = np.argsort(composite, kind="stable")
-        values_2d = values.reshape(len(keys), -1).astype(np.float64)[order]
+        values_2d = (values[:, None] if values.ndim == 1 else values).astype(np.float64)[order]
         running = np.vstack([np.zeros((1, values_2d.shape[1])), np.cumsum(values_2d, axis=0)])
         return cls(composite=composite[order], running=running)
 
@@ -317,7 +317,9 @@ def pair_features(
     history strictly before its deal's `created_at`.
     """
     parts = [
-        _pair_features_chunk(context, deals, deal_rows[start : start + chunk_rows], partner_rows[start : start + chunk_rows])
+        _pair_features_chunk(
+            context, deals, deal_rows[start : start + chunk_rows], partner_rows[start : start + chunk_rows]
+        )
         for start in range(0, max(len(deal_rows), 1), chunk_rows)
     ]
     return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
@@ -338,7 +340,9 @@ def _pair_features_chunk(
 
     # Sum the partner's (attempts, wins) over the deal's products: one lookup per (row, product).
     row_of, product_of = np.nonzero(mask)
-    per_product = context.outcomes_by_product.sum_before(partner_rows[row_of] * n_products + product_of, seconds[row_of])
+    per_product = context.outcomes_by_product.sum_before(
+        partner_rows[row_of] * n_products + product_of, seconds[row_of]
+    )
     product_attempts = np.bincount(row_of, weights=per_product[:, 0], minlength=len(seconds))
     product_wins = np.bincount(row_of, weights=per_product[:, 1], minlength=len(seconds))
 
@@ -354,7 +358,9 @@ def _pair_features_chunk(
     engaged_before = context.engagement_by_partner.sum_before(partner_rows, seconds)[:, 0]
     engaged_30d = engaged_before - context.engagement_by_partner.sum_before(partner_rows, seconds - window)[:, 0]
     baseline_seconds = int(ENGAGEMENT_BASELINE.total_seconds())
-    engaged_90d = engaged_before - context.engagement_by_partner.sum_before(partner_rows, seconds - baseline_seconds)[:, 0]
+    engaged_90d = (
+        engaged_before - context.engagement_by_partner.sum_before(partner_rows, seconds - baseline_seconds)[:, 0]
+    )
     earlier_monthly = (engaged_90d - engaged_30d) / 2.0
 
     certs = context.partner_certifications[partner_rows]  # (rows, P)

@@ -15,7 +15,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
-from features import schema  # noqa: E402
+from features import schema
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -58,9 +58,7 @@ def tiny_world(seed: int = 7) -> schema.Ecosystem:
     history = deals.iloc[:48]
     attempt_deals = np.repeat(history[schema.DEAL_ID].to_numpy(), 2)
     attempt_partners = [f"P{(2 * i + k * 3) % 20:03d}" for i in range(48) for k in range(2)]
-    closed = np.repeat(history[schema.CREATED_AT].to_numpy(), 2) + pd.to_timedelta(
-        rng.integers(5, 60, 96), unit="D"
-    )
+    closed = np.repeat(history[schema.CREATED_AT].to_numpy(), 2) + pd.to_timedelta(rng.integers(5, 60, 96), unit="D")
     outcomes = pd.DataFrame(
         {
             schema.DEAL_ID: attempt_deals,

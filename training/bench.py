@@ -10,9 +10,9 @@ import numpy as np
 
 from features.embed import make_encoder
 from features.synthetic import EcosystemConfig, generate_ecosystem
+from training.config import WinModelConfig
 from training.train import Progress, build_dataset
 from training.win_model import LogisticBaseline, PairFrame, WinModel
-from training.config import WinModelConfig
 
 
 def _quiet(_: str) -> None:

@@ -72,7 +72,9 @@ def _rank_within_groups(sorted_group_ids: np.ndarray) -> np.ndarray:
     return np.arange(sorted_group_ids.size) - np.repeat(starts, sizes)
 
 
-def _dcg_per_group(group_ids: np.ndarray, gains: np.ndarray, order: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _dcg_per_group(
+    group_ids: np.ndarray, gains: np.ndarray, order: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     sorted_groups = group_ids[order]
     positions = _rank_within_groups(sorted_groups)
     discounted = np.where(positions < k, gains[order] / np.log2(positions + 2.0), 0.0)

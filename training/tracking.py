@@ -20,10 +20,10 @@ from training.config import CHALLENGER, CHAMPION, EXPERIMENT, Paths
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-import mlflow  # noqa: E402  (after the telemetry switch)
-import mlflow.pyfunc  # noqa: E402
-from mlflow import MlflowClient  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PythonModel
 
 BUNDLE_ARTIFACT = "bundle"
 MODEL_ARTIFACT = "win_model"
@@ -87,7 +87,7 @@ def start_run(paths: Paths, run_name: str) -> Iterator[Run]:
         yield Run(active.info.run_id)
 
 
-class _BundlePyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class _BundlePyfunc(PythonModel):
     """pyfunc face of the bundle: predict(feature frame) -> calibrated win probability."""
 
     def load_context(self, context: Any) -> None:

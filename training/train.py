@@ -69,9 +69,7 @@ class TrainReport:
     model: WinModel
 
 
-def embed_ecosystem(
-    partners: pd.DataFrame, deals: pd.DataFrame, encoder: Encoder
-) -> tuple[np.ndarray, np.ndarray]:
+def embed_ecosystem(partners: pd.DataFrame, deals: pd.DataFrame, encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
     """(n, d) partner profile and (m, d) deal requirement embeddings."""
     return (
         encoder.encode(partners[schema.PROFILE_TEXT].astype(str).tolist()),

@@ -137,10 +137,9 @@ class WinModel:
     def raw_score(self, features: pd.DataFrame) -> np.ndarray:
         """(n,) uncalibrated margin (log-odds for `binary`)."""
         matrix = features[list(self.feature_names)].to_numpy(dtype=np.float32)
-        result: np.ndarray = self.booster_.predict(
-            matrix, raw_score=True, num_iteration=self.booster_.best_iteration or None
+        return np.asarray(
+            self.booster_.predict(matrix, raw_score=True, num_iteration=self.booster_.best_iteration or None)
         )
-        return result
 
     def predict_win_probability(self, features: pd.DataFrame) -> np.ndarray:
         """(n,) calibrated probability in [0, 1] that the partner closes the deal."""
@@ -152,11 +151,11 @@ class WinModel:
         return pd.Series(gains, index=list(self.feature_names)).sort_values(ascending=False)
 
     def explain(self, features: pd.DataFrame, top_k: int = 3) -> list[list[Reason]]:
-        """Top `top_k` reasons per row from TreeSHAP contributions (explain only rows you return:
-        this costs about as much as scoring ten thousand rows per row explained)."""
+        """Top `top_k` reasons per row from TreeSHAP contributions. TreeSHAP costs far more per row
+        than a prediction: explain only the rows you return."""
         matrix = features[list(self.feature_names)].to_numpy(dtype=np.float32)
-        contributions = self.booster_.predict(
-            matrix, pred_contrib=True, num_iteration=self.booster_.best_iteration or None
+        contributions = np.asarray(
+            self.booster_.predict(matrix, pred_contrib=True, num_iteration=self.booster_.best_iteration or None)
         )[:, :-1]
         reasons: list[list[Reason]] = []
         for row in contributions:

@@ -1,0 +1,56 @@
+"""CLI: commands over plain functions; user errors exit 2 with a message naming the problem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from features import io
+from training.cli import app
+from training.workflows import load_ecosystem_directory
+
+runner = CliRunner()
+
+
+def test_generate_then_read_back(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["generate", "--partners", "50", "--deals", "300", "--out", str(tmp_path / "eco")])
+    assert result.exit_code == 0, result.output
+    ecosystem, truth = load_ecosystem_directory(tmp_path / "eco")
+    assert len(ecosystem.partners) == 50 and len(ecosystem.deals) == 300
+    assert truth is not None and len(truth.outcome_probability) == len(ecosystem.outcomes)
+
+
+def test_train_on_a_broken_directory_exits_2_naming_the_column(tmp_path: Path) -> None:
+    runner.invoke(app, ["generate", "--partners", "40", "--deals", "200", "--out", str(tmp_path / "eco")])
+    deals = pd.read_parquet(tmp_path / "eco" / "deals.parquet").drop(columns=["amount"])
+    io.write_table(deals, tmp_path / "eco" / "deals.parquet")
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "eco"), "--encoder", "hashing-16"])
+    assert result.exit_code == 2
+    assert "amount" in result.output and "deals.parquet" in result.output
+
+
+def test_bad_config_key_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[model]\nnum_trees = 3\n")
+    result = runner.invoke(app, ["train", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "num_trees" in result.output
+
+
+def test_missing_leads_file_exits_2(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["evaluate", "leads", "--train", str(tmp_path / "no.csv"), "--test", "x.csv"])
+    assert result.exit_code == 2
+    assert "no.csv" in result.output
+
+
+def test_bench_train_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", "train", "--partners", "60", "--deals", "600", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    results = json.loads(out.read_text())
+    assert results["model"]["fit_seconds"] > 0
+    assert results["logistic_regression"]["fit_seconds"] > 0
+    assert results["rows"]["total"] == results["rows"]["train"] + results["rows"]["calibration"]
