@@ -222,13 +222,13 @@ def load_olist_won_dates(directory: Path) -> pd.Series:
     return pd.Series(won_at.to_numpy(), index=pd.Index(closed[OLIST_MQL_ID], name=OLIST_MQL_ID), name=OLIST_WON_DATE)
 
 
-def split_olist(directory: Path, out_dir: Path, cutoff: str = "2018-03-01") -> tuple[Path, Path]:
+def split_olist(directory: Path, out_dir: Path, cutoff: str = "2018-02-01") -> tuple[Path, Path]:
     """Time-ordered split: MQLs first contacted before `cutoff` train, the others test.
 
     Writes `out_dir/train/` and `out_dir/test/`, each with both CSVs in the original format; a closed
     deal goes where its MQL goes. Returns (train directory, test directory). Raises ValueError when
-    a side would be empty (the copy in shared/data holds MQLs contacted before 2018-03-01 only, so
-    the default cutoff needs the full data set; use e.g. "2018-02-01" there).
+    a side would be empty. The default fits the copy in shared/data, which holds MQLs contacted
+    before 2018-03-01 only.
     """
     mqls, closed, first_contact = _read_olist(directory)
     is_train = first_contact < pd.Timestamp(cutoff)

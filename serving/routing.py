@@ -65,6 +65,8 @@ class RoutingConflictError(FeatureError):
 
 
 class Explanation(Protocol):
+    """One reason from the model's feature contributions (`training.win_model.Reason` fits)."""
+
     @property
     def feature(self) -> str: ...
 
@@ -77,8 +79,6 @@ class Explanation(Protocol):
 
 class ScoringModel(Protocol):
     """What routing needs of the win model (`training.win_model.WinModel` fits)."""
-
-    feature_names: tuple[str, ...]
 
     def predict_win_probability(self, features: pd.DataFrame) -> np.ndarray: ...
 
@@ -100,6 +100,30 @@ class _Constraint:
     name: ConstraintName
     detail: str
     passes: np.ndarray  # (n,) bool over the context's partners
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """A request in the context's positions. n partners, P products."""
+
+    region: int
+    products: np.ndarray  # (P,) bool
+    regions: list[int]  # allowed regions
+    constraints: list[_Constraint]
+    eligible: np.ndarray  # (n,) bool, every constraint met
+    pool: np.ndarray | None  # explicit candidate rows
+    registered: int | None  # row of the partner that registered the deal
+    protected: bool  # registered and not overridden
+
+
+@dataclass(frozen=True)
+class _Candidates:
+    source: CandidateSource
+    retrieved: np.ndarray  # rows before the constraints
+    text_neighbours: int
+    history_shortlist: int
+    eligible: np.ndarray  # rows after the constraints (never the protected partner)
+    reports: list[ConstraintReport]
 
 
 def _log_odds(probability: np.ndarray) -> np.ndarray:
@@ -280,6 +304,54 @@ class Router:
         Raises FeatureError (bad vocabulary), UnknownPartnerError and RoutingConflictError, each with
         the dotted request field at fault.
         """
+        deal, max_results = request.deal, request.options.max_results
+        parsed = self._parse(request)
+        query = self.encoder.encode([deal.requirement_text])  # (1, d)
+        found = self._candidates(parsed, query, max_results, exhaustive)
+
+        # The protected partner is scored last, even when it fails a constraint: protection keeps it.
+        rows = np.concatenate([found.eligible, [parsed.registered]]) if parsed.protected else found.eligible
+        features = self._features(self._deal(parsed.region, parsed.products, deal.amount, query[0]), rows)
+        probabilities = self.model.predict_win_probability(features)
+        partner_ids = self.context.partner_ids[rows]
+        eligible_count = len(found.eligible)
+        on_merit = np.lexsort((partner_ids[:eligible_count], -probabilities[:eligible_count]))
+        if parsed.protected:
+            chosen = np.concatenate([[len(rows) - 1], on_merit[: max_results - 1]])
+        else:
+            chosen = on_merit[:max_results]
+
+        reasons = self.model.explain(features.iloc[chosen], top_k=REASONS_PER_PARTNER)
+        partners = [
+            RankedPartner(
+                rank=rank,
+                partner_id=str(partner_ids[position]),
+                name=str(self._names[rows[position]]),
+                win_probability=float(probabilities[position]),
+                registered=bool(rows[position] == parsed.registered),
+                reasons=[Reason(feature=r.feature, text=r.text, contribution=float(r.contribution)) for r in why],
+            )
+            for rank, (position, why) in enumerate(zip(chosen, reasons, strict=True), start=1)
+        ]
+        return RouteResponse(
+            decision_id=uuid.uuid4().hex,
+            deal_id=deal.deal_id,
+            model=self.model_info,
+            features_as_of=self.context.history_end.to_pydatetime(),
+            partners=partners,
+            constraints=found.reports,
+            candidates=CandidateReport(
+                source=found.source,
+                retrieved=len(found.retrieved),
+                text_neighbours=found.text_neighbours,
+                history_shortlist=found.history_shortlist,
+                eligible_partners=int(parsed.eligible.sum()),
+                scored=len(rows),
+            ),
+            channel_conflict=self._channel_conflict(parsed, found.eligible, on_merit, probabilities),
+        )
+
+    def _parse(self, request: RouteRequest) -> _Parsed:
         deal, options = request.deal, request.options
         region = self._region(deal.region, "deal.region")
         products = np.zeros(len(self.context.products), dtype=bool)
@@ -290,7 +362,6 @@ class Router:
             else [region]
         )
         constraints = self._constraints(request, regions)
-        pool = self._partner_rows(options.candidate_pool, "options.candidate_pool") if options.candidate_pool else None
         registered = (
             int(self._partner_rows([deal.registered_partner_id], "deal.registered_partner_id")[0])
             if deal.registered_partner_id
@@ -303,91 +374,51 @@ class Router:
                 f"excludes {deal.registered_partner_id}, which registered the deal and is protected; "
                 "set options.override_registration to route without it",
             )
-        eligible = np.logical_and.reduce([constraint.passes for constraint in constraints])
+        return _Parsed(
+            region=region,
+            products=products,
+            regions=regions,
+            constraints=constraints,
+            eligible=np.logical_and.reduce([constraint.passes for constraint in constraints]),
+            pool=self._partner_rows(options.candidate_pool, "options.candidate_pool")
+            if options.candidate_pool
+            else None,
+            registered=registered,
+            protected=protected,
+        )
 
-        query = self.encoder.encode([deal.requirement_text])  # (1, d)
+    def _candidates(self, parsed: _Parsed, query: np.ndarray, max_results: int, exhaustive: bool) -> _Candidates:
+        """Retrieve, then apply the constraints in order (counting what each removes)."""
         text_rows = np.zeros(0, dtype=np.int64)
         shortlist_rows = np.zeros(0, dtype=np.int64)
         source: CandidateSource
-        if pool is not None:
-            source, retrieved = "candidate_pool", pool
-        elif exhaustive or eligible.sum() <= self.settings.exhaustive_limit:
-            source, retrieved = "all_eligible", np.flatnonzero(eligible)
+        if parsed.pool is not None:
+            source, retrieved = "candidate_pool", parsed.pool
+        elif exhaustive or parsed.eligible.sum() <= self.settings.exhaustive_limit:
+            source, retrieved = "all_eligible", np.flatnonzero(parsed.eligible)
         else:
             source = "retrieval"
             positions, _ = self.index.search(query, min(self.settings.text_neighbours, len(self.index)))
             text_rows = self._index_rows[positions[0][positions[0] >= 0]]
-            shortlist_rows = self._shortlist(regions, products)
+            shortlist_rows = self._shortlist(parsed.regions, parsed.products)
             # The registered partner joins so that its merit rank is known (or it is protected anyway).
-            registration = [registered] if registered is not None else []
+            registration = [parsed.registered] if parsed.registered is not None else []
             retrieved = np.unique(np.concatenate([text_rows, shortlist_rows, registration]).astype(np.int64))
 
-        candidates = retrieved[retrieved != registered] if protected else retrieved
+        remaining = retrieved[retrieved != parsed.registered] if parsed.protected else retrieved
         reports: list[ConstraintReport] = []
-        for constraint in constraints:
-            keep = constraint.passes[candidates]
+        for constraint in parsed.constraints:
+            keep = constraint.passes[remaining]
             reports.append(ConstraintReport(name=constraint.name, detail=constraint.detail, removed=int((~keep).sum())))
-            candidates = candidates[keep]
-        if source == "retrieval" and len(candidates) < options.max_results:
-            candidates = self._top_up(candidates, eligible, query, options.max_results)
-        if len(candidates) == 0 and not protected:
+            remaining = remaining[keep]
+        if source == "retrieval" and len(remaining) < max_results:
+            remaining = self._top_up(remaining, parsed.eligible, query, max_results)
+        if len(remaining) == 0 and not parsed.protected:
             raise RoutingConflictError(
-                "options.candidate_pool" if pool is not None else "options",
-                self._why_empty(constraints, pool),
+                "options.candidate_pool" if parsed.pool is not None else "options",
+                self._why_empty(parsed.constraints, parsed.pool),
             )
-
-        # The registered partner is scored even when it fails a constraint: protection keeps it.
-        rows = np.concatenate([candidates, [registered]]) if protected else candidates
-        features = self._features(self._deal(region, products, deal.amount, query[0]), rows)
-        probabilities = self.model.predict_win_probability(features)
-        partner_ids = self.context.partner_ids[rows]
-        on_merit = np.lexsort((partner_ids[: len(candidates)], -probabilities[: len(candidates)]))
-        if protected:
-            chosen = np.concatenate([[len(rows) - 1], on_merit[: options.max_results - 1]])
-        else:
-            chosen = on_merit[: options.max_results]
-
-        reasons = self.model.explain(features.iloc[chosen], top_k=REASONS_PER_PARTNER)
-        partners = [
-            RankedPartner(
-                rank=rank,
-                partner_id=str(partner_ids[position]),
-                name=str(self._names[rows[position]]),
-                win_probability=float(probabilities[position]),
-                registered=registered is not None and bool(rows[position] == registered),
-                reasons=[Reason(feature=r.feature, text=r.text, contribution=float(r.contribution)) for r in why],
-            )
-            for rank, (position, why) in enumerate(zip(chosen, reasons, strict=True), start=1)
-        ]
-        conflict = None
-        if registered is not None:
-            eligible_probabilities = probabilities[: len(candidates)]
-            if protected:
-                merit_rank = (
-                    int(np.sum(eligible_probabilities > probabilities[-1])) + 1 if eligible[registered] else None
-                )
-            else:
-                found = np.flatnonzero(candidates[on_merit] == registered)
-                merit_rank = int(found[0]) + 1 if len(found) else None
-            best = int(candidates[on_merit[0]]) if len(on_merit) else None
-            conflict = self._channel_conflict(registered, protected, merit_rank, best, constraints)
-        return RouteResponse(
-            decision_id=uuid.uuid4().hex,
-            deal_id=deal.deal_id,
-            model=self.model_info,
-            features_as_of=self.context.history_end.to_pydatetime(),
-            partners=partners,
-            constraints=reports,
-            candidates=CandidateReport(
-                source=source,
-                retrieved=len(retrieved),
-                text_neighbours=len(text_rows),
-                history_shortlist=len(shortlist_rows),
-                eligible_partners=int(eligible.sum()),
-                scored=len(rows),
-            ),
-            channel_conflict=conflict,
-        )
+        return _Candidates(source, retrieved, len(text_rows), len(shortlist_rows), remaining, reports)
 
     def _shortlist(self, regions: list[int], products: np.ndarray) -> np.ndarray:
         """The `shortlist_size` partners of the allowed `regions` with the highest prototype log-odds,
@@ -421,20 +452,25 @@ class Router:
         return f"no partner meets every constraint among {where}: " + "; ".join(steps)
 
     def _channel_conflict(
-        self,
-        registered: int,
-        protected: bool,
-        merit_rank: int | None,
-        best_on_merit: int | None,
-        constraints: list[_Constraint],
-    ) -> ChannelConflict:
-        """`merit_rank`: the registered partner's rank on win probability among the eligible candidates
-        (None when it fails a constraint or retrieval); `best_on_merit`: the top eligible partner row."""
-        registered_id = str(self.context.partner_ids[registered])
-        failed = [constraint.name for constraint in constraints if not constraint.passes[registered]]
-        if protected:
+        self, parsed: _Parsed, eligible: np.ndarray, on_merit: np.ndarray, probabilities: np.ndarray
+    ) -> ChannelConflict | None:
+        """How the registration was handled. `eligible` rows were scored first (`on_merit` orders them
+        by win probability); a protected partner was scored last."""
+        if parsed.registered is None:
+            return None
+        registered_id = str(self.context.partner_ids[parsed.registered])
+        failed = [constraint.name for constraint in parsed.constraints if not constraint.passes[parsed.registered]]
+        # Its rank on win probability alone among the eligible candidates; None if it fails a constraint.
+        merit_rank: int | None
+        if parsed.protected:
+            beaten_by = int(np.sum(probabilities[: len(eligible)] > probabilities[-1]))
+            merit_rank = None if failed else beaten_by + 1
+        else:
+            position = np.flatnonzero(eligible[on_merit] == parsed.registered)
+            merit_rank = int(position[0]) + 1 if len(position) else None
+        if parsed.protected:
             displaced = (
-                str(self.context.partner_ids[best_on_merit]) if best_on_merit is not None and merit_rank != 1 else None
+                str(self.context.partner_ids[eligible[on_merit[0]]]) if len(on_merit) and merit_rank != 1 else None
             )
             message = f"deal registered by {registered_id}: protected at rank 1"
             message += f" although it fails {', '.join(failed)}" if failed else ""

@@ -35,7 +35,7 @@ import psutil
 from features import schema
 from features.synthetic import EcosystemConfig, generate_ecosystem
 from serving.schemas import RouteRequest
-from serving.service import DECISION_LOG_ENV, load_router, serve_command
+from serving.service import DECISION_LOG_ENV, SERVE_ENVIRONMENT, load_router, serve_command
 from training import tracking
 from training.config import CHAMPION, REGISTERED_WIN_MODEL, Paths, TrainConfig
 from training.train import Progress, run_training
@@ -155,12 +155,12 @@ def running_service(paths: Paths, decision_log: Path, log_path: Path, timeout: f
     answers 200 and stops the whole process group on exit. Raises RuntimeError if it dies or times out."""
     port = _free_port()
     inherited = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    environment = inherited | {
+    stores = {
         "PARTNERMATCH_MLRUNS": str(paths.mlruns_dir),
         "PARTNERMATCH_CACHE": str(paths.cache_dir),
         DECISION_LOG_ENV: str(decision_log),
-        "BENTOML_DO_NOT_TRACK": "true",
     }
+    environment = SERVE_ENVIRONMENT | inherited | stores
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         # Own session: the server's workers form one process group that we stop by its id.

@@ -159,7 +159,7 @@ def split_leads(
 def split_olist(
     source: Annotated[Path, typer.Option(help="Olist marketing-funnel directory")],
     out: Annotated[Path, typer.Option(help="Directory for train/ and test/")],
-    cutoff: Annotated[str, typer.Option(help="First-contact date that starts the test period")] = "2018-03-01",
+    cutoff: Annotated[str, typer.Option(help="First-contact date that starts the test period")] = "2018-02-01",
 ) -> None:
     """Split the Olist funnel by first-contact date into train/ and test/ directories."""
     from features.public_data import split_olist as run
@@ -217,7 +217,7 @@ def serve(
     """
     import sys
 
-    from serving.service import serve_command
+    from serving.service import SERVE_ENVIRONMENT, serve_command
     from training.config import Paths, load_train_config
     from training.workflows import ensure_champion
 
@@ -227,7 +227,7 @@ def serve(
     sys.stdout.flush()
     # Replace this process: Ctrl-C and signals from a supervisor reach bentoml directly.
     command = serve_command(host, port)
-    os.execv(command[0], command)
+    os.execve(command[0], command, SERVE_ENVIRONMENT | os.environ)  # an explicit setting wins
 
 
 @app.command()

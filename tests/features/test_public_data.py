@@ -107,9 +107,9 @@ def test_olist_split_is_time_ordered_and_closed_deals_follow(tmp_path: Path) -> 
 
 
 @needs_data
-def test_olist_default_cutoff_needs_the_full_data(tmp_path: Path) -> None:
+def test_olist_cutoff_after_the_data_leaves_one_side_empty(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="leaves one side empty"):
-        public_data.split_olist(OLIST, tmp_path)
+        public_data.split_olist(OLIST, tmp_path, cutoff="2018-03-01")
 
 
 def test_olist_bad_date_and_dangling_deal(tmp_path: Path) -> None:
