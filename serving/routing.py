@@ -374,15 +374,14 @@ class Router:
                 f"excludes {deal.registered_partner_id}, which registered the deal and is protected; "
                 "set options.override_registration to route without it",
             )
+        pool = self._partner_rows(options.candidate_pool, "options.candidate_pool") if options.candidate_pool else None
         return _Parsed(
             region=region,
             products=products,
             regions=regions,
             constraints=constraints,
             eligible=np.logical_and.reduce([constraint.passes for constraint in constraints]),
-            pool=self._partner_rows(options.candidate_pool, "options.candidate_pool")
-            if options.candidate_pool
-            else None,
+            pool=pool,
             registered=registered,
             protected=protected,
         )

@@ -209,7 +209,7 @@ def bench_generate(
 @app.command()
 def serve(
     port: Annotated[int, typer.Option(help="HTTP port.")] = 3000,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "localhost",
+    host: Annotated[str, typer.Option(help="IP address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
 ) -> None:
     """Serve the champion over HTTP (training a first one on the demo ecosystem if none is registered).
 
