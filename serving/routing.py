@@ -89,8 +89,8 @@ class ScoringModel(Protocol):
 class RoutingSettings:
     """Candidate budget. Defaults are sized on measurements (see `training/bench_route.py`)."""
 
-    text_neighbours: int = 200  # FAISS neighbours of the requirement text
-    shortlist_size: int = 100  # strongest partners on history for the deal's regions and products
+    text_neighbours: int = 50  # FAISS neighbours of the requirement text
+    shortlist_size: int = 150  # strongest partners on history for the deal's regions and products
     exhaustive_limit: int = 300  # score every eligible partner when no more than this many exist
     prototype_deals: int = 8  # recent deals per (region, product) whose texts set the prototype similarity
 

@@ -50,6 +50,7 @@ from serving.schemas import (
 
 if TYPE_CHECKING:
     from training.config import Paths
+    from training.tracking import RegisteredVersion
 
 DECISION_LOG_ENV = "PARTNERMATCH_DECISION_LOG"
 SERVING_CACHE_DIR = "serving"  # under the cache dir: downloaded bundles, one directory per version
@@ -67,16 +68,17 @@ def _serving_encoder(name: str, cache_dir: Path) -> Encoder:
     return encoder.inner if isinstance(encoder, CachedEncoder) else encoder
 
 
-def _local_bundle(paths: Paths, model_name: str, version: str) -> Path:
-    """The version's bundle directory under the cache, downloaded once (atomically: workers may race)."""
+def _local_bundle(paths: Paths, version: RegisteredVersion) -> Path:
+    """The version's bundle directory under the cache, downloaded once (atomically: workers may race).
+    Keyed by run id too: two MLflow stores sharing one cache both have a "v1"."""
     from training import tracking
 
     root = paths.cache_dir / SERVING_CACHE_DIR
-    final = root / f"{model_name}-v{version}"
+    final = root / f"{version.name}-v{version.version}-{version.run_id}"
     if not final.is_dir():
         root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-        tracking.download_bundle(paths, model_name, version, staging)
+        tracking.download_bundle(paths, version.name, version.version, staging)
         try:
             staging.rename(final)
         except OSError:  # another process finished first; its copy is as good
@@ -100,7 +102,7 @@ def load_router(paths: Paths, progress: Callable[[str], None] = lambda _: None) 
             "run `partnermatch serve` (trains one on the demo ecosystem) or `partnermatch train`"
         )
     progress(f"loading {REGISTERED_WIN_MODEL} v{champion.version}")
-    bundle = ModelBundle.load(_local_bundle(paths, REGISTERED_WIN_MODEL, champion.version))
+    bundle = ModelBundle.load(_local_bundle(paths, champion))
     if bundle.index is None:
         raise ValueError(f"{REGISTERED_WIN_MODEL} v{champion.version} has no partner index")
     set_search_threads(1)  # one query at a time: more OpenMP threads only add overhead

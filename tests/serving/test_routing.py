@@ -148,7 +148,11 @@ def test_top_up_when_retrieval_keeps_too_few(synthetic_world: World) -> None:
     ],
 )
 def test_domain_errors_name_the_field(
-    synthetic_world: World, deal_changes: dict[str, Any], options: dict[str, Any], field: str, error: type
+    synthetic_world: World,
+    deal_changes: dict[str, Any],
+    options: dict[str, Any],
+    field: str,
+    error: type[FeatureError],
 ) -> None:
     with pytest.raises(error) as raised:
         synthetic_world.router.route(request(deal_body(synthetic_world.deals, 7, **deal_changes), **options))
