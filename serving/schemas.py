@@ -178,10 +178,16 @@ class DecisionRecord(BaseModel):
     response: RouteResponse
 
 
-class ErrorResponse(BaseModel):
-    """Body of every 4xx this service produces itself."""
-
-    error: str
+class FieldProblem(BaseModel):
     field: str = Field(description="Dotted path of the offending input, e.g. `deal.amount`.")
     reason: str
-    model_version: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """Body of every 4xx this service produces itself: the first problem, then all of them."""
+
+    error: str = Field(description="`field: reason` in one line.")
+    field: str = Field(description="Dotted path of the offending input, e.g. `deal.amount`.")
+    reason: str
+    problems: list[FieldProblem]
+    model_version: str | None = Field(default=None, description="The model that was asked, if one was.")

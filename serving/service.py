@@ -42,6 +42,7 @@ from serving.schemas import (
     DealIn,
     DecisionRecord,
     ErrorResponse,
+    FieldProblem,
     ModelInfo,
     RouteOptions,
     RouteRequest,
@@ -157,7 +158,7 @@ def route_once(request: RouteRequest, paths: Paths, progress: Callable[[str], No
     return response
 
 
-def error_status(error: FeatureError) -> int:
+def _error_status(error: FeatureError) -> int:
     """HTTP status of a domain error: 404 unknown partner, 409 unsatisfiable request, else 422."""
     if isinstance(error, UnknownPartnerError):
         return 404
@@ -166,8 +167,19 @@ def error_status(error: FeatureError) -> int:
     return 422
 
 
+def _error_body(problems: list[FieldProblem], model_version: str | None) -> ErrorResponse:
+    first = problems[0]
+    return ErrorResponse(
+        error=f"{first.field}: {first.reason}",
+        field=first.field,
+        reason=first.reason,
+        problems=problems,
+        model_version=model_version,
+    )
+
+
 def _error_response(status: int, field: str, reason: str, model_version: str | None) -> JSONResponse:
-    body = ErrorResponse(error=f"{field}: {reason}", field=field, reason=reason, model_version=model_version)
+    body = _error_body([FieldProblem(field=field, reason=reason)], model_version)
     return JSONResponse(body.model_dump(), status_code=status)
 
 
@@ -242,15 +254,13 @@ def _as_422(body: bytes) -> bytes | None:
     if not isinstance(errors, list) or not errors:
         return None
     problems = [
-        {
-            "field": ".".join(str(part) for part in error.get("loc", ())) or "body",
-            "reason": str(error.get("msg", "invalid")),
-        }
+        FieldProblem(
+            field=".".join(str(part) for part in error.get("loc", ())) or "body",
+            reason=str(error.get("msg", "invalid")),
+        )
         for error in errors
     ]
-    first = problems[0]
-    body_422 = ErrorResponse(error=f"{first['field']}: {first['reason']}", field=first["field"], reason=first["reason"])
-    return json.dumps({**body_422.model_dump(), "problems": problems}).encode()
+    return _error_body(problems, model_version=None).model_dump_json().encode()
 
 
 class OpenAPI31Service(bentoml.Service):
@@ -284,7 +294,7 @@ class PartnerMatch:
         try:
             response = self.router.route(request)
         except FeatureError as error:
-            return _error_response(error_status(error), error.field, error.reason, self.router.model_info.version)
+            return _error_response(_error_status(error), error.field, error.reason, self.router.model_info.version)
         record_decision(self.decisions, request, response)
         return response
 

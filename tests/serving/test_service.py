@@ -90,6 +90,13 @@ def test_bad_input_is_422_naming_the_field(
     assert body["reason"]
 
 
+def test_every_problem_is_listed(client: Any) -> None:
+    response = route(client, DEAL | {"amount": -5}, max_results=0)
+    assert response.status_code == 422
+    problems = response.json()["problems"]
+    assert [problem["field"] for problem in problems] == ["deal.amount", "options.max_results"]
+
+
 def test_missing_field_and_broken_json_are_422(client: Any) -> None:
     deal = {key: value for key, value in DEAL.items() if key != "amount"}
     response = route(client, deal)
