@@ -316,20 +316,31 @@ def pair_features(
     `deal_rows` index `deals`, `partner_rows` index the context's partners. Each row sees only
     history strictly before its deal's `created_at`.
     """
-    parts = [
-        _pair_features_chunk(
-            context, deals, deal_rows[start : start + chunk_rows], partner_rows[start : start + chunk_rows]
-        )
-        for start in range(0, max(len(deal_rows), 1), chunk_rows)
-    ]
-    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    matrix = pair_feature_matrix(context, deals, deal_rows, partner_rows, chunk_rows)
+    return pd.DataFrame(matrix, columns=list(FEATURE_COLUMNS), copy=False)
+
+
+def pair_feature_matrix(
+    context: FeatureContext,
+    deals: DealBatch,
+    deal_rows: np.ndarray,
+    partner_rows: np.ndarray,
+    chunk_rows: int = 200_000,
+) -> np.ndarray:
+    """`pair_features` as a (rows, F) float32 array, columns in FEATURE_COLUMNS order: the serving
+    path, where building a DataFrame per request would cost as much as the features themselves."""
+    deal_rows = np.asarray(deal_rows, dtype=np.int64)
+    partner_rows = np.asarray(partner_rows, dtype=np.int64)
+    matrix = np.empty((len(deal_rows), len(FEATURE_COLUMNS)), dtype=np.float32)
+    for start in range(0, len(deal_rows), chunk_rows):
+        stop = start + chunk_rows
+        matrix[start:stop] = _pair_features_chunk(context, deals, deal_rows[start:stop], partner_rows[start:stop])
+    return matrix
 
 
 def _pair_features_chunk(
     context: FeatureContext, deals: DealBatch, deal_rows: np.ndarray, partner_rows: np.ndarray
-) -> pd.DataFrame:
-    deal_rows = np.asarray(deal_rows, dtype=np.int64)
-    partner_rows = np.asarray(partner_rows, dtype=np.int64)
+) -> np.ndarray:
     seconds = deals.created_seconds[deal_rows]
     n_products, n_regions = len(context.products), len(context.regions)
     mask = deals.product_mask[deal_rows]  # (rows, P)
@@ -394,4 +405,4 @@ def _pair_features_chunk(
         DEAL_PRODUCT_COUNT: products_per_row,
         LOG_AMOUNT: log_amount,
     }
-    return pd.DataFrame({name: np.asarray(columns[name], dtype=np.float32) for name in FEATURE_COLUMNS})
+    return np.column_stack([np.asarray(columns[name], dtype=np.float32) for name in FEATURE_COLUMNS])

@@ -32,11 +32,12 @@ from features import schema
 from features.embed import Encoder
 from features.index import PartnerIndex
 from features.pairs import (
+    FEATURE_COLUMNS,
     LOAD_RATIO,
     DealBatch,
     FeatureContext,
     FeatureError,
-    pair_features,
+    pair_feature_matrix,
     product_mask,
     to_seconds,
 )
@@ -78,11 +79,14 @@ class Explanation(Protocol):
 
 
 class ScoringModel(Protocol):
-    """What routing needs of the win model (`training.win_model.WinModel` fits)."""
+    """What routing needs of the win model (`training.win_model.WinModel` fits). Features arrive as an
+    (n, F) float32 array in `feature_names` order, which must be FEATURE_COLUMNS."""
 
-    def predict_win_probability(self, features: pd.DataFrame) -> np.ndarray: ...
+    feature_names: tuple[str, ...]
 
-    def explain(self, features: pd.DataFrame, top_k: int = 3) -> Sequence[Sequence[Explanation]]: ...
+    def predict_win_probability(self, features: np.ndarray) -> np.ndarray: ...
+
+    def explain(self, features: np.ndarray, top_k: int = 3) -> Sequence[Sequence[Explanation]]: ...
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,8 @@ class Router:
     ) -> None:
         if len(index) != len(context.partner_ids):
             raise ValueError(f"the index holds {len(index)} partners, the feature context {len(context.partner_ids)}")
+        if tuple(model.feature_names) != FEATURE_COLUMNS:
+            raise ValueError(f"the model takes features {model.feature_names}, routing computes {FEATURE_COLUMNS}")
         if encoder.dimension != context.partner_vectors.shape[1]:
             raise ValueError(
                 f"encoder {encoder.name} gives {encoder.dimension}-d vectors, "
@@ -186,16 +192,16 @@ class Router:
             vectors=np.asarray(vector, dtype=np.float32).reshape(1, -1),
         )
 
-    def _features(self, deal: DealBatch, rows: np.ndarray) -> pd.DataFrame:
-        """(len(rows), F) feature frame of the one deal against partner rows."""
-        return pair_features(self.context, deal, np.zeros(len(rows), dtype=np.int64), rows)
+    def _features(self, deal: DealBatch, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), F) features of the one deal against partner rows, FEATURE_COLUMNS order."""
+        return pair_feature_matrix(self.context, deal, np.zeros(len(rows), dtype=np.int64), rows)
 
     def _partner_load_ratio(self) -> np.ndarray:
         """(n,) deals in the 30 days before the history end / declared capacity (deal-independent)."""
         rows = np.arange(len(self.context.partner_ids), dtype=np.int64)
         first_product = np.arange(len(self.context.products)) == 0
         any_deal = self._deal(0, first_product, 1.0, self.context.partner_vectors[0])
-        return self._features(any_deal, rows)[LOAD_RATIO].to_numpy(dtype=np.float64)
+        return self._features(any_deal, rows)[:, FEATURE_COLUMNS.index(LOAD_RATIO)].astype(np.float64)
 
     def _prototype_logits(self, deals: pd.DataFrame) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """region -> (partner rows operating there (n_r,), win log-odds (n_r, P) float32 for a
@@ -321,7 +327,7 @@ class Router:
         else:
             chosen = on_merit[:max_results]
 
-        reasons = self.model.explain(features.iloc[chosen], top_k=REASONS_PER_PARTNER)
+        reasons = self.model.explain(features[chosen], top_k=REASONS_PER_PARTNER)
         partners = [
             RankedPartner(
                 rank=rank,
@@ -350,6 +356,16 @@ class Router:
             ),
             channel_conflict=self._channel_conflict(parsed, found.eligible, on_merit, probabilities),
         )
+
+    def score_every_partner(self, request: RouteRequest) -> tuple[np.ndarray, np.ndarray]:
+        """The literal brute force, a benchmark reference: every partner in the catalogue through the
+        model for the request's deal. Returns (n,) win probabilities and the (n,) bool mask of the
+        partners meeting the request's constraints, both in `context.partner_ids` order."""
+        parsed = self._parse(request)
+        query = self.encoder.encode([request.deal.requirement_text])
+        deal = self._deal(parsed.region, parsed.products, request.deal.amount, query[0])
+        every_row = np.arange(len(self.context.partner_ids), dtype=np.int64)
+        return self.model.predict_win_probability(self._features(deal, every_row)), parsed.eligible
 
     def _parse(self, request: RouteRequest) -> _Parsed:
         deal, options = request.deal, request.options

@@ -62,10 +62,15 @@ def decision_log_path(paths: Paths) -> Path:
     return Path(os.environ.get(DECISION_LOG_ENV) or paths.mlruns_dir / "decisions.sqlite")
 
 
+# One worker serves one request at a time; two onnxruntime threads embed a deal's text in ~4.5 ms
+# instead of ~6.5 ms on one (measured on 2 cores, 17-word texts).
+SERVING_ENCODER_THREADS = 2
+
+
 def _serving_encoder(name: str, cache_dir: Path) -> Encoder:
     """The bundle's encoder without the on-disk embedding cache: a request's text is new, and a cache
     write per request would put an fsync on the latency path (and grow the cache without bound)."""
-    encoder = make_encoder(name, cache_dir)
+    encoder = make_encoder(name, cache_dir, threads=SERVING_ENCODER_THREADS)
     return encoder.inner if isinstance(encoder, CachedEncoder) else encoder
 
 

@@ -54,8 +54,11 @@ class WinModelConfig:
 
     objective: Literal["binary", "lambdarank"] = "binary"
     n_estimators: int = 400
-    learning_rate: float = 0.05
-    num_leaves: int = 31
+    # Small trees, sized on measurements (20k partners / 40k deals, MiniLM): 7 leaves at rate 0.2 (87 trees)
+    # match 31 leaves at 0.05 (126 trees) on test NDCG@10 (0.905 vs 0.905) and log-loss (0.502 vs 0.501),
+    # and explaining 10 partners with TreeSHAP takes 0.55 ms instead of 8 ms: the routing latency budget.
+    learning_rate: float = 0.2
+    num_leaves: int = 7
     min_child_samples: int = 100
     colsample_bytree: float = 0.9
     subsample: float = 0.8

@@ -67,8 +67,9 @@ class _PlattCalibrator:
         return self
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
-        result: np.ndarray = self.model_.predict_proba(np.asarray(scores, dtype=float).reshape(-1, 1))[:, 1]
-        return result
+        # The logistic map itself: predict_proba's input checks cost ~1 ms, a routing request's whole scoring budget.
+        slope, intercept = float(self.model_.coef_[0, 0]), float(self.model_.intercept_[0])
+        return np.asarray(1.0 / (1.0 + np.exp(-(slope * np.asarray(scores, dtype=np.float64) + intercept))))
 
 
 def _calibrator(kind: str, scores: np.ndarray, labels: np.ndarray) -> _PlattCalibrator | IsotonicRegression:
@@ -134,14 +135,22 @@ class WinModel:
         )
         return self
 
-    def raw_score(self, features: pd.DataFrame) -> np.ndarray:
+    def _matrix(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """A frame (columns selected by name) or an (n, F) array already in `feature_names` order."""
+        if isinstance(features, np.ndarray):
+            if features.ndim != 2 or features.shape[1] != len(self.feature_names):
+                raise ValueError(f"expected an (n, {len(self.feature_names)}) feature array, got {features.shape}")
+            return features
+        return features[list(self.feature_names)].to_numpy(dtype=np.float32)
+
+    def raw_score(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         """(n,) uncalibrated margin (log-odds for `binary`)."""
-        matrix = features[list(self.feature_names)].to_numpy(dtype=np.float32)
+        matrix = self._matrix(features)
         return np.asarray(
             self.booster_.predict(matrix, raw_score=True, num_iteration=self.booster_.best_iteration or None)
         )
 
-    def predict_win_probability(self, features: pd.DataFrame) -> np.ndarray:
+    def predict_win_probability(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         """(n,) calibrated probability in [0, 1] that the partner closes the deal."""
         return np.asarray(self.calibrator_.predict(self.raw_score(features)), dtype=np.float64)
 
@@ -150,10 +159,11 @@ class WinModel:
         gains = self.booster_.feature_importance(importance_type="gain", iteration=self.booster_.best_iteration)
         return pd.Series(gains, index=list(self.feature_names)).sort_values(ascending=False)
 
-    def explain(self, features: pd.DataFrame, top_k: int = 3) -> list[list[Reason]]:
+    def explain(self, features: pd.DataFrame | np.ndarray, top_k: int = 3) -> list[list[Reason]]:
         """Top `top_k` reasons per row from TreeSHAP contributions. TreeSHAP costs far more per row
-        than a prediction: explain only the rows you return."""
-        matrix = features[list(self.feature_names)].to_numpy(dtype=np.float32)
+        than a prediction (~7x a 200-row predict for 10 rows with the default model): explain only
+        the rows you return."""
+        matrix = self._matrix(features)
         contributions = np.asarray(
             self.booster_.predict(matrix, pred_contrib=True, num_iteration=self.booster_.best_iteration or None)
         )[:, :-1]

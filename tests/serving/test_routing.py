@@ -74,6 +74,19 @@ def test_retrieval_finds_brute_force_top_10(synthetic_world: World) -> None:
     assert np.mean(recalls) >= 0.95
 
 
+def test_every_partner_brute_force_agrees_with_the_eligible_scan(synthetic_world: World) -> None:
+    router = synthetic_world.retrieval_router
+    routed = request(deal_body(synthetic_world.deals, 5), max_results=10, respect_capacity=True)
+    probabilities, eligible = router.score_every_partner(routed)
+    assert probabilities.shape == eligible.shape == (len(synthetic_world.partners),)
+    assert 10 < eligible.sum() < len(eligible)
+    rows = np.flatnonzero(eligible)
+    order = np.lexsort((router.context.partner_ids[rows], -probabilities[rows]))[:10]
+    exact = router.route(routed, exhaustive=True)
+    assert ids(exact) == list(router.context.partner_ids[rows[order]])
+    np.testing.assert_allclose([partner.win_probability for partner in exact.partners], probabilities[rows[order]])
+
+
 def test_constraints_hold_for_every_returned_partner(synthetic_world: World) -> None:
     deal = deal_body(synthetic_world.deals, 3)
     product = deal["products"][0]
