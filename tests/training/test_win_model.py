@@ -47,7 +47,9 @@ def test_calibrator_is_the_fitted_logistic_map(model: WinModel) -> None:
 
 def test_reasons_are_the_largest_contributions(model: WinModel) -> None:
     features = pair_frame(20, seed=3).features.to_numpy()
-    contributions = model.booster_.predict(features, pred_contrib=True, num_iteration=model.booster_.best_iteration)
+    contributions = np.asarray(
+        model.booster_.predict(features, pred_contrib=True, num_iteration=model.booster_.best_iteration)
+    )
     # TreeSHAP is locally accurate: contributions plus the bias column add up to the raw score.
     np.testing.assert_allclose(contributions.sum(axis=1), model.raw_score(features), rtol=1e-5, atol=1e-6)
     for row, reasons in zip(contributions[:, :-1], model.explain(features, top_k=3), strict=True):
