@@ -13,7 +13,8 @@ rows to seconds and a single routing request to microseconds per candidate.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -133,6 +134,34 @@ class EventIndex:
         return result
 
 
+class EventSums(Protocol):
+    def sum_before(self, keys: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        """(q,) keys and query times -> (q, columns) sums of the events with that key strictly before."""
+        ...
+
+
+@dataclass(frozen=True)
+class FrozenSums:
+    """An EventIndex's sums at a few fixed query times, precomputed for every key 0..n-1: a request
+    routed "as of now" looks its partners up instead of running two binary searches per feature.
+    Queries at any other time, or mixing times, go to the index, so results never differ."""
+
+    index: EventIndex
+    tables: dict[int, np.ndarray]  # query seconds -> (n_keys, columns) sums
+
+    @classmethod
+    def build(cls, index: EventIndex, n_keys: int, seconds: Sequence[int]) -> FrozenSums:
+        keys = np.arange(n_keys, dtype=np.int64)
+        return cls(index, {int(at): index.sum_before(keys, np.full(n_keys, at, dtype=np.int64)) for at in seconds})
+
+    def sum_before(self, keys: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        if len(seconds):
+            table = self.tables.get(int(seconds[0]))
+            if table is not None and np.all(seconds == seconds[0]):
+                return table[np.asarray(keys, dtype=np.int64)]
+        return self.index.sum_before(keys, seconds)
+
+
 @dataclass(frozen=True)
 class FeatureContext:
     """Everything `pair_features` needs about partners and history, indexed for fast lookups.
@@ -151,12 +180,12 @@ class FeatureContext:
     partner_joined_seconds: np.ndarray  # (n,) int64
     partner_tier: np.ndarray  # (n,) int
     partner_vectors: np.ndarray  # (n, d) float32, L2-normalised profile embeddings
-    outcomes_by_product: EventIndex  # key partner*P + product; values attempts, wins
-    outcomes_by_region: EventIndex  # key partner*R + region; values attempts, wins
-    outcomes_by_partner: EventIndex  # key partner; values attempts, wins, wins*log(amount)
-    outcomes_all: EventIndex  # key 0; values attempts, wins (the market rate)
-    attempts_by_partner: EventIndex  # key partner, time = deal created_at; value 1
-    engagement_by_partner: EventIndex  # key partner; value 1
+    outcomes_by_product: EventSums  # key partner*P + product; values attempts, wins
+    outcomes_by_region: EventSums  # key partner*R + region; values attempts, wins
+    outcomes_by_partner: EventSums  # key partner; values attempts, wins, wins*log(amount)
+    outcomes_all: EventSums  # key 0; values attempts, wins (the market rate)
+    attempts_by_partner: EventSums  # key partner, time = deal created_at; value 1
+    engagement_by_partner: EventSums  # key partner; value 1
     history_end: pd.Timestamp  # latest event time in the history
 
 
@@ -297,6 +326,30 @@ def build_feature_context(
         attempts_by_partner=EventIndex.build(outcome_partner, attempt_seconds, ones),
         engagement_by_partner=EventIndex.build(engagement_partner, engagement_seconds, np.ones(len(engagement))),
         history_end=history_end,
+    )
+
+
+def frozen_at(context: FeatureContext, seconds: int) -> FeatureContext:
+    """The same context with every history sum that a deal created at `seconds` looks up precomputed
+    for all partners (deals at other times still work, at the usual speed). Memory: about
+    n x (P + R) x 16 bytes, 32 MB for 100k partners."""
+
+    def frozen(sums: EventSums, n_keys: int, *offsets: int) -> EventSums:
+        index = sums.index if isinstance(sums, FrozenSums) else sums
+        if not isinstance(index, EventIndex):
+            raise TypeError(f"cannot freeze {type(index).__name__}")
+        return FrozenSums.build(index, n_keys, [seconds - offset for offset in offsets])
+
+    n_partners = len(context.partner_ids)
+    window, baseline = int(LOAD_WINDOW.total_seconds()), int(ENGAGEMENT_BASELINE.total_seconds())
+    return replace(
+        context,
+        outcomes_by_product=frozen(context.outcomes_by_product, n_partners * len(context.products), 0),
+        outcomes_by_region=frozen(context.outcomes_by_region, n_partners * len(context.regions), 0),
+        outcomes_by_partner=frozen(context.outcomes_by_partner, n_partners, 0),
+        outcomes_all=frozen(context.outcomes_all, 1, 0),
+        attempts_by_partner=frozen(context.attempts_by_partner, n_partners, 0, window),
+        engagement_by_partner=frozen(context.engagement_by_partner, n_partners, 0, window, baseline),
     )
 
 

@@ -37,6 +37,7 @@ from features.pairs import (
     DealBatch,
     FeatureContext,
     FeatureError,
+    frozen_at,
     pair_feature_matrix,
     product_mask,
     to_seconds,
@@ -164,8 +165,10 @@ class Router:
                 f"encoder {encoder.name} gives {encoder.dimension}-d vectors, "
                 f"the partners were embedded in {context.partner_vectors.shape[1]}-d"
             )
+        # Everything a partner had done by history_end counts: pair_features sees events strictly before.
+        self.as_of_seconds = int(to_seconds([context.history_end])[0]) + 1
         self.model = model
-        self.context = context
+        self.context = frozen_at(context, self.as_of_seconds)  # every request is routed as of this time
         self.index = index
         self.encoder = encoder
         self.model_info = model_info
@@ -175,8 +178,6 @@ class Router:
         self._names = names.reindex(context.partner_ids).fillna("").astype(str).to_numpy()
         self._region_lookup = {region: position for position, region in enumerate(context.regions)}
         self._product_lookup = {product: position for position, product in enumerate(context.products)}
-        # Everything a partner had done by history_end counts: pair_features sees events strictly before.
-        self.as_of_seconds = int(to_seconds([context.history_end])[0]) + 1
         self._load_ratio = self._partner_load_ratio()
         self._prototypes = self._prototype_logits(history_deals)
 

@@ -21,9 +21,12 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import mlflow
+import pandas as pd
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
+from mlflow.types import ColSpec, Schema
 
 BUNDLE_ARTIFACT = "bundle"
 MODEL_ARTIFACT = "win_model"
@@ -95,16 +98,26 @@ class _BundlePyfunc(PythonModel):
 
         self.bundle = ModelBundle.load(Path(context.artifacts[BUNDLE_ARTIFACT]), with_history=False)
 
-    def predict(self, context: Any, model_input: Any, params: Any = None) -> Any:
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         return self.bundle.win_model.predict_win_probability(model_input)
 
 
-def register_bundle(run: Run, bundle_dir: Path, model_name: str, tags: Mapping[str, str]) -> RegisteredVersion:
-    """Log the bundle directory as a pyfunc model and register a new version of `model_name`."""
+def register_bundle(
+    run: Run, bundle_dir: Path, model_name: str, feature_names: tuple[str, ...], tags: Mapping[str, str]
+) -> RegisteredVersion:
+    """Log the bundle directory as a pyfunc model (input: a frame of `feature_names` floats; output:
+    the win probability) and register a new version of `model_name`."""
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("float", name) for name in feature_names]),
+        outputs=Schema([ColSpec("double", "win_probability")]),
+    )
     info = mlflow.pyfunc.log_model(
         name=MODEL_ARTIFACT,
         python_model=_BundlePyfunc(),
         artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+        signature=signature,
+        # One row at the feature medians' scale is enough to show callers the input layout.
+        input_example=pd.DataFrame([[0.5] * len(feature_names)], columns=list(feature_names), dtype="float32"),
         pip_requirements=PIP_REQUIREMENTS,
         registered_model_name=model_name,
     )

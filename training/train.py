@@ -282,6 +282,7 @@ def run_training(
             run,
             bundle.save(workdir / "bundle"),
             REGISTERED_WIN_MODEL,
+            win_model.feature_names,
             {"encoder": encoder.name, "features": ",".join(win_model.feature_names)},
         )
         new_score = validation["model"][config.promotion_metric]

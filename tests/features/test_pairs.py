@@ -126,3 +126,26 @@ def test_event_index_sums_strictly_before() -> None:
     index = pairs.EventIndex.build(np.array([1, 1, 2, 1]), np.array([10, 20, 15, 30]), np.array([1.0, 2.0, 4.0, 8.0]))
     sums = index.sum_before(np.array([1, 1, 1, 2, 3]), np.array([20, 21, 100, 15, 100]))[:, 0]
     np.testing.assert_allclose(sums, [1.0, 3.0, 11.0, 0.0, 0.0])
+
+
+def test_frozen_context_gives_the_same_features_at_every_time() -> None:
+    world = tiny_world()
+    context = pairs.build_feature_context(
+        world.partners, world.deals, world.outcomes, world.engagement, _vectors(len(world.partners), 1)
+    )
+    batch = pairs.deal_batch(world.deals, _vectors(len(world.deals), 2), context.products, context.regions)
+    # Freeze at deal 50's creation: its rows use the tables, every other deal falls back to the index.
+    frozen = pairs.frozen_at(context, int(batch.created_seconds[50]))
+    assert isinstance(frozen.outcomes_by_product, pairs.FrozenSums)
+    partner_rows = np.arange(len(world.partners))
+    for deal in (50, 10, 55):
+        deal_rows = np.full(len(partner_rows), deal)
+        np.testing.assert_array_equal(
+            pairs.pair_feature_matrix(frozen, batch, deal_rows, partner_rows),
+            pairs.pair_feature_matrix(context, batch, deal_rows, partner_rows),
+        )
+    deal_rows, partner_rows = _all_pairs(world)  # many times in one call
+    np.testing.assert_array_equal(
+        pairs.pair_feature_matrix(frozen, batch, deal_rows, partner_rows),
+        pairs.pair_feature_matrix(context, batch, deal_rows, partner_rows),
+    )

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 
+from features.pairs import FEATURE_COLUMNS
 from features.synthetic import EcosystemConfig
 from training import tracking
 from training.bundle import ModelBundle
@@ -48,6 +52,12 @@ def test_train_registers_and_promotes_only_on_improvement(isolated_paths: Path) 
     )
     assert bundle.manifest.encoder == "hashing-32"
     assert bundle.index is not None and len(bundle.index) == SMOKE.partners
+    # The registry's pyfunc face answers like the bundle's model, under its logged signature.
+    features = pd.DataFrame(
+        np.random.default_rng(0).random((5, len(FEATURE_COLUMNS)), dtype=np.float32), columns=FEATURE_COLUMNS
+    )
+    served = mlflow.pyfunc.load_model(f"models:/{REGISTERED_WIN_MODEL}@{CHAMPION}")
+    np.testing.assert_allclose(served.predict(features), bundle.win_model.predict_win_probability(features))
     metrics = strong.metrics
     for name in ("model", "random", "partner_win_rate", "embedding_cosine", "logistic_regression", "oracle"):
         assert {"roc_auc", "log_loss", "ece", "ndcg_at_10", "hit_at_1"} <= set(metrics[name]), name
