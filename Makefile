@@ -8,7 +8,7 @@ SHARED_DATA ?= ../shared/data
 OUT ?= bench-results
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve test lint unit generate train evaluate-leads evaluate-olist evaluate-maven bench-train bench-generate clean
+.PHONY: help install serve test lint unit generate train evaluate-leads evaluate-olist evaluate-maven bench-train bench-generate bench-route clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -55,6 +55,9 @@ bench-train: install ## partnermatch bench train (1M rows)
 
 bench-generate: install ## partnermatch bench generate (100k partners, 1M rows)
 	$(PM) bench generate --json $(OUT)/bench-generate.json
+
+bench-route: install ## partnermatch bench route: the HTTP service at 100k partners vs brute force
+	$(PM) bench route --partners 100000 --requests 1000 --json $(OUT)/bench-route-100k.json
 
 clean: ## remove caches and local MLflow runs (keeps .venv)
 	rm -rf .cache mlruns/mlflow.db mlruns/artifacts .pytest_cache .mypy_cache .ruff_cache

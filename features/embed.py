@@ -227,9 +227,6 @@ class OnnxMiniLMEncoder:
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
-            # Idle pool threads sleep instead of spinning: a spinning thread steals the core that the
-            # rest of a request (or another worker) needs, and costs no measurable latency here.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = onnxruntime.InferenceSession(
                 str(self.model_dir / ONNX_MODEL_FILE), options, providers=["CPUExecutionProvider"]
             )

@@ -56,5 +56,15 @@ def test_bench_route_at_a_tiny_size(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert results["recall_at_10"] >= 0.95
     assert 0 < results["p50_ms"] <= results["p95_ms"] <= results["p99_ms"]
     assert results["server_rss_mb"] > 0
-    assert set(results) >= {"service", "brute_force", "speedup_vs_brute_force", "throughput_rps", "partners"}
+    assert results["brute_force_agrees"]
+    assert results["brute_force"]["partners_scored"] == 400
+    assert set(results) >= {
+        "service",
+        "brute_force",
+        "eligible_scan",
+        "speedup_vs_brute_force",
+        "speedup_vs_eligible_scan",
+        "throughput_rps",
+        "partners",
+    }
     json.dumps(results)
