@@ -328,24 +328,6 @@ def true_win_logit(
     )
 
 
-def true_win_probability(
-    truth: GroundTruth,
-    partner_positions: IntArray,
-    deal_products: BoolArray,
-    deal_region_index: IntArray,
-    amount: FloatArray,
-    created_at: npt.NDArray[np.datetime64],
-    load_ratio: FloatArray,
-    tenure_days: FloatArray,
-) -> FloatArray:
-    """(m,) true solo win probability in (0, 1): the sigmoid of `true_win_logit` (same arguments)."""
-    return _sigmoid(
-        true_win_logit(
-            truth, partner_positions, deal_products, deal_region_index, amount, created_at, load_ratio, tenure_days
-        )
-    )
-
-
 def true_team_probability(
     truth: GroundTruth, solo_probability_a: FloatArray, solo_probability_b: FloatArray, affinity: FloatArray
 ) -> FloatArray:
@@ -546,15 +528,17 @@ def _attempt_probability(
         _recent_counts(history_positions, history_seconds, partner_positions, seconds)
         / truth.true_capacity[partner_positions]
     )
-    solo = true_win_probability(
-        truth,
-        partner_positions,
-        deal_products[deal_positions],
-        deal_region[deal_positions],
-        deal_amount[deal_positions],
-        _timestamps(seconds),
-        load_ratio,
-        (seconds - joined_seconds[partner_positions]) / SECONDS_PER_DAY,
+    solo = _sigmoid(
+        true_win_logit(
+            truth,
+            partner_positions,
+            deal_products[deal_positions],
+            deal_region[deal_positions],
+            deal_amount[deal_positions],
+            _timestamps(seconds),
+            load_ratio,
+            (seconds - joined_seconds[partner_positions]) / SECONDS_PER_DAY,
+        )
     )
     in_team = np.flatnonzero(team_codes >= 0)
     if in_team.size == 0:

@@ -131,6 +131,11 @@ class _Candidates:
     reports: list[ConstraintReport]
 
 
+def merit_order(partner_ids: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    """Positions of (n,) partners by descending win probability, ties by partner id: the ranking rule."""
+    return np.lexsort((partner_ids, -probabilities))
+
+
 def _log_odds(probability: np.ndarray) -> np.ndarray:
     """(n,) probabilities -> (n,) log-odds, clipped away from 0 and 1."""
     clipped = np.clip(probability, 1e-6, 1 - 1e-6)
@@ -322,7 +327,7 @@ class Router:
         probabilities = self.model.predict_win_probability(features)
         partner_ids = self.context.partner_ids[rows]
         eligible_count = len(found.eligible)
-        on_merit = np.lexsort((partner_ids[:eligible_count], -probabilities[:eligible_count]))
+        on_merit = merit_order(partner_ids[:eligible_count], probabilities[:eligible_count])
         if parsed.protected:
             chosen = np.concatenate([[len(rows) - 1], on_merit[: max_results - 1]])
         else:

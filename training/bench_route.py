@@ -39,7 +39,7 @@ import psutil
 
 from features import schema
 from features.synthetic import EcosystemConfig, generate_ecosystem
-from serving.routing import Router
+from serving.routing import Router, merit_order
 from serving.schemas import RouteRequest
 from serving.service import DECISION_LOG_ENV, SERVE_ENVIRONMENT, load_router, serve_command
 from training import tracking
@@ -252,9 +252,9 @@ def measure_service(server: RunningServer, warmup: list[RouteRequest], requests:
 
 
 def _top_ids(partner_ids: np.ndarray, probabilities: np.ndarray, eligible: np.ndarray, count: int) -> list[str]:
-    """Ids of the `count` eligible partners with the highest probability (ties by id, as routing breaks them)."""
+    """Ids of the `count` eligible partners first in routing's order."""
     rows = np.flatnonzero(eligible)
-    order = np.lexsort((partner_ids[rows], -probabilities[rows]))[:count]
+    order = merit_order(partner_ids[rows], probabilities[rows])[:count]
     return [str(partner_id) for partner_id in partner_ids[rows[order]]]
 
 

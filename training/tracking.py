@@ -116,7 +116,7 @@ def register_bundle(
         python_model=_BundlePyfunc(),
         artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
         signature=signature,
-        # One row at the feature medians' scale is enough to show callers the input layout.
+        # One placeholder row: shows callers the columns and dtype (its values mean nothing).
         input_example=pd.DataFrame([[0.5] * len(feature_names)], columns=list(feature_names), dtype="float32"),
         pip_requirements=PIP_REQUIREMENTS,
         registered_model_name=model_name,

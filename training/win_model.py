@@ -161,8 +161,8 @@ class WinModel:
 
     def explain(self, features: pd.DataFrame | np.ndarray, top_k: int = 3) -> list[list[Reason]]:
         """Top `top_k` reasons per row from TreeSHAP contributions. TreeSHAP costs far more per row
-        than a prediction (~7x a 200-row predict for 10 rows with the default model): explain only
-        the rows you return."""
+        than a prediction (10 rows cost about twice a 200-row predict with the default model): explain
+        only the rows you return."""
         matrix = self._matrix(features)
         contributions = np.asarray(
             self.booster_.predict(matrix, pred_contrib=True, num_iteration=self.booster_.best_iteration or None)
