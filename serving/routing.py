@@ -67,7 +67,7 @@ class RoutingConflictError(FeatureError):
 
 
 class Explanation(Protocol):
-    """One reason from the model's feature contributions (`training.win_model.Reason` fits)."""
+    """One reason from the model's feature contributions (`models.win.Reason` fits)."""
 
     @property
     def feature(self) -> str: ...
@@ -80,10 +80,11 @@ class Explanation(Protocol):
 
 
 class ScoringModel(Protocol):
-    """What routing needs of the win model (`training.win_model.WinModel` fits). Features arrive as an
+    """What routing needs of the win model (`models.win.WinModel` fits). Features arrive as an
     (n, F) float32 array in `feature_names` order, which must be FEATURE_COLUMNS."""
 
-    feature_names: tuple[str, ...]
+    @property
+    def feature_names(self) -> tuple[str, ...]: ...
 
     def predict_win_probability(self, features: np.ndarray) -> np.ndarray: ...
 
@@ -92,7 +93,7 @@ class ScoringModel(Protocol):
 
 @dataclass(frozen=True)
 class RoutingSettings:
-    """Candidate budget. Defaults are sized on measurements (see `training/bench_route.py`)."""
+    """Candidate budget. Defaults are sized on measurements (see `partnermatch/bench/route.py`)."""
 
     text_neighbours: int = 50  # FAISS neighbours of the requirement text
     shortlist_size: int = 150  # strongest partners on history for the deal's regions and products

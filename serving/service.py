@@ -7,7 +7,7 @@ at `/docs` (and `/`) over the spec at `/docs.json`, and BentoML's `/healthz`, `/
 `/metrics` (Prometheus).
 
 The model comes from the MLflow registry (`partnermatch-win@champion`, its bundle carries the
-FAISS index and the history); paths come from the environment (`training.config.Paths`), the
+FAISS index and the history); paths come from the environment (`models.registry.Paths`), the
 decision log from `PARTNERMATCH_DECISION_LOG` (default `<mlruns>/decisions.sqlite`).
 
 Errors: BentoML answers a pydantic validation failure with 400; `ValidationErrorsAs422` turns it
@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import attrs
 import bentoml
@@ -36,6 +34,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from features.embed import CachedEncoder, Encoder, make_encoder
 from features.index import set_search_threads
 from features.pairs import FeatureError
+from models.bundle import ModelBundle
+from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, local_bundle, version_by_alias
 from serving.decision_log import DecisionLog
 from serving.routing import Router, RoutingConflictError, UnknownPartnerError
 from serving.schemas import (
@@ -49,12 +49,7 @@ from serving.schemas import (
     RouteResponse,
 )
 
-if TYPE_CHECKING:
-    from training.config import Paths
-    from training.tracking import RegisteredVersion
-
 DECISION_LOG_ENV = "PARTNERMATCH_DECISION_LOG"
-SERVING_CACHE_DIR = "serving"  # under the cache dir: downloaded bundles, one directory per version
 
 
 def decision_log_path(paths: Paths) -> Path:
@@ -74,41 +69,19 @@ def _serving_encoder(name: str, cache_dir: Path) -> Encoder:
     return encoder.inner if isinstance(encoder, CachedEncoder) else encoder
 
 
-def _local_bundle(paths: Paths, version: RegisteredVersion) -> Path:
-    """The version's bundle directory under the cache, downloaded once (atomically: workers may race).
-    Keyed by run id too: two MLflow stores sharing one cache both have a "v1"."""
-    from training import tracking
-
-    root = paths.cache_dir / SERVING_CACHE_DIR
-    final = root / f"{version.name}-v{version.version}-{version.run_id}"
-    if not final.is_dir():
-        root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-        tracking.download_bundle(paths, version.name, version.version, staging)
-        try:
-            staging.rename(final)
-        except OSError:  # another process finished first; its copy is as good
-            shutil.rmtree(staging, ignore_errors=True)
-    return final / "artifacts" / "bundle"
-
-
 def load_router(paths: Paths, progress: Callable[[str], None] = lambda _: None) -> Router:
     """A Router over the registered champion of `partnermatch-win`, its index and its encoder.
 
     Raises ValueError when no champion is registered.
     """
-    from training import tracking
-    from training.bundle import ModelBundle
-    from training.config import CHAMPION, REGISTERED_WIN_MODEL
-
-    champion = tracking.version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
+    champion = version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
     if champion is None:
         raise ValueError(
             f"no {REGISTERED_WIN_MODEL}@{CHAMPION} is registered in {paths.tracking_uri}: "
             "run `partnermatch serve` (trains one on the demo ecosystem) or `partnermatch train`"
         )
     progress(f"loading {REGISTERED_WIN_MODEL} v{champion.version}")
-    bundle = ModelBundle.load(_local_bundle(paths, champion))
+    bundle = ModelBundle.load(local_bundle(paths, champion))
     if bundle.index is None:
         raise ValueError(f"{REGISTERED_WIN_MODEL} v{champion.version} has no partner index")
     set_search_threads(1)  # one query at a time: more OpenMP threads only add overhead
@@ -286,8 +259,6 @@ class PartnerMatch:
     """Partner routing: the champion win model over a FAISS partner index, with a decision log."""
 
     def __init__(self) -> None:
-        from training.config import Paths
-
         paths = Paths.from_environment()
         self.router = load_router(paths)
         self.decisions = DecisionLog(decision_log_path(paths))

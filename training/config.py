@@ -1,51 +1,18 @@
 """Typed, frozen configuration. Defaults live here; `configs/*.toml` override them; CLI options
-override the file. Paths come from the environment so tests and deployments can move them.
-
-Environment variables:
-- `PARTNERMATCH_MLRUNS`  MLflow store directory (default `mlruns`): `sqlite:///<dir>/mlflow.db` +
-  artifacts under `<dir>/artifacts`. `MLFLOW_TRACKING_URI` overrides the database URI.
-- `PARTNERMATCH_CACHE`   embeddings cache, ONNX export and the demo ecosystem (default `.cache`).
+override the file. Where the store and caches live is `models.registry.Paths` (from the environment).
 """
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from features.synthetic import EcosystemConfig
+from models.calibration import CalibrationMethod
 
-REGISTERED_WIN_MODEL = "partnermatch-win"
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 EXPERIMENT = "partnermatch"
-
-
-@dataclass(frozen=True)
-class Paths:
-    mlruns_dir: Path = Path("mlruns")
-    cache_dir: Path = Path(".cache")
-
-    @classmethod
-    def from_environment(cls) -> Paths:
-        return cls(
-            mlruns_dir=Path(os.environ.get("PARTNERMATCH_MLRUNS", "mlruns")),
-            cache_dir=Path(os.environ.get("PARTNERMATCH_CACHE", ".cache")),
-        )
-
-    @property
-    def tracking_uri(self) -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlruns_dir.resolve()}/mlflow.db"
-
-    @property
-    def artifact_root(self) -> Path:
-        return self.mlruns_dir.resolve() / "artifacts"
-
-    @property
-    def demo_ecosystem_dir(self) -> Path:
-        return self.cache_dir / "demo-ecosystem"
 
 
 @dataclass(frozen=True)
@@ -66,7 +33,7 @@ class WinModelConfig:
     subsample: float = 0.8
     reg_lambda: float = 1.0
     early_stopping_rounds: int = 30
-    calibration: Literal["sigmoid", "isotonic"] = "sigmoid"
+    calibration: CalibrationMethod = "platt"
     threads: int = 2
     seed: int = 0
 

@@ -6,13 +6,26 @@ LightGBM's lambdarank and the pair-feature frames use.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 from sklearn.metrics import log_loss as _sk_log_loss
 from sklearn.metrics import roc_auc_score
 
 FloatArray = npt.NDArray[np.float64]
 PROBABILITY_EPSILON = 1e-6
+
+
+@dataclass(frozen=True)
+class Slates:
+    """Oracle evaluation: candidate partners per test deal with their true win probability."""
+
+    features: pd.DataFrame
+    gains: np.ndarray  # (rows,) true win probability
+    group_ids: np.ndarray  # (rows,) deal row
+    tenure_days: np.ndarray  # (rows,)
 
 
 def roc_auc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:

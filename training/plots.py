@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -12,11 +11,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from models.win import WinModel
 from training import evaluate
-
-if TYPE_CHECKING:
-    from training.train import Slates
-    from training.win_model import WinModel
+from training.evaluate import Slates
 
 TENURE_BANDS = (0.0, 90.0, 365.0, np.inf)
 TENURE_LABELS = ("0-90 days", "90-365 days", "365+ days")

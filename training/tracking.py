@@ -1,4 +1,5 @@
-"""MLflow adapter: the only module that imports mlflow.
+"""MLflow adapter, write side: the only module that logs runs and registers or aliases versions
+(`models.registry` is the read side).
 
 Runs, metrics and artifacts go to `sqlite:///<mlruns>/mlflow.db` with artifacts under
 `<mlruns>/artifacts`. The win model is registered as `partnermatch-win`; its version carries the
@@ -8,45 +9,30 @@ load `models:/partnermatch-win@champion` and nothing else.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from training.config import CHALLENGER, CHAMPION, EXPERIMENT, Paths
-
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, Schema
 
-BUNDLE_ARTIFACT = "bundle"
+from models.bundle import ModelBundle
+from models.registry import BUNDLE_ARTIFACT, CHALLENGER, CHAMPION, Paths, RegisteredVersion, connect
+from training.config import EXPERIMENT
+
 MODEL_ARTIFACT = "win_model"
 # Explicit requirements: inferring them imports the world and is 3x slower.
-PIP_REQUIREMENTS = ["lightgbm", "scikit-learn", "numpy", "pandas", "pyarrow", "faiss-cpu", "joblib"]
-
-
-@dataclass(frozen=True)
-class RegisteredVersion:
-    name: str
-    version: str
-    run_id: str
-    aliases: tuple[str, ...]
+PIP_REQUIREMENTS = ["lightgbm", "scikit-learn", "numpy", "pandas", "pyarrow", "faiss-cpu"]
 
 
 def configure(paths: Paths) -> None:
     """Point MLflow at the project's SQLite store and artifact root; create the experiment once."""
-    paths.mlruns_dir.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(paths.tracking_uri)
-    mlflow.set_registry_uri(paths.tracking_uri)
+    connect(paths)
     if mlflow.get_experiment_by_name(EXPERIMENT) is None:
         mlflow.create_experiment(EXPERIMENT, artifact_location=paths.artifact_root.as_uri())
     mlflow.set_experiment(EXPERIMENT)
@@ -94,8 +80,6 @@ class _BundlePyfunc(PythonModel):
     """pyfunc face of the bundle: predict(feature frame) -> calibrated win probability."""
 
     def load_context(self, context: Any) -> None:
-        from training.bundle import ModelBundle
-
         self.bundle = ModelBundle.load(Path(context.artifacts[BUNDLE_ARTIFACT]), with_history=False)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
@@ -128,18 +112,6 @@ def register_bundle(
     return RegisteredVersion(name=model_name, version=version, run_id=run.run_id, aliases=())
 
 
-def version_by_alias(paths: Paths, model_name: str, alias: str) -> RegisteredVersion | None:
-    """The version behind `alias`, or None when the model or alias does not exist."""
-    configure(paths)
-    try:
-        found = MlflowClient().get_model_version_by_alias(model_name, alias)
-    except MlflowException:
-        return None
-    return RegisteredVersion(
-        name=model_name, version=str(found.version), run_id=str(found.run_id), aliases=tuple(found.aliases)
-    )
-
-
 def set_alias(model_name: str, alias: str, version: str) -> None:
     MlflowClient().set_registered_model_alias(model_name, alias, version)
 
@@ -149,11 +121,3 @@ def mark_version(model_name: str, version: str, promoted: bool) -> str:
     alias = CHAMPION if promoted else CHALLENGER
     set_alias(model_name, alias, version)
     return alias
-
-
-def download_bundle(paths: Paths, model_name: str, version: str, destination: Path) -> Path:
-    """Local copy of a registered version's bundle directory."""
-    configure(paths)
-    uri = f"models:/{model_name}/{version}"
-    local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(destination))
-    return Path(local) / "artifacts" / BUNDLE_ARTIFACT

@@ -22,10 +22,13 @@ from features.embed import Encoder, make_encoder
 from features.index import PartnerIndex
 from features.pairs import DealBatch, FeatureContext, build_feature_context, deal_batch, pair_features
 from features.synthetic import GroundTruth, oracle_probability
+from models.bundle import BundleManifest, ModelBundle
+from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, download_bundle, version_by_alias
+from models.win import WinModel
 from training import evaluate, plots, tracking
-from training.bundle import BundleManifest, ModelBundle
-from training.config import REGISTERED_WIN_MODEL, EvaluationConfig, Paths, SplitConfig, TrainConfig
-from training.win_model import PairFrame, WinModel, WinProbabilityModel, baselines
+from training.config import EvaluationConfig, SplitConfig, TrainConfig
+from training.evaluate import Slates
+from training.win_model import PairFrame, WinModelTrainer, WinProbabilityModel, baselines
 
 Progress = Callable[[str], None]
 SPLITS = ("train", "calibration", "validation", "test")
@@ -45,16 +48,6 @@ class PairDataset:
     rows: PairFrame
     row_seconds: np.ndarray  # (n,) deal created_at, int64 seconds
     partner_rows: np.ndarray  # (n,) partner position in the context
-
-
-@dataclass(frozen=True)
-class Slates:
-    """Oracle evaluation: candidate partners per test deal with their true win probability."""
-
-    features: pd.DataFrame
-    gains: np.ndarray  # (rows,) true win probability
-    group_ids: np.ndarray  # (rows,) deal row
-    tenure_days: np.ndarray  # (rows,)
 
 
 @dataclass(frozen=True)
@@ -171,7 +164,7 @@ def oracle_slates(
 
 def fit_models(config: TrainConfig, frames: dict[str, PairFrame]) -> list[WinProbabilityModel]:
     """Our model first, then every baseline, all fitted on the same windows."""
-    models: list[WinProbabilityModel] = [WinModel(config.model), *baselines(config.model.seed)]
+    models: list[WinProbabilityModel] = [WinModelTrainer(config.model), *baselines(config.model.seed)]
     for model in models:
         model.fit(frames["train"], frames["calibration"])
     return models
@@ -204,10 +197,10 @@ def oracle_metrics(frame_gains: np.ndarray | None, frame: PairFrame, slates: Sla
 def _champion_score(
     paths: Paths, config: TrainConfig, frame: PairFrame, workdir: Path
 ) -> tuple[str | None, float | None]:
-    champion = tracking.version_by_alias(paths, REGISTERED_WIN_MODEL, "champion")
+    champion = version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
     if champion is None:
         return None, None
-    bundle_dir = tracking.download_bundle(paths, REGISTERED_WIN_MODEL, champion.version, workdir / "champion")
+    bundle_dir = download_bundle(paths, champion, workdir / "champion")
     bundle = ModelBundle.load(bundle_dir, with_history=False)
     if not set(bundle.manifest.feature_names) <= set(frame.features.columns):
         return champion.version, None
@@ -228,8 +221,9 @@ def run_training(
     frames = time_split(dataset, config.split)
     progress(f"fitting the model and {len(baselines())} baselines on {len(frames['train']):,} rows")
     models = fit_models(config, frames)
-    win_model = models[0]
-    assert isinstance(win_model, WinModel)
+    trainer = models[0]
+    assert isinstance(trainer, WinModelTrainer)
+    win_model = trainer.model_
 
     slates = None
     test_gains = None
@@ -268,7 +262,6 @@ def run_training(
                 training_rows=len(frames["train"]),
             ),
             win_model=win_model,
-            partner_vectors=dataset.context.partner_vectors,
             index=PartnerIndex.build(dataset.context.partner_ids.tolist(), dataset.context.partner_vectors),
             history={
                 schema.PARTNERS.name: ecosystem.partners,

@@ -19,12 +19,13 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.impute import SimpleImputer
-from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from features.pairs import EMBEDDING_SIMILARITY, FEATURE_COLUMNS, FEATURE_REASONS, WIN_RATE_OVERALL
+from features.pairs import EMBEDDING_SIMILARITY, FEATURE_COLUMNS, WIN_RATE_OVERALL
+from models.calibration import Calibrator, fit_calibrator
+from models.win import WinModel
 from training.config import WinModelConfig
 
 
@@ -41,13 +42,6 @@ class PairFrame:
         return len(self.labels)
 
 
-@dataclass(frozen=True)
-class Reason:
-    feature: str
-    contribution: float  # log-odds contribution of this feature for this partner
-    text: str
-
-
 class WinProbabilityModel(Protocol):
     name: str
 
@@ -56,30 +50,9 @@ class WinProbabilityModel(Protocol):
     def predict_win_probability(self, features: pd.DataFrame) -> np.ndarray: ...
 
 
-class _PlattCalibrator:
-    """Logistic map from a raw score to a probability (strictly monotone: keeps the ranking)."""
-
-    def __init__(self) -> None:
-        self.model_ = LogisticRegression(C=1e6, max_iter=1000)
-
-    def fit(self, scores: np.ndarray, labels: np.ndarray) -> _PlattCalibrator:
-        self.model_.fit(scores.reshape(-1, 1), labels)
-        return self
-
-    def predict(self, scores: np.ndarray) -> np.ndarray:
-        # The logistic map itself: predict_proba's input checks cost ~1 ms, a routing request's whole scoring budget.
-        slope, intercept = float(self.model_.coef_[0, 0]), float(self.model_.intercept_[0])
-        return np.asarray(1.0 / (1.0 + np.exp(-(slope * np.asarray(scores, dtype=np.float64) + intercept))))
-
-
-def _calibrator(kind: str, scores: np.ndarray, labels: np.ndarray) -> _PlattCalibrator | IsotonicRegression:
-    if kind == "isotonic":
-        return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(scores, labels)
-    return _PlattCalibrator().fit(scores, labels)
-
-
-class WinModel:
-    """LightGBM on pair features, calibrated on a later time window."""
+class WinModelTrainer:
+    """Fits LightGBM on pair features and calibrates it on a later time window; the fitted
+    `models.win.WinModel` (what a bundle stores and routing serves) ends in `model_`."""
 
     name = "model"
 
@@ -120,67 +93,28 @@ class WinModel:
             free_raw_data=True,
         )
 
-    def fit(self, train: PairFrame, calibration: PairFrame) -> WinModel:
+    def fit(self, train: PairFrame, calibration: PairFrame) -> WinModelTrainer:
         train_set = self._dataset(train)
         calibration_set = self._dataset(calibration, reference=train_set)
-        self.booster_ = lgb.train(
+        booster = lgb.train(
             self._params(),
             train_set,
             num_boost_round=self.config.n_estimators,
             valid_sets=[calibration_set],
             callbacks=[lgb.early_stopping(self.config.early_stopping_rounds, verbose=False)],
         )
-        self.calibrator_ = _calibrator(
-            self.config.calibration, self.raw_score(calibration.features), calibration.labels
+        # Keep only the trees up to the best iteration: what is saved, served and explained is one model.
+        best = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration or None))
+        uncalibrated = WinModel(booster=best, calibrator=Calibrator("none"), feature_names=self.feature_names)
+        calibrator = fit_calibrator(
+            self.config.calibration, uncalibrated.raw_score(calibration.features), calibration.labels
         )
+        self.model_ = WinModel(booster=best, calibrator=calibrator, feature_names=self.feature_names)
         return self
-
-    def _matrix(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """A frame (columns selected by name) or an (n, F) array already in `feature_names` order."""
-        if isinstance(features, np.ndarray):
-            if features.ndim != 2 or features.shape[1] != len(self.feature_names):
-                raise ValueError(f"expected an (n, {len(self.feature_names)}) feature array, got {features.shape}")
-            return features
-        return features[list(self.feature_names)].to_numpy(dtype=np.float32)
-
-    def raw_score(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """(n,) uncalibrated margin (log-odds for `binary`)."""
-        matrix = self._matrix(features)
-        return np.asarray(
-            self.booster_.predict(matrix, raw_score=True, num_iteration=self.booster_.best_iteration or None)
-        )
 
     def predict_win_probability(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         """(n,) calibrated probability in [0, 1] that the partner closes the deal."""
-        return np.asarray(self.calibrator_.predict(self.raw_score(features)), dtype=np.float64)
-
-    def feature_importance(self) -> pd.Series:
-        """Total split gain per feature, descending."""
-        gains = self.booster_.feature_importance(importance_type="gain", iteration=self.booster_.best_iteration)
-        return pd.Series(gains, index=list(self.feature_names)).sort_values(ascending=False)
-
-    def explain(self, features: pd.DataFrame | np.ndarray, top_k: int = 3) -> list[list[Reason]]:
-        """Top `top_k` reasons per row from TreeSHAP contributions. TreeSHAP costs far more per row
-        than a prediction (10 rows cost about twice a 200-row predict with the default model): explain
-        only the rows you return."""
-        matrix = self._matrix(features)
-        contributions = np.asarray(
-            self.booster_.predict(matrix, pred_contrib=True, num_iteration=self.booster_.best_iteration or None)
-        )[:, :-1]
-        reasons: list[list[Reason]] = []
-        for row in contributions:
-            order = np.argsort(-np.abs(row))[:top_k]
-            reasons.append(
-                [
-                    Reason(
-                        feature=self.feature_names[index],
-                        contribution=float(row[index]),
-                        text=FEATURE_REASONS[self.feature_names[index]][0 if row[index] >= 0 else 1],
-                    )
-                    for index in order
-                ]
-            )
-        return reasons
+        return self.model_.predict_win_probability(features)
 
 
 class RandomBaseline:
@@ -210,7 +144,7 @@ class SingleFeatureBaseline:
     def fit(self, train: PairFrame, calibration: PairFrame) -> SingleFeatureBaseline:
         scores = calibration.features[self.feature].to_numpy(dtype=float)
         self.fill_value_ = float(np.nanmedian(train.features[self.feature].to_numpy(dtype=float)))
-        self.calibrator_ = _PlattCalibrator().fit(np.nan_to_num(scores, nan=self.fill_value_), calibration.labels)
+        self.calibrator_ = fit_calibrator("platt", np.nan_to_num(scores, nan=self.fill_value_), calibration.labels)
         return self
 
     def predict_win_probability(self, features: pd.DataFrame) -> np.ndarray:

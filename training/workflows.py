@@ -15,12 +15,13 @@ from features.embed import Encoder, make_encoder
 from features.pairs import FEATURE_COLUMNS
 from features.public_data import MAVEN_LEAK_COLUMN, load_maven, load_maven_close_values
 from features.synthetic import EcosystemConfig, GroundTruth, generate_ecosystem
-from training import tracking
-from training.config import CHAMPION, REGISTERED_WIN_MODEL, Paths, SplitConfig, TrainConfig, WinModelConfig
+from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, version_by_alias
+from training.config import SplitConfig, TrainConfig, WinModelConfig
 from training.train import Progress, TrainReport, build_dataset, evaluate_models, run_training, time_split
-from training.win_model import LogisticBaseline, PairFrame, WinModel, WinProbabilityModel, baselines
+from training.win_model import LogisticBaseline, PairFrame, WinModelTrainer, WinProbabilityModel, baselines
 
 GENERATOR_CONFIG_FILE = "generator.json"
+DEMO_ECOSYSTEM_DIR = "demo-ecosystem"  # under the cache dir
 
 
 def _quiet(_: str) -> None:
@@ -49,7 +50,9 @@ def demo_ecosystem(
     config: EcosystemConfig, paths: Paths, progress: Progress = _quiet
 ) -> tuple[schema.Ecosystem, GroundTruth]:
     """The demo ecosystem for `config`, generated once and reused from the cache."""
-    directory = paths.demo_ecosystem_dir / f"partners{config.partners}-deals{config.deals}-seed{config.seed}"
+    directory = (
+        paths.cache_dir / DEMO_ECOSYSTEM_DIR / f"partners{config.partners}-deals{config.deals}-seed{config.seed}"
+    )
     if not (directory / GENERATOR_CONFIG_FILE).is_file():
         generate_to_directory(config, directory, progress)
     ecosystem, truth = load_ecosystem_directory(directory)
@@ -70,7 +73,7 @@ def train_from_options(
 
 def ensure_champion(config: TrainConfig, paths: Paths, progress: Progress = _quiet) -> str:
     """The champion's version, training a first model on the demo ecosystem when none exists."""
-    champion = tracking.version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
+    champion = version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
     if champion is not None:
         return champion.version
     progress("no champion registered: training a first model on the demo ecosystem")
@@ -105,7 +108,7 @@ def evaluate_maven(
         frames = {name: _with_column(frame, MAVEN_LEAK_COLUMN, values) for name, frame in frames.items()}
         feature_names = (*FEATURE_COLUMNS, MAVEN_LEAK_COLUMN)
     models: list[WinProbabilityModel] = [
-        WinModel(model_config, feature_names=feature_names),
+        WinModelTrainer(model_config, feature_names=feature_names),
         *[model for model in baselines() if not isinstance(model, LogisticBaseline)],
         LogisticBaseline(feature_names=feature_names),
     ]

@@ -17,7 +17,7 @@ from serving.routing import Router, RoutingSettings
 from serving.schemas import ModelInfo
 from training.config import SplitConfig, TrainConfig, WinModelConfig
 from training.train import build_dataset, time_split
-from training.win_model import WinModel
+from training.win_model import WinModelTrainer
 
 WORLD = EcosystemConfig(partners=400, deals=4000, seed=3)
 SMOKE = TrainConfig(encoder="hashing-32", ecosystem=EcosystemConfig(partners=300, deals=3000, seed=5))
@@ -52,8 +52,10 @@ def synthetic_world() -> World:
     encoder = HashingEncoder(32)
     dataset = build_dataset(ecosystem, encoder)
     frames = time_split(dataset, SplitConfig())
-    model = WinModel(WinModelConfig(n_estimators=60, learning_rate=0.2, min_child_samples=20)).fit(
-        frames["train"], frames["calibration"]
+    model = (
+        WinModelTrainer(WinModelConfig(n_estimators=60, learning_rate=0.2, min_child_samples=20))
+        .fit(frames["train"], frames["calibration"])
+        .model_
     )
     context = dataset.context
     index = PartnerIndex.build(context.partner_ids.tolist(), context.partner_vectors)
@@ -80,7 +82,7 @@ def synthetic_world() -> World:
 def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A smoke-sized champion trained and registered in an MLflow store of its own; the
     PARTNERMATCH_* variables point at it for the whole session."""
-    from training.config import Paths
+    from models.registry import Paths
     from training.train import run_training
     from training.workflows import demo_ecosystem
 

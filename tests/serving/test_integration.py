@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from models.registry import Paths
+from partnermatch.bench.route import running_service
 from tests.serving.test_service import DEAL
-from training.bench_route import running_service
-from training.config import Paths
 
 STARTUP_LIMIT_SECONDS = 60.0
 
@@ -46,7 +46,7 @@ def test_bentoml_serve_answers_route_health_and_metrics(smoke_store: Path, tmp_p
 @pytest.mark.slow
 @pytest.mark.integration
 def test_bench_route_at_a_tiny_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from training.bench_route import bench_route
+    from partnermatch.bench.route import bench_route
     from training.config import load_train_config
 
     monkeypatch.setenv("PARTNERMATCH_CACHE", str(tmp_path / "cache"))

@@ -14,7 +14,7 @@ import schemathesis
 from schemathesis import GenerationMode
 from typer.testing import CliRunner
 
-from training.cli import app
+from partnermatch.cli import app
 
 DEAL: dict[str, Any] = {
     "requirement_text": "Next-generation firewall and SD-WAN for 40 branch offices, managed 24x7.",

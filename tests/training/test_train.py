@@ -12,9 +12,9 @@ import pytest
 
 from features.pairs import FEATURE_COLUMNS
 from features.synthetic import EcosystemConfig
-from training import tracking
-from training.bundle import ModelBundle
-from training.config import CHALLENGER, CHAMPION, REGISTERED_WIN_MODEL, Paths, TrainConfig, WinModelConfig
+from models.bundle import ModelBundle
+from models.registry import CHALLENGER, CHAMPION, REGISTERED_WIN_MODEL, Paths, download_bundle, version_by_alias
+from training.config import TrainConfig, WinModelConfig
 from training.workflows import ensure_champion, train_from_options
 
 SMOKE = EcosystemConfig(partners=150, deals=1500, seed=3)
@@ -43,13 +43,11 @@ def test_train_registers_and_promotes_only_on_improvement(isolated_paths: Path) 
     assert not again.promoted and again.alias == CHALLENGER
     assert "challenger" in again.decision
 
-    champion = tracking.version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
+    champion = version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
     assert champion is not None and champion.version == strong.version.version
     assert ensure_champion(_config(), paths) == strong.version.version
 
-    bundle = ModelBundle.load(
-        tracking.download_bundle(paths, REGISTERED_WIN_MODEL, champion.version, isolated_paths / "dl")
-    )
+    bundle = ModelBundle.load(download_bundle(paths, champion, isolated_paths / "dl"))
     assert bundle.manifest.encoder == "hashing-32"
     assert bundle.index is not None and len(bundle.index) == SMOKE.partners
     # The registry's pyfunc face answers like the bundle's model, under its logged signature.
@@ -69,5 +67,5 @@ def test_train_registers_and_promotes_only_on_improvement(isolated_paths: Path) 
 def test_ensure_champion_trains_a_first_model(isolated_paths: Path) -> None:
     paths = Paths.from_environment()
     version = ensure_champion(_config(n_estimators=20), paths)
-    champion = tracking.version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
+    champion = version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
     assert champion is not None and champion.version == version

@@ -12,7 +12,7 @@ from features.embed import make_encoder
 from features.synthetic import EcosystemConfig, generate_ecosystem
 from training.config import WinModelConfig
 from training.train import Progress, build_dataset
-from training.win_model import LogisticBaseline, PairFrame, WinModel
+from training.win_model import LogisticBaseline, PairFrame, WinModelTrainer
 
 
 def _quiet(_: str) -> None:
@@ -77,7 +77,7 @@ def bench_training(
 
     progress(f"fitting LightGBM on {len(dataset.rows):,} rows")
     started = time.perf_counter()
-    model = WinModel(model_config).fit(train, calibration)
+    model = WinModelTrainer(model_config).fit(train, calibration)
     fit_seconds = time.perf_counter() - started
     progress("fitting logistic regression on the same rows")
     started = time.perf_counter()
@@ -87,7 +87,7 @@ def bench_training(
         "model": {
             "fit_seconds": fit_seconds,
             "rows_per_second": len(dataset.rows) / fit_seconds,
-            "trees": int(model.booster_.best_iteration or model.booster_.num_trees()),
+            "trees": model.model_.booster.num_trees(),
             "fit_seconds_ratio_vs_logistic_regression": fit_seconds / baseline_seconds,
         },
         "logistic_regression": {"fit_seconds": baseline_seconds},

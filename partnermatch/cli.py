@@ -82,7 +82,8 @@ def train(
     json_path: JsonOption = None,
 ) -> None:
     """Train the win model with baselines, log to MLflow, register it, move `champion` if better."""
-    from training.config import Paths, load_train_config
+    from models.registry import Paths
+    from training.config import load_train_config
     from training.workflows import train_from_options
 
     overrides: dict[str, Any] = {}
@@ -178,7 +179,7 @@ def bench_train(
 ) -> None:
     """Time feature building and fitting on ~1M rows; logistic regression fit time in the same run."""
     from features.synthetic import EcosystemConfig
-    from training.bench import bench_training
+    from partnermatch.bench.train import bench_training
     from training.config import WinModelConfig
 
     with _user_errors(), console.status("benchmarking training") as status:
@@ -197,7 +198,7 @@ def bench_generate(
 ) -> None:
     """Time and peak memory of generating an ecosystem (target: 100k partners, 1M rows)."""
     from features.synthetic import EcosystemConfig
-    from training.bench import bench_generation
+    from partnermatch.bench.train import bench_generation
 
     with _user_errors(), console.status("benchmarking generation") as status:
         results = bench_generation(
@@ -217,8 +218,9 @@ def serve(
     """
     import sys
 
+    from models.registry import Paths
     from serving.service import SERVE_ENVIRONMENT, serve_command
-    from training.config import Paths, load_train_config
+    from training.config import load_train_config
     from training.workflows import ensure_champion
 
     with _user_errors(), console.status("checking the model registry") as status:
@@ -236,8 +238,8 @@ def route(
     json_path: JsonOption = None,
 ) -> None:
     """Route one deal with the champion, as POST /route would, and print the JSON response."""
+    from models.registry import Paths
     from serving.service import read_route_request, route_once
-    from training.config import Paths
 
     with _user_errors(), console.status("routing") as status:
         request = read_route_request(deal)
@@ -255,8 +257,9 @@ def bench_route(
     json_path: JsonOption = None,
 ) -> None:
     """Latency, throughput and memory of the real service vs exact brute-force scoring (recall at 10)."""
-    from training.bench_route import bench_route as run
-    from training.config import Paths, load_train_config
+    from models.registry import Paths
+    from partnermatch.bench.route import bench_route as run
+    from training.config import load_train_config
 
     overrides: dict[str, Any] = {"ecosystem": {"partners": partners, "deals": deals or 2 * partners, "seed": seed}}
     with _user_errors(), console.status("benchmarking the routing service") as status:

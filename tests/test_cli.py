@@ -9,7 +9,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from features import io
-from training.cli import app
+from partnermatch.cli import app
 from training.workflows import load_ecosystem_directory
 
 runner = CliRunner()

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 from features.pairs import FEATURE_COLUMNS, FEATURE_REASONS
+from models.calibration import fit_calibrator
+from models.win import WinModel
 from training.config import WinModelConfig
-from training.win_model import PairFrame, WinModel
+from training.win_model import PairFrame, WinModelTrainer
 
 
 def pair_frame(rows: int, seed: int) -> PairFrame:
@@ -23,7 +28,7 @@ def pair_frame(rows: int, seed: int) -> PairFrame:
 @pytest.fixture(scope="module")
 def model() -> WinModel:
     config = WinModelConfig(n_estimators=40, min_child_samples=20)
-    return WinModel(config).fit(pair_frame(3000, seed=0), pair_frame(1000, seed=1))
+    return WinModelTrainer(config).fit(pair_frame(3000, seed=0), pair_frame(1000, seed=1)).model_
 
 
 def test_array_and_frame_inputs_agree(model: WinModel) -> None:
@@ -39,17 +44,32 @@ def test_wrong_array_shape_is_refused(model: WinModel) -> None:
         model.predict_win_probability(np.zeros((3, 5), dtype=np.float32))
 
 
-def test_calibrator_is_the_fitted_logistic_map(model: WinModel) -> None:
-    scores = np.linspace(-4, 4, 33)
-    sklearn_map = model.calibrator_.model_.predict_proba(scores.reshape(-1, 1))[:, 1]
-    np.testing.assert_allclose(model.calibrator_.predict(scores), sklearn_map, rtol=1e-12)
+def test_saved_model_predicts_and_explains_the_same(model: WinModel, tmp_path: Path) -> None:
+    features = pair_frame(30, seed=4).features
+    model.save(tmp_path)
+    loaded = WinModel.load(tmp_path)
+    np.testing.assert_allclose(loaded.predict_win_probability(features), model.predict_win_probability(features))
+    assert loaded.explain(features) == model.explain(features)
+    assert loaded.calibrator == model.calibrator
+
+
+def test_platt_calibrator_is_the_logistic_fit() -> None:
+    rng = np.random.default_rng(5)
+    scores = rng.normal(size=2000)
+    labels = (rng.random(2000) < 1 / (1 + np.exp(-(0.7 * scores - 0.3)))).astype(int)
+    calibrator = fit_calibrator("platt", scores, labels)
+    grid = np.linspace(-4, 4, 33)
+    sklearn_map = (
+        LogisticRegression(C=1e6, max_iter=1000)
+        .fit(scores.reshape(-1, 1), labels)
+        .predict_proba(grid.reshape(-1, 1))[:, 1]
+    )
+    np.testing.assert_allclose(calibrator.predict(grid), sklearn_map, rtol=1e-9)
 
 
 def test_reasons_are_the_largest_contributions(model: WinModel) -> None:
     features = pair_frame(20, seed=3).features.to_numpy()
-    contributions = np.asarray(
-        model.booster_.predict(features, pred_contrib=True, num_iteration=model.booster_.best_iteration)
-    )
+    contributions = np.asarray(model.booster.predict(features, pred_contrib=True))
     # TreeSHAP is locally accurate: contributions plus the bias column add up to the raw score.
     np.testing.assert_allclose(contributions.sum(axis=1), model.raw_score(features), rtol=1e-5, atol=1e-6)
     for row, reasons in zip(contributions[:, :-1], model.explain(features, top_k=3), strict=True):

@@ -39,13 +39,13 @@ import psutil
 
 from features import schema
 from features.synthetic import EcosystemConfig, generate_ecosystem
+from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, version_by_alias
+from models.win import WinModel
 from serving.routing import Router, merit_order
 from serving.schemas import RouteRequest
 from serving.service import DECISION_LOG_ENV, SERVE_ENVIRONMENT, load_router, serve_command
-from training import tracking
-from training.config import CHAMPION, REGISTERED_WIN_MODEL, Paths, TrainConfig
+from training.config import TrainConfig
 from training.train import Progress, run_training
-from training.win_model import WinModel
 from training.workflows import demo_ecosystem
 
 BENCH_DIR = "bench-route"
@@ -81,7 +81,7 @@ def _isolated_tracking() -> Iterator[None]:
 
 def ensure_bench_model(config: TrainConfig, paths: Paths, progress: Progress = _quiet) -> str:
     """The benchmark store's champion version, training it on the benchmark ecosystem if missing."""
-    champion = tracking.version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
+    champion = version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
     if champion is not None:
         return champion.version
     ecosystem, truth = demo_ecosystem(config.ecosystem, paths, progress)
@@ -313,11 +313,7 @@ def bench_route(config: TrainConfig, paths: Paths, requests: int, progress: Prog
         router = load_router(store, progress)
         exact = measure_exact(router, measured, service_top)
 
-    trees = (
-        (router.model.booster_.best_iteration or router.model.booster_.num_trees())
-        if isinstance(router.model, WinModel)
-        else None
-    )
+    trees = router.model.booster.num_trees() if isinstance(router.model, WinModel) else None
     return {
         "service": {**service, "startup_s": startup_seconds, "retrieval": asdict(router.settings)},
         "brute_force": exact["brute_force"],
