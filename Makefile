@@ -27,10 +27,11 @@ serve: install ## install, train a first model if none is registered, serve on l
 test: install lint ## install, lint, type-check and run the tests (not the opt-in slow ones)
 	$(BIN)/pytest -m "not slow" -q
 
-lint: install ## ruff (lint + format check) and mypy
+lint: install ## ruff (lint + format check), mypy and the architecture contract (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 generate: install ## partnermatch generate (demo-sized) into data/ecosystem
 	$(PM) generate --partners 2000 --deals 20000 --out data/ecosystem
