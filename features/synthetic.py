@@ -28,7 +28,7 @@ Tenure is t - joined_at in days. All times are naive datetime64[ns] meaning UTC,
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -39,6 +39,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from features import schema, text
+from features.progress import SILENT, Progress
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -1055,16 +1056,13 @@ def _communications_table(
     return table, sentiment
 
 
-def generate_ecosystem(
-    config: EcosystemConfig, progress: Callable[[str], None] | None = None
-) -> tuple[schema.Ecosystem, GroundTruth]:
+def generate_ecosystem(config: EcosystemConfig, progress: Progress = SILENT) -> tuple[schema.Ecosystem, GroundTruth]:
     """Generate the five ecosystem tables and their ground truth; deterministic for `config.seed`.
 
     Partners "P000001".., deals "D0000001".. in creation order, outcomes sorted by deal then
     routing order (the lead first), engagement and messages in time order. `progress` receives a
     short line per stage.
     """
-    report = progress or (lambda _message: None)
     # Independent streams per stage: changing one stage's draws leaves the others' unchanged.
     (
         partner_rng,
@@ -1088,7 +1086,7 @@ def generate_ecosystem(
         episode_rng, config, window, partner_draws.joined_seconds
     )
     ally_lows, ally_highs, ally_affinity = _draw_affinity(episode_rng, partner_draws.home)
-    report(f"partners: {config.partners}, disengagement episodes: {episode_positions.size}")
+    progress.step(f"partners: {config.partners}, disengagement episodes: {episode_positions.size}")
 
     deal_ids = _ids("D", config.deals, 7)
     deal_draws = _draw_deals(deal_rng, config, window)
@@ -1097,7 +1095,9 @@ def generate_ecosystem(
         routing_rng, config, partner_draws, deal_draws, (ally_lows, ally_highs), routed_deals, routed_partners
     )
     deals = _deals_table(requirement_rng, routing_rng, config, deal_ids, partner_ids, deal_draws, attempts)
-    report(f"deals: {config.deals}, attempts: {attempts.deal.size}, teams: {int(attempts.team.max(initial=-1)) + 1}")
+    progress.step(
+        f"deals: {config.deals}, attempts: {attempts.deal.size}, teams: {int(attempts.team.max(initial=-1)) + 1}"
+    )
 
     draft = GroundTruth(
         partner_ids=partner_ids,
@@ -1153,13 +1153,13 @@ def generate_ecosystem(
             schema.TEAM_ID: team_ids,
         }
     )
-    report(f"outcomes: {len(outcomes)}, win rate {won.mean() if won.size else float('nan'):.3f}")
+    progress.step(f"outcomes: {len(outcomes)}, win rate {won.mean() if won.size else float('nan'):.3f}")
 
     engagement = _engagement_table(engagement_rng, config, window, partner_ids, partner_draws, draft._episodes)
     communications, sentiment = _communications_table(
         message_rng, message_text_rng, config, window, partner_ids, partner_draws, draft._episodes
     )
-    report(f"engagement events: {len(engagement)}, messages: {len(communications)}")
+    progress.step(f"engagement events: {len(engagement)}, messages: {len(communications)}")
     ecosystem = schema.Ecosystem(
         partners=partners, deals=deals, outcomes=outcomes, engagement=engagement, communications=communications
     )

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.status import Status
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -29,6 +30,20 @@ app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
+
+
+class StatusProgress:
+    """Shows each stage in a rich status line."""
+
+    def __init__(self, status: Status) -> None:
+        self.status = status
+
+    def step(self, message: str) -> None:
+        self.status.update(message)
+
+    def count(self, done: int, total: int) -> None:
+        """Counts are not shown in a status line."""
+
 
 JsonOption = Annotated[Path | None, typer.Option("--json", help="Write the results as JSON to this file.")]
 
@@ -68,7 +83,7 @@ def generate(
 
     with _user_errors(), console.status("generating") as status:
         config = EcosystemConfig(partners=partners, deals=deals, seed=seed)
-        summary = generate_to_directory(config, out, progress=lambda step: status.update(step))
+        summary = generate_to_directory(config, out, progress=StatusProgress(status))
     _emit(summary, None)
 
 
@@ -94,7 +109,7 @@ def train(
         overrides["ecosystem"] = ecosystem_overrides
     with _user_errors(), console.status("training") as status:
         train_config = load_train_config(config, overrides)
-        report = train_from_options(train_config, Paths.from_environment(), data, lambda s: status.update(s))
+        report = train_from_options(train_config, Paths.from_environment(), data, StatusProgress(status))
     console.print(f"registered {report.version.name} v{report.version.version} as {report.alias}: {report.decision}")
     _emit(report.metrics, json_path)
 
@@ -184,7 +199,7 @@ def bench_train(
 
     with _user_errors(), console.status("benchmarking training") as status:
         results = bench_training(
-            EcosystemConfig(partners=partners, deals=deals, seed=seed), WinModelConfig(), lambda s: status.update(s)
+            EcosystemConfig(partners=partners, deals=deals, seed=seed), WinModelConfig(), StatusProgress(status)
         )
     _emit(results, json_path)
 
@@ -201,9 +216,7 @@ def bench_generate(
     from partnermatch.bench.train import bench_generation
 
     with _user_errors(), console.status("benchmarking generation") as status:
-        results = bench_generation(
-            EcosystemConfig(partners=partners, deals=deals, seed=seed), lambda s: status.update(s)
-        )
+        results = bench_generation(EcosystemConfig(partners=partners, deals=deals, seed=seed), StatusProgress(status))
     _emit(results, json_path)
 
 
@@ -224,7 +237,7 @@ def serve(
     from training.workflows import ensure_champion
 
     with _user_errors(), console.status("checking the model registry") as status:
-        version = ensure_champion(load_train_config(), Paths.from_environment(), lambda s: status.update(s))
+        version = ensure_champion(load_train_config(), Paths.from_environment(), StatusProgress(status))
     console.print(f"serving partnermatch-win v{version} on http://{host}:{port} (Swagger UI at /docs)")
     sys.stdout.flush()
     # Replace this process: Ctrl-C and signals from a supervisor reach bentoml directly.
@@ -243,7 +256,7 @@ def route(
 
     with _user_errors(), console.status("routing") as status:
         request = read_route_request(deal)
-        response = route_once(request, Paths.from_environment(), lambda s: status.update(s))
+        response = route_once(request, Paths.from_environment(), StatusProgress(status))
     _emit(response.model_dump(mode="json"), json_path)
 
 
@@ -263,7 +276,5 @@ def bench_route(
 
     overrides: dict[str, Any] = {"ecosystem": {"partners": partners, "deals": deals or 2 * partners, "seed": seed}}
     with _user_errors(), console.status("benchmarking the routing service") as status:
-        results = run(
-            load_train_config(config, overrides), Paths.from_environment(), requests, lambda s: status.update(s)
-        )
+        results = run(load_train_config(config, overrides), Paths.from_environment(), requests, StatusProgress(status))
     _emit(results, json_path)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -34,6 +33,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from features.embed import CachedEncoder, Encoder, make_encoder
 from features.index import set_search_threads
 from features.pairs import FeatureError
+from features.progress import SILENT, Progress
 from models.bundle import ModelBundle
 from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, local_bundle, version_by_alias
 from serving.decision_log import DecisionLog
@@ -69,7 +69,7 @@ def _serving_encoder(name: str, cache_dir: Path) -> Encoder:
     return encoder.inner if isinstance(encoder, CachedEncoder) else encoder
 
 
-def load_router(paths: Paths, progress: Callable[[str], None] = lambda _: None) -> Router:
+def load_router(paths: Paths, progress: Progress = SILENT) -> Router:
     """A Router over the registered champion of `partnermatch-win`, its index and its encoder.
 
     Raises ValueError when no champion is registered.
@@ -80,13 +80,13 @@ def load_router(paths: Paths, progress: Callable[[str], None] = lambda _: None) 
             f"no {REGISTERED_WIN_MODEL}@{CHAMPION} is registered in {paths.tracking_uri}: "
             "run `partnermatch serve` (trains one on the demo ecosystem) or `partnermatch train`"
         )
-    progress(f"loading {REGISTERED_WIN_MODEL} v{champion.version}")
+    progress.step(f"loading {REGISTERED_WIN_MODEL} v{champion.version}")
     bundle = ModelBundle.load(local_bundle(paths, champion))
     if bundle.index is None:
         raise ValueError(f"{REGISTERED_WIN_MODEL} v{champion.version} has no partner index")
     set_search_threads(1)  # one query at a time: more OpenMP threads only add overhead
     encoder = _serving_encoder(bundle.manifest.encoder, paths.cache_dir)
-    progress("indexing the history and precomputing the history shortlists")
+    progress.step("indexing the history and precomputing the history shortlists")
     return Router(
         model=bundle.win_model,
         context=bundle.feature_context(),
@@ -124,7 +124,7 @@ def read_route_request(path: Path) -> RouteRequest:
     return RouteRequest.model_validate(payload if "deal" in payload else {"deal": payload})
 
 
-def route_once(request: RouteRequest, paths: Paths, progress: Callable[[str], None] = lambda _: None) -> RouteResponse:
+def route_once(request: RouteRequest, paths: Paths, progress: Progress = SILENT) -> RouteResponse:
     """Route one request with the champion, outside the service, and log the decision like it."""
     router = load_router(paths, progress)
     response = router.route(request)

@@ -9,7 +9,6 @@ run + registered version -> `champion` moves only if the new version beats it on
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from features import schema
 from features.embed import Encoder, make_encoder
 from features.index import PartnerIndex
 from features.pairs import DealBatch, FeatureContext, build_feature_context, deal_batch, pair_features
+from features.progress import SILENT, Progress
 from features.synthetic import GroundTruth, oracle_probability
 from models.bundle import BundleManifest, ModelBundle
 from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, download_bundle, version_by_alias
@@ -30,12 +30,7 @@ from training.config import EvaluationConfig, SplitConfig, TrainConfig
 from training.evaluate import Slates
 from training.win_model import PairFrame, WinModelTrainer, WinProbabilityModel, baselines
 
-Progress = Callable[[str], None]
 SPLITS = ("train", "calibration", "validation", "test")
-
-
-def _quiet(_: str) -> None:
-    """Default progress sink."""
 
 
 @dataclass(frozen=True)
@@ -70,10 +65,10 @@ def embed_ecosystem(partners: pd.DataFrame, deals: pd.DataFrame, encoder: Encode
     )
 
 
-def build_dataset(ecosystem: schema.Ecosystem, encoder: Encoder, progress: Progress = _quiet) -> PairDataset:
-    progress(f"embedding {len(ecosystem.partners):,} profiles and {len(ecosystem.deals):,} deals ({encoder.name})")
+def build_dataset(ecosystem: schema.Ecosystem, encoder: Encoder, progress: Progress = SILENT) -> PairDataset:
+    progress.step(f"embedding {len(ecosystem.partners):,} profiles and {len(ecosystem.deals):,} deals ({encoder.name})")
     partner_vectors, deal_vectors = embed_ecosystem(ecosystem.partners, ecosystem.deals, encoder)
-    progress("indexing history")
+    progress.step("indexing history")
     context = build_feature_context(
         ecosystem.partners, ecosystem.deals, ecosystem.outcomes, ecosystem.engagement, partner_vectors
     )
@@ -83,7 +78,7 @@ def build_dataset(ecosystem: schema.Ecosystem, encoder: Encoder, progress: Progr
     partner_rows = np.array([context.partner_position[p] for p in ecosystem.outcomes[schema.PARTNER_ID].astype(str)])
     order = np.lexsort((deal_rows, deals.created_seconds[deal_rows]))
     deal_rows, partner_rows = deal_rows[order], partner_rows[order]
-    progress(f"point-in-time features for {len(order):,} (deal, partner) rows")
+    progress.step(f"point-in-time features for {len(order):,} (deal, partner) rows")
     features = pair_features(context, deals, deal_rows, partner_rows)
     labels = ecosystem.outcomes[schema.WON].to_numpy(dtype=np.int64)[order]
     return PairDataset(
@@ -213,13 +208,13 @@ def run_training(
     paths: Paths,
     ecosystem: schema.Ecosystem,
     truth: GroundTruth | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = SILENT,
 ) -> TrainReport:
     """Fit, evaluate, log and register; returns the metrics JSON and the alias decision."""
     encoder = make_encoder(config.encoder, paths.cache_dir)
     dataset = build_dataset(ecosystem, encoder, progress)
     frames = time_split(dataset, config.split)
-    progress(f"fitting the model and {len(baselines())} baselines on {len(frames['train']):,} rows")
+    progress.step(f"fitting the model and {len(baselines())} baselines on {len(frames['train']):,} rows")
     models = fit_models(config, frames)
     trainer = models[0]
     assert isinstance(trainer, WinModelTrainer)
@@ -228,10 +223,10 @@ def run_training(
     slates = None
     test_gains = None
     if truth is not None:
-        progress("scoring oracle slates")
+        progress.step("scoring oracle slates")
         slates = oracle_slates(dataset, ecosystem, truth, frames["test"].group_ids, config.evaluation)
         test_gains = truth.outcome_probability[frames["test"].source_rows]
-    progress("evaluating on validation and test windows")
+    progress.step("evaluating on validation and test windows")
     validation = evaluate_models(models, frames["validation"], None)
     metrics: dict[str, Any] = evaluate_models(models, frames["test"], slates)
     if truth is not None:
@@ -242,7 +237,7 @@ def run_training(
 
     with tempfile.TemporaryDirectory() as tmp, tracking.start_run(paths, "train-win-model") as run:
         workdir = Path(tmp)
-        progress("logging to MLflow and registering the model")
+        progress.step("logging to MLflow and registering the model")
         run.log_params({"model": asdict(config.model), "split": asdict(config.split), "encoder": encoder.name})
         run.log_params({"ecosystem": asdict(config.ecosystem)} if truth is not None else {"data": "external"})
         run.log_metrics({"test": metrics, "val": validation})

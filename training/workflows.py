@@ -13,25 +13,22 @@ import numpy as np
 from features import io, schema
 from features.embed import Encoder, make_encoder
 from features.pairs import FEATURE_COLUMNS
+from features.progress import SILENT, Progress
 from features.public_data import MAVEN_LEAK_COLUMN, load_maven, load_maven_close_values
 from features.synthetic import EcosystemConfig, GroundTruth, generate_ecosystem
 from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, version_by_alias
 from training.config import SplitConfig, TrainConfig, WinModelConfig
-from training.train import Progress, TrainReport, build_dataset, evaluate_models, run_training, time_split
+from training.train import TrainReport, build_dataset, evaluate_models, run_training, time_split
 from training.win_model import LogisticBaseline, PairFrame, WinModelTrainer, WinProbabilityModel, baselines
 
 GENERATOR_CONFIG_FILE = "generator.json"
 DEMO_ECOSYSTEM_DIR = "demo-ecosystem"  # under the cache dir
 
 
-def _quiet(_: str) -> None:
-    """Default progress sink."""
-
-
-def generate_to_directory(config: EcosystemConfig, out: Path, progress: Progress = _quiet) -> dict[str, Any]:
+def generate_to_directory(config: EcosystemConfig, out: Path, progress: Progress = SILENT) -> dict[str, Any]:
     """Generate an ecosystem, write its tables and ground truth under `out`; return row counts."""
     ecosystem, truth = generate_ecosystem(config, progress=progress)
-    progress(f"writing {out}")
+    progress.step(f"writing {out}")
     io.write_ecosystem(ecosystem, out)
     truth.save(out)
     # Written last: its presence marks a complete directory.
@@ -47,7 +44,7 @@ def load_ecosystem_directory(directory: Path) -> tuple[schema.Ecosystem, GroundT
 
 
 def demo_ecosystem(
-    config: EcosystemConfig, paths: Paths, progress: Progress = _quiet
+    config: EcosystemConfig, paths: Paths, progress: Progress = SILENT
 ) -> tuple[schema.Ecosystem, GroundTruth]:
     """The demo ecosystem for `config`, generated once and reused from the cache."""
     directory = (
@@ -61,7 +58,7 @@ def demo_ecosystem(
 
 
 def train_from_options(
-    config: TrainConfig, paths: Paths, data_dir: Path | None, progress: Progress = _quiet
+    config: TrainConfig, paths: Paths, data_dir: Path | None, progress: Progress = SILENT
 ) -> TrainReport:
     """Train on `data_dir` (any ecosystem directory) or on the demo ecosystem of the config."""
     if data_dir is not None:
@@ -71,12 +68,12 @@ def train_from_options(
     return run_training(config, paths, ecosystem, truth, progress)
 
 
-def ensure_champion(config: TrainConfig, paths: Paths, progress: Progress = _quiet) -> str:
+def ensure_champion(config: TrainConfig, paths: Paths, progress: Progress = SILENT) -> str:
     """The champion's version, training a first model on the demo ecosystem when none exists."""
     champion = version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
     if champion is not None:
         return champion.version
-    progress("no champion registered: training a first model on the demo ecosystem")
+    progress.step("no champion registered: training a first model on the demo ecosystem")
     return train_from_options(config, paths, None, progress).version.version
 
 

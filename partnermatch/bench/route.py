@@ -38,6 +38,7 @@ import numpy as np
 import psutil
 
 from features import schema
+from features.progress import SILENT, Progress
 from features.synthetic import EcosystemConfig, generate_ecosystem
 from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, version_by_alias
 from models.win import WinModel
@@ -45,7 +46,7 @@ from serving.routing import Router, merit_order
 from serving.schemas import RouteRequest
 from serving.service import DECISION_LOG_ENV, SERVE_ENVIRONMENT, load_router, serve_command
 from training.config import TrainConfig
-from training.train import Progress, run_training
+from training.train import run_training
 from training.workflows import demo_ecosystem
 
 BENCH_DIR = "bench-route"
@@ -53,10 +54,6 @@ WARMUP_REQUESTS = 20
 MAX_RESULTS = 10
 READY_TIMEOUT_SECONDS = 1800.0  # loading a 100k-partner bundle and its shortlists takes minutes on 2 cores
 RSS_SAMPLE_SECONDS = 0.1
-
-
-def _quiet(_: str) -> None:
-    """Default progress sink."""
 
 
 def bench_paths(config: TrainConfig, paths: Paths) -> Paths:
@@ -79,7 +76,7 @@ def _isolated_tracking() -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = saved
 
 
-def ensure_bench_model(config: TrainConfig, paths: Paths, progress: Progress = _quiet) -> str:
+def ensure_bench_model(config: TrainConfig, paths: Paths, progress: Progress = SILENT) -> str:
     """The benchmark store's champion version, training it on the benchmark ecosystem if missing."""
     champion = version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
     if champion is not None:
@@ -287,29 +284,29 @@ def measure_exact(router: Router, requests: list[RouteRequest], service_top: lis
     }
 
 
-def bench_route(config: TrainConfig, paths: Paths, requests: int, progress: Progress = _quiet) -> dict[str, Any]:
+def bench_route(config: TrainConfig, paths: Paths, requests: int, progress: Progress = SILENT) -> dict[str, Any]:
     """Run the benchmark for `config.ecosystem`; JSON with one object per system plus headline keys."""
     with _isolated_tracking():
         store = bench_paths(config, paths)
-        progress(f"model for {config.ecosystem.partners:,} partners (store {store.mlruns_dir})")
+        progress.step(f"model for {config.ecosystem.partners:,} partners (store {store.mlruns_dir})")
         version = ensure_bench_model(config, store, progress)
-        progress(f"{requests:,} unseen deals")
+        progress.step(f"{requests:,} unseen deals")
         deals = unseen_requests(requests + WARMUP_REQUESTS, seed=config.ecosystem.seed + 1)
         warmup, measured = deals[:WARMUP_REQUESTS], deals[WARMUP_REQUESTS:]
         load_average = os.getloadavg()[0]
 
-        progress("starting the service")
+        progress.step("starting the service")
         started = time.perf_counter()
         bench_dir = store.mlruns_dir.parent
         with running_service(
             store, bench_dir / "decisions.sqlite", bench_dir / "server.log", READY_TIMEOUT_SECONDS
         ) as server:
             startup_seconds = time.perf_counter() - started
-            progress(f"sending {requests:,} requests over HTTP")
+            progress.step(f"sending {requests:,} requests over HTTP")
             service = measure_service(server, warmup, measured)
         service_top = service.pop("top_ids")
 
-        progress("brute force and the eligible scan, in process")
+        progress.step("brute force and the eligible scan, in process")
         router = load_router(store, progress)
         exact = measure_exact(router, measured, service_top)
 

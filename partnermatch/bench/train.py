@@ -9,14 +9,11 @@ from typing import Any
 import numpy as np
 
 from features.embed import make_encoder
+from features.progress import SILENT, Progress
 from features.synthetic import EcosystemConfig, generate_ecosystem
 from training.config import WinModelConfig
-from training.train import Progress, build_dataset
+from training.train import build_dataset
 from training.win_model import LogisticBaseline, PairFrame, WinModelTrainer
-
-
-def _quiet(_: str) -> None:
-    """Default progress sink."""
 
 
 def peak_rss_mb() -> float:
@@ -24,7 +21,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def bench_generation(config: EcosystemConfig, progress: Progress = _quiet) -> dict[str, Any]:
+def bench_generation(config: EcosystemConfig, progress: Progress = SILENT) -> dict[str, Any]:
     """Generate once; report seconds, rows per second and peak RSS."""
     started = time.perf_counter()
     ecosystem, _ = generate_ecosystem(config, progress=progress)
@@ -60,7 +57,7 @@ def _head_tail(frame: PairFrame, tail_share: float) -> tuple[PairFrame, PairFram
 
 
 def bench_training(
-    config: EcosystemConfig, model_config: WinModelConfig, progress: Progress = _quiet
+    config: EcosystemConfig, model_config: WinModelConfig, progress: Progress = SILENT
 ) -> dict[str, Any]:
     """Fit the win model on every historical row (last 10% by time for early stopping and
     calibration) and logistic regression on the same rows; time each step.
@@ -68,18 +65,18 @@ def bench_training(
     Embeddings use the hashing encoder so that the timing is of features and fitting; the MiniLM
     cost is measured by the embedding benchmarks.
     """
-    progress(f"generating {config.partners:,} partners / {config.deals:,} deals")
+    progress.step(f"generating {config.partners:,} partners / {config.deals:,} deals")
     ecosystem, _ = generate_ecosystem(config, progress=progress)
     started = time.perf_counter()
     dataset = build_dataset(ecosystem, make_encoder("hashing-64", None), progress)
     feature_seconds = time.perf_counter() - started
     train, calibration = _head_tail(dataset.rows, 0.1)
 
-    progress(f"fitting LightGBM on {len(dataset.rows):,} rows")
+    progress.step(f"fitting LightGBM on {len(dataset.rows):,} rows")
     started = time.perf_counter()
     model = WinModelTrainer(model_config).fit(train, calibration)
     fit_seconds = time.perf_counter() - started
-    progress("fitting logistic regression on the same rows")
+    progress.step("fitting logistic regression on the same rows")
     started = time.perf_counter()
     LogisticBaseline().fit(train, calibration)
     baseline_seconds = time.perf_counter() - started
