@@ -86,8 +86,9 @@ FEATURE_REASONS: dict[str, tuple[str, str]] = {
 }
 
 PRIOR_STRENGTH = 5.0  # pseudo-attempts pulling a partner's win rate to the market rate
-LOAD_WINDOW = pd.Timedelta(days=30)
-ENGAGEMENT_BASELINE = pd.Timedelta(days=90)
+ENGAGEMENT_RECENT = pd.Timedelta(days=30)  # ENGAGEMENT_30D counts the events of this window
+ENGAGEMENT_BASELINE = pd.Timedelta(days=90)  # ENGAGEMENT_TREND compares with this window's monthly mean
+SECONDS_PER_DAY = 86_400
 _TIME_BITS = 34  # seconds since 1970 fit in 34 bits until the year 2514
 _SECONDS = np.int64(1_000_000_000)
 
@@ -107,6 +108,12 @@ def to_seconds(times: pd.Series | pd.DatetimeIndex | npt.ArrayLike) -> np.ndarra
     return values.to_numpy().astype(np.int64) // _SECONDS
 
 
+def event_keys(keys: np.ndarray, seconds: np.ndarray | int) -> np.ndarray:
+    """(e,) int keys >= 0 and seconds in [0, 2**34) -> (e,) int64 `key << 34 | seconds`: sorting these
+    sorts by key, then time, and one binary search finds a (key, time) among them."""
+    return (np.asarray(keys).astype(np.int64) << _TIME_BITS) | np.asarray(seconds).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class EventIndex:
     """Events sorted by (key, time) with running sums of their value columns.
@@ -115,21 +122,20 @@ class EventIndex:
     time strictly before the query time: (q, columns) float64.
     """
 
-    composite: np.ndarray  # (e,) int64, sorted: key << _TIME_BITS | seconds
+    composite: np.ndarray  # (e,) int64 event_keys, sorted
     running: np.ndarray  # (e + 1, columns) float64, running[i] = sum of the first i events
 
     @classmethod
     def build(cls, keys: np.ndarray, seconds: np.ndarray, values: np.ndarray) -> EventIndex:
-        composite = (keys.astype(np.int64) << _TIME_BITS) | seconds.astype(np.int64)
+        composite = event_keys(keys, seconds)
         order = np.argsort(composite, kind="stable")
         values_2d = (values[:, None] if values.ndim == 1 else values).astype(np.float64)[order]
         running = np.vstack([np.zeros((1, values_2d.shape[1])), np.cumsum(values_2d, axis=0)])
         return cls(composite=composite[order], running=running)
 
     def sum_before(self, keys: np.ndarray, seconds: np.ndarray) -> np.ndarray:
-        keys64 = keys.astype(np.int64)
-        key_start = np.searchsorted(self.composite, keys64 << _TIME_BITS, side="left")
-        before = np.searchsorted(self.composite, (keys64 << _TIME_BITS) | seconds.astype(np.int64), side="left")
+        key_start = np.searchsorted(self.composite, event_keys(keys, 0), side="left")
+        before = np.searchsorted(self.composite, event_keys(keys, seconds), side="left")
         result: np.ndarray = self.running[before] - self.running[key_start]
         return result
 
@@ -176,7 +182,7 @@ class FeatureContext:
     partner_regions: np.ndarray  # (n, R) bool
     partner_home_region: np.ndarray  # (n,) int
     partner_certifications: np.ndarray  # (n, P) int8 levels 0..3
-    partner_capacity: np.ndarray  # (n,) float64, deals per 30 days, >= 1
+    partner_capacity: np.ndarray  # (n,) float64, deals per schema.LOAD_WINDOW, >= 1
     partner_joined_seconds: np.ndarray  # (n,) int64
     partner_tier: np.ndarray  # (n,) int
     partner_vectors: np.ndarray  # (n, d) float32, L2-normalised profile embeddings
@@ -213,26 +219,31 @@ def vocabularies(partners: pd.DataFrame, deals: pd.DataFrame) -> tuple[tuple[str
     return tuple(sorted(products)), tuple(sorted(regions))
 
 
-def _positions(values: Sequence[str] | pd.Series, lookup: dict[str, int], field: str) -> np.ndarray:
-    codes = pd.Series(values, dtype="string").map(lookup)
-    if codes.isna().any():
-        unknown = sorted(set(pd.Series(values)[codes.isna().to_numpy()].astype(str)))[:5]
+def positions(values: Sequence[str] | pd.Series | np.ndarray, vocabulary: pd.Index, field: str) -> np.ndarray:
+    """(m,) int64 position of each value in `vocabulary` (unique); FeatureError(field) names up to
+    five unknown values."""
+    found = vocabulary.get_indexer(np.asarray(values, dtype=object)).astype(np.int64)
+    if (found < 0).any():
+        unknown = sorted(set(np.asarray(values, dtype=object)[found < 0].astype(str)))[:5]
         raise FeatureError(field, f"unknown value(s) {unknown}")
-    return codes.to_numpy(dtype=np.int64)
+    return found
 
 
 def product_mask(product_cells: Sequence[str] | pd.Series, products: tuple[str, ...]) -> np.ndarray:
     """`|`-joined product cells -> (m, P) bool. Unknown products raise FeatureError('products')."""
     lookup = {product: index for index, product in enumerate(products)}
-    mask = np.zeros((len(product_cells), len(products)), dtype=bool)
-    for row, cell in enumerate(product_cells):
+    codes, cells = pd.factorize(np.asarray(product_cells, dtype=object), use_na_sentinel=False)
+    # Rows repeat a few product combinations: parse each distinct cell once.
+    distinct = np.zeros((len(cells), len(products)), dtype=bool)
+    for code, cell in enumerate(cells):
         names = schema.split_list(cell)
         if not names:
-            raise FeatureError(schema.DEAL_PRODUCTS, f"deal row {row} lists no products")
+            raise FeatureError(schema.DEAL_PRODUCTS, f"deal row {np.flatnonzero(codes == code)[0]} lists no products")
         unknown = [name for name in names if name not in lookup]
         if unknown:
             raise FeatureError(schema.DEAL_PRODUCTS, f"unknown product(s) {unknown}; known: {list(products)}")
-        mask[row, [lookup[name] for name in names]] = True
+        distinct[code, [lookup[name] for name in names]] = True
+    mask: np.ndarray = distinct[codes]
     return mask
 
 
@@ -244,7 +255,7 @@ def deal_batch(
     if np.any(~np.isfinite(amount)) or np.any(amount <= 0):
         raise FeatureError(schema.AMOUNT, "must be a positive number of USD")
     return DealBatch(
-        region_index=_positions(deals[schema.DEAL_REGION], {r: i for i, r in enumerate(regions)}, schema.DEAL_REGION),
+        region_index=positions(deals[schema.DEAL_REGION], pd.Index(regions), schema.DEAL_REGION),
         product_mask=product_mask(deals[schema.DEAL_PRODUCTS], products),
         amount=amount,
         created_seconds=to_seconds(deals[schema.CREATED_AT]),
@@ -270,6 +281,7 @@ def build_feature_context(
     n_partners, n_products, n_regions = len(partners), len(products), len(regions)
     partner_ids = partners[schema.PARTNER_ID].astype(str).to_numpy()
     partner_position = {partner_id: index for index, partner_id in enumerate(partner_ids)}
+    partner_vocabulary, region_vocabulary = pd.Index(partner_ids), pd.Index(regions)
 
     partner_regions = np.zeros((n_partners, n_regions), dtype=bool)
     certifications = np.zeros((n_partners, n_products), dtype=np.int8)
@@ -285,16 +297,16 @@ def build_feature_context(
     # Outcome events: one per (deal, partner) attempt, known from closed_at on.
     deal_rows = deals.set_index(schema.DEAL_ID)
     outcome_deals = deal_rows.loc[outcomes[schema.DEAL_ID].astype(str)]
-    outcome_partner = _positions(outcomes[schema.PARTNER_ID].astype(str), partner_position, schema.PARTNER_ID)
+    outcome_partner = positions(outcomes[schema.PARTNER_ID].astype(str), partner_vocabulary, schema.PARTNER_ID)
     closed_seconds = to_seconds(outcomes[schema.CLOSED_AT])
     won = outcomes[schema.WON].to_numpy(dtype=np.float64)
     ones = np.ones_like(won)
     outcome_products = product_mask(outcome_deals[schema.DEAL_PRODUCTS].tolist(), products)
     product_row, product_col = np.nonzero(outcome_products)
-    outcome_region = _positions(outcome_deals[schema.DEAL_REGION].astype(str), region_lookup, schema.DEAL_REGION)
+    outcome_region = positions(outcome_deals[schema.DEAL_REGION].astype(str), region_vocabulary, schema.DEAL_REGION)
     log_amount = np.log(outcome_deals[schema.AMOUNT].to_numpy(dtype=np.float64))
     attempt_seconds = to_seconds(outcome_deals[schema.CREATED_AT])
-    engagement_partner = _positions(engagement[schema.PARTNER_ID].astype(str), partner_position, schema.PARTNER_ID)
+    engagement_partner = positions(engagement[schema.PARTNER_ID].astype(str), partner_vocabulary, schema.PARTNER_ID)
     engagement_seconds = to_seconds(engagement[schema.OCCURRED_AT])
 
     event_times = [closed_seconds, attempt_seconds, engagement_seconds]
@@ -305,7 +317,7 @@ def build_feature_context(
         partner_ids=partner_ids,
         partner_position=partner_position,
         partner_regions=partner_regions,
-        partner_home_region=_positions(partners[schema.HOME_REGION].astype(str), region_lookup, schema.HOME_REGION),
+        partner_home_region=positions(partners[schema.HOME_REGION].astype(str), region_vocabulary, schema.HOME_REGION),
         partner_certifications=certifications,
         partner_capacity=np.maximum(partners[schema.CAPACITY].to_numpy(dtype=np.float64), 1.0),
         partner_joined_seconds=to_seconds(partners[schema.JOINED_AT]),
@@ -341,16 +353,27 @@ def frozen_at(context: FeatureContext, seconds: int) -> FeatureContext:
         return FrozenSums.build(index, n_keys, [seconds - offset for offset in offsets])
 
     n_partners = len(context.partner_ids)
-    window, baseline = int(LOAD_WINDOW.total_seconds()), int(ENGAGEMENT_BASELINE.total_seconds())
+    load_window = int(schema.LOAD_WINDOW.total_seconds())
+    recent, baseline = int(ENGAGEMENT_RECENT.total_seconds()), int(ENGAGEMENT_BASELINE.total_seconds())
     return replace(
         context,
         outcomes_by_product=frozen(context.outcomes_by_product, n_partners * len(context.products), 0),
         outcomes_by_region=frozen(context.outcomes_by_region, n_partners * len(context.regions), 0),
         outcomes_by_partner=frozen(context.outcomes_by_partner, n_partners, 0),
         outcomes_all=frozen(context.outcomes_all, 1, 0),
-        attempts_by_partner=frozen(context.attempts_by_partner, n_partners, 0, window),
-        engagement_by_partner=frozen(context.engagement_by_partner, n_partners, 0, window, baseline),
+        attempts_by_partner=frozen(context.attempts_by_partner, n_partners, 0, load_window),
+        engagement_by_partner=frozen(context.engagement_by_partner, n_partners, 0, recent, baseline),
     )
+
+
+def recent_attempts(attempts: EventSums, partner_rows: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    """(q,) float64 load: events of `attempts` (key partner row, time its deal's creation) with the
+    query's partner and time in [seconds - schema.LOAD_WINDOW, seconds)."""
+    window = int(schema.LOAD_WINDOW.total_seconds())
+    counts: np.ndarray = (
+        attempts.sum_before(partner_rows, seconds) - attempts.sum_before(partner_rows, seconds - window)
+    )[:, 0]
+    return counts
 
 
 def _smoothed_rate(wins: np.ndarray, attempts: np.ndarray, prior: np.ndarray) -> np.ndarray:
@@ -414,13 +437,12 @@ def _pair_features_chunk(
     region = context.outcomes_by_region.sum_before(partner_rows * n_regions + region_index, seconds)
     overall = context.outcomes_by_partner.sum_before(partner_rows, seconds)
 
-    window = int(LOAD_WINDOW.total_seconds())
-    recent_attempts = (
-        context.attempts_by_partner.sum_before(partner_rows, seconds)
-        - context.attempts_by_partner.sum_before(partner_rows, seconds - window)
-    )[:, 0]
+    load = recent_attempts(context.attempts_by_partner, partner_rows, seconds)
     engaged_before = context.engagement_by_partner.sum_before(partner_rows, seconds)[:, 0]
-    engaged_30d = engaged_before - context.engagement_by_partner.sum_before(partner_rows, seconds - window)[:, 0]
+    recent_seconds = int(ENGAGEMENT_RECENT.total_seconds())
+    engaged_30d = (
+        engaged_before - context.engagement_by_partner.sum_before(partner_rows, seconds - recent_seconds)[:, 0]
+    )
     baseline_seconds = int(ENGAGEMENT_BASELINE.total_seconds())
     engaged_90d = (
         engaged_before - context.engagement_by_partner.sum_before(partner_rows, seconds - baseline_seconds)[:, 0]
@@ -444,13 +466,13 @@ def _pair_features_chunk(
         WIN_RATE_REGION: _smoothed_rate(region[:, 1], region[:, 0], market_rate),
         WIN_RATE_OVERALL: _smoothed_rate(overall[:, 1], overall[:, 0], market_rate),
         ATTEMPTS_OVERALL: np.log1p(overall[:, 0]),
-        LOAD_RATIO: recent_attempts / context.partner_capacity[partner_rows],
+        LOAD_RATIO: load / context.partner_capacity[partner_rows],
         CERT_COVERAGE: certified / products_per_row,
         CERT_LEVEL: cert_levels / (products_per_row * schema.MAX_CERT_LEVEL),
         REGION_MATCH: context.partner_regions[partner_rows, region_index],
         HOME_REGION_MATCH: context.partner_home_region[partner_rows] == region_index,
         EMBEDDING_SIMILARITY: similarity,
-        TENURE_DAYS: np.maximum(seconds - context.partner_joined_seconds[partner_rows], 0) / 86_400.0,
+        TENURE_DAYS: np.maximum(seconds - context.partner_joined_seconds[partner_rows], 0) / SECONDS_PER_DAY,
         DEAL_SIZE_FIT: log_amount - mean_log_won_amount,
         ENGAGEMENT_30D: engaged_30d,
         ENGAGEMENT_TREND: engaged_30d - earlier_monthly,

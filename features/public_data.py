@@ -263,7 +263,7 @@ MAVEN_OPEN_STAGES: tuple[str, ...] = ("Engaging", "Prospecting")
 MAVEN_PRODUCT_FIXES: Mapping[str, str] = {"GTXPro": "GTX Pro"}
 MAVEN_SECTOR_FIXES: Mapping[str, str] = {"technolgy": "technology"}
 MAVEN_AGENT_TIER = "registered"
-MAVEN_AGENT_CAPACITY = 20  # deals per 30 days for every agent; the data has no capacity (agents close ~16)
+MAVEN_AGENT_CAPACITY = 20  # deals per schema.LOAD_WINDOW for every agent; the data has no capacity (agents close ~16)
 
 MAVEN_PIPELINE_SPEC = TableSpec(
     name="maven closed opportunities",

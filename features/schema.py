@@ -66,6 +66,10 @@ COMMUNICATION_CHANNELS: tuple[str, ...] = ("email", "ticket", "qbr_note")
 LIST_SEPARATOR = "|"
 LEVEL_SEPARATOR = ":"
 
+# A partner's load at time t counts its attempts whose deal was created in [t - LOAD_WINDOW, t);
+# capacity is declared (or true) deals per LOAD_WINDOW, so load / capacity is the load ratio.
+LOAD_WINDOW = pd.Timedelta(days=30)
+
 # --- column names -------------------------------------------------------------------------------
 
 PARTNER_ID = "partner_id"
@@ -75,7 +79,7 @@ HOME_REGION = "home_region"
 PARTNER_REGIONS = "regions"
 CERTIFICATIONS = "certifications"
 TIER = "tier"
-CAPACITY = "capacity"  # declared deals the partner can work per 30 days
+CAPACITY = "capacity"  # declared deals the partner can work per LOAD_WINDOW
 JOINED_AT = "joined_at"
 
 DEAL_ID = "deal_id"

@@ -204,7 +204,7 @@ class Router:
         return pair_feature_matrix(self.context, deal, np.zeros(len(rows), dtype=np.int64), rows)
 
     def _partner_load_ratio(self) -> np.ndarray:
-        """(n,) deals in the 30 days before the history end / declared capacity (deal-independent)."""
+        """(n,) deals in the load window before the history end / declared capacity (deal-independent)."""
         rows = np.arange(len(self.context.partner_ids), dtype=np.int64)
         first_product = np.arange(len(self.context.products)) == 0
         any_deal = self._deal(0, first_product, 1.0, self.context.partner_vectors[0])
@@ -305,7 +305,11 @@ class Router:
             )
         if options.respect_capacity:
             constraints.append(
-                _Constraint("capacity", "below declared capacity over the last 30 days", self._load_ratio < 1.0)
+                _Constraint(
+                    "capacity",
+                    f"below declared capacity over the last {schema.LOAD_WINDOW.days} days",
+                    self._load_ratio < 1.0,
+                )
             )
         return constraints
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from features.schema import MAX_CERT_LEVEL
+from features.schema import LOAD_WINDOW, MAX_CERT_LEVEL
 
 MAX_RESULTS_LIMIT = 50
 MAX_CANDIDATE_POOL = 2000
@@ -88,7 +88,8 @@ class RouteOptions(_Strict):
         description="Route among exactly these partners (no retrieval); constraints still apply.",
     )
     respect_capacity: bool = Field(
-        default=True, description="Leave out partners whose last 30 days of deals reach their declared capacity."
+        default=True,
+        description=f"Leave out partners whose last {LOAD_WINDOW.days} days of deals reach their declared capacity.",
     )
     override_registration: bool = Field(
         default=False, description="Rank the registered partner on merit instead of protecting it at rank 1."

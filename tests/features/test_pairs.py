@@ -51,12 +51,12 @@ def test_counts_match_a_direct_computation(world: schema.Ecosystem) -> None:
     deal_created = world.deals.set_index(schema.DEAL_ID)[schema.CREATED_AT]
     load = mine[
         (deal_created.loc[mine[schema.DEAL_ID]].to_numpy() < created)
-        & (deal_created.loc[mine[schema.DEAL_ID]].to_numpy() >= created - pd.Timedelta(days=30))
+        & (deal_created.loc[mine[schema.DEAL_ID]].to_numpy() >= created - schema.LOAD_WINDOW)
     ]
     capacity = world.partners[schema.CAPACITY].iloc[partner_row]
     assert features[pairs.LOAD_RATIO] == pytest.approx(len(load) / capacity)
     events = world.engagement[world.engagement[schema.PARTNER_ID] == partner_id][schema.OCCURRED_AT]
-    recent = ((events < created) & (events >= created - pd.Timedelta(days=30))).sum()
+    recent = ((events < created) & (events >= created - pairs.ENGAGEMENT_RECENT)).sum()
     assert features[pairs.ENGAGEMENT_30D] == recent
 
 
@@ -126,6 +126,43 @@ def test_event_index_sums_strictly_before() -> None:
     index = pairs.EventIndex.build(np.array([1, 1, 2, 1]), np.array([10, 20, 15, 30]), np.array([1.0, 2.0, 4.0, 8.0]))
     sums = index.sum_before(np.array([1, 1, 1, 2, 3]), np.array([20, 21, 100, 15, 100]))[:, 0]
     np.testing.assert_allclose(sums, [1.0, 3.0, 11.0, 0.0, 0.0])
+
+
+def test_event_keys_sort_by_key_then_time() -> None:
+    keys, seconds = np.array([2, 1, 1, 0]), np.array([5, 2**33, 7, 2**34 - 1])
+    order = np.argsort(pairs.event_keys(keys, seconds))
+    np.testing.assert_array_equal(order, np.lexsort((seconds, keys)))
+
+
+def test_recent_attempts_count_the_half_open_load_window() -> None:
+    window = int(schema.LOAD_WINDOW.total_seconds())
+    now = 10 * window
+    # Partner 0: one attempt at the window's start (counts), one a second earlier, one at `now` (neither).
+    attempts = pairs.EventIndex.build(
+        np.array([0, 0, 0, 0, 1]),
+        np.array([now - window, now - window - 1, now - 1, now, now - 5]),
+        np.ones(5),
+    )
+    counts = pairs.recent_attempts(attempts, np.array([0, 1, 2]), np.full(3, now))
+    np.testing.assert_array_equal(counts, [2.0, 1.0, 0.0])
+
+
+def test_positions_name_the_field_and_the_unknown_values() -> None:
+    vocabulary = pd.Index(["b", "a", "c"])
+    np.testing.assert_array_equal(pairs.positions(pd.Series(["a", "c", "a"]), vocabulary, "letter"), [1, 2, 1])
+    with pytest.raises(pairs.FeatureError, match="'x'") as error:
+        pairs.positions(["a", "x"], vocabulary, "letter")
+    assert error.value.field == "letter"
+
+
+def test_product_mask_parses_every_row_and_names_the_empty_one() -> None:
+    products = ("a", "b", "c")
+    cells = ["a|c", "b", "a|c", "c|a|b"]
+    expected = [[True, False, True], [False, True, False], [True, False, True], [True, True, True]]
+    np.testing.assert_array_equal(pairs.product_mask(pd.Series(cells), products), expected)
+    assert pairs.product_mask([], products).shape == (0, 3)
+    with pytest.raises(pairs.FeatureError, match="row 2 lists no products"):
+        pairs.product_mask(["a", "a", "", "b", ""], products)
 
 
 def test_frozen_context_gives_the_same_features_at_every_time() -> None:

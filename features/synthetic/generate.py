@@ -1,10 +1,9 @@
-"""A synthetic partner ecosystem with known ground truth.
+"""The generator of a synthetic partner ecosystem with known ground truth.
 
 `generate_ecosystem(config)` returns the five tables of `features.schema` and a `GroundTruth`: the
 latent partner skills, capacities, deal-size sweet spots, pair affinities and disengagement
-episodes that produced the tables, and the true win probability of every historical attempt.
-The true model lives in one place, `true_win_logit`; `oracle_probability` applies it to any
-(deal, candidate partner) slate so that evaluations can compare a ranking with the oracle's.
+episodes that produced the tables, and the true win probability of every historical attempt
+(`features.synthetic.oracle` is the true model).
 
 How the world works:
 - Partners specialise in a few products of one product family, operate in 1-3 regions (home
@@ -19,47 +18,39 @@ How the world works:
 - During disengagement episodes partners win less, engage much less (and less already in the 60
   days before) and write more negative messages.
 
-Load, precisely: the load ratio of partner p for a deal created at t is the number of outcomes rows
-of p whose deal was created in [t - 30 days, t), divided by p's true capacity (deals per 30 days).
-Tenure is t - joined_at in days. All times are naive datetime64[ns] meaning UTC, in whole seconds
-(the dtype features.io reads back).
+All times are naive datetime64[ns] meaning UTC, in whole seconds (the dtype features.io reads back).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
-from functools import cached_property
-from pathlib import Path
-from typing import TypeAlias
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from features import schema, text
+from features.pairs import SECONDS_PER_DAY
 from features.progress import SILENT, Progress
+from features.synthetic.oracle import attempt_probability, load_events
+from features.synthetic.truth import (
+    AFFINITY,
+    EPISODE_END,
+    EPISODE_START,
+    NON_OPERATING_REGION_SKILL,
+    PARTNER_A,
+    PARTNER_B,
+    BoolArray,
+    EpisodeIndex,
+    FloatArray,
+    GroundTruth,
+    IntArray,
+    StrArray,
+    TruthCoefficients,
+    pair_keys,
+)
 
-IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
-StrArray = npt.NDArray[np.str_]
-PartnerIds: TypeAlias = Sequence[str] | pd.Series | np.ndarray
-
-SECONDS_PER_DAY = 86_400
-LOAD_WINDOW_DAYS = 30  # the load window is [created_at - 30 days, created_at)
-NEW_PARTNER_TENURE_DAYS = 90.0  # e-folding tenure of the new-partner penalty
-NON_OPERATING_REGION_SKILL = -3.0
 PRE_EPISODE_DAYS = 60.0  # engagement and sentiment start sliding this long before an episode
-
-# Columns of the ground-truth tables (the ecosystem tables' columns live in features.schema).
-PARTNER_A = "partner_a"
-PARTNER_B = "partner_b"
-AFFINITY = "affinity"
-EPISODE_START = "start"
-EPISODE_END = "end"
-TRUTH_DIRNAME = "truth"
 
 # --- the shape of the world (fixed; the config holds what experiments vary) ---------------------
 
@@ -82,6 +73,7 @@ ENGAGEMENT_KIND_WEIGHTS = (0.45, 0.15, 0.15, 0.15, 0.10)  # aligned with schema.
 CHANNEL_WEIGHTS = (0.5, 0.3, 0.2)  # aligned with schema.COMMUNICATION_CHANNELS
 
 _JOIN_SPREAD_DAYS = 3 * 365  # partners join from 3 years before the window until its end
+_EPISODE_LEAD_IN_DAYS = 30  # no episode in a partner's first month, nor in the month after one
 _DAYS_PER_MONTH = 30.0
 _EPISODE_ACTIVITY = 0.1  # engagement multiplier inside an episode
 _PRE_EPISODE_ACTIVITY_DROP = 0.6  # engagement multiplier falls linearly to 0.4 at episode start
@@ -90,21 +82,6 @@ _ALLIES_PER_PARTNER = 1.5
 _ALLY_PREFERENCE = 0.8  # a team lead takes a known ally when it can work the deal
 _ROUTING_PROXY_NOISE = 0.8  # sd of the legacy router's error about a partner's product skill
 _CAPACITY_HEADROOM = 2.0  # true capacity / mean routed load, before partner-level spread
-
-
-@dataclass(frozen=True)
-class TruthCoefficients:
-    """Coefficients of the true win logit, in logits per unit of each term (see `true_win_logit`)."""
-
-    intercept: float = -1.3
-    skill: float = 0.9  # per logit of mean product skill over the deal's products
-    region: float = 0.6  # per unit of region skill in the deal's region (>= 0 where operating, else -3)
-    certification: float = 0.8  # at full coverage: expert (level 3) in every product of the deal
-    size_fit: float = 0.35  # per e-fold between the amount and the partner's sweet spot
-    overload: float = 1.0  # per unit of load ratio above 1
-    new_partner: float = 1.0  # at tenure 0, decaying with e-folding time 90 days
-    disengaged: float = 1.5  # while the deal date is inside a disengagement episode
-    affinity: float = 1.0  # co-sell teams only, per unit of pair affinity in [-1, 1]
 
 
 @dataclass(frozen=True)
@@ -135,434 +112,9 @@ class EcosystemConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
-class _EpisodeIndex:
-    """Disengagement episodes sorted by (partner position, start) for vectorised point lookups."""
-
-    def __init__(self, positions: IntArray, start_seconds: IntArray, end_seconds: IntArray) -> None:
-        order = np.lexsort((start_seconds, positions))
-        self.positions = positions[order]
-        self.start_seconds = start_seconds[order]
-        self.end_seconds = end_seconds[order]
-
-    def _next_episode(self, positions: IntArray, seconds: IntArray) -> IntArray:
-        """Per query: index of the first episode sorting after (partner, time) in (partner, start) order."""
-        origin = min(int(self.start_seconds.min()), int(seconds.min()))
-        span = max(int(self.start_seconds.max()), int(seconds.max())) - origin + 1
-        keys = self.positions * span + (self.start_seconds - origin)
-        return np.searchsorted(keys, positions * span + (seconds - origin), side="right")
-
-    def inside(self, positions: IntArray, seconds: IntArray) -> BoolArray:
-        """(m,) whether each partner is inside one of its episodes [start, end) at `seconds`."""
-        if self.positions.size == 0 or positions.size == 0:
-            return np.zeros(positions.shape, dtype=bool)
-        current = self._next_episode(positions, seconds) - 1
-        safe = np.maximum(current, 0)
-        return (current >= 0) & (self.positions[safe] == positions) & (seconds < self.end_seconds[safe])
-
-    def days_to_next_start(self, positions: IntArray, seconds: IntArray) -> FloatArray:
-        """(m,) days until the partner's next episode starts (inf when none follows)."""
-        if self.positions.size == 0 or positions.size == 0:
-            return np.full(positions.shape, np.inf)
-        following = self._next_episode(positions, seconds)
-        safe = np.minimum(following, self.positions.size - 1)
-        has_next = (following < self.positions.size) & (self.positions[safe] == positions)
-        return np.where(has_next, (self.start_seconds[safe] - seconds) / SECONDS_PER_DAY, np.inf)
-
-
-@dataclass(frozen=True, eq=False)
-class GroundTruth:
-    """The latent state behind one synthetic ecosystem (n partners, P products, R regions).
-
-    partner_ids: (n,) str; row i of every per-partner array belongs to partner_ids[i].
-    product_skill: (n, P) float32 logits, columns as schema.PRODUCTS; mostly in -1.3..0, a few
-        specialities 0.3..2.6, plus a partner-wide quality shift.
-    region_skill: (n, R) float32, columns as schema.REGIONS; >= 0 where the partner operates
-        (home highest), NON_OPERATING_REGION_SKILL elsewhere.
-    certification_levels: (n, P) int8 in 0..3, the levels in the partners table.
-    true_capacity: (n,) float64 deals per 30 days, > 0.
-    size_sweet_spot: (n,) float64 USD, the amount the partner wins best at.
-    affinity: one row per known pair (PARTNER_A < PARTNER_B, AFFINITY in [-1, 1]); 0 for others.
-    disengagement: episodes (schema.PARTNER_ID, EPISODE_START, EPISODE_END), [start, end) and
-        non-overlapping per partner.
-    outcome_probability: (rows,) float64 in (0, 1): the true win probability of each outcomes row.
-    message_sentiment: (messages,) float64 in [-1, 1]: the latent sentiment of each message.
-    """
-
-    partner_ids: StrArray
-    product_skill: npt.NDArray[np.float32]
-    region_skill: npt.NDArray[np.float32]
-    certification_levels: npt.NDArray[np.int8]
-    true_capacity: FloatArray
-    size_sweet_spot: FloatArray
-    affinity: pd.DataFrame
-    disengagement: pd.DataFrame
-    coefficients: TruthCoefficients
-    outcome_probability: FloatArray
-    message_sentiment: FloatArray
-
-    @cached_property
-    def _partner_index(self) -> pd.Index:
-        return pd.Index(self.partner_ids)
-
-    @cached_property
-    def _episodes(self) -> _EpisodeIndex:
-        return _EpisodeIndex(
-            self.positions(self.disengagement[schema.PARTNER_ID]),
-            _seconds(self.disengagement[EPISODE_START]),
-            _seconds(self.disengagement[EPISODE_END]),
-        )
-
-    @cached_property
-    def _affinity_keys(self) -> tuple[IntArray, FloatArray]:
-        """Sorted `low * n + high` position keys of the known pairs and their affinities."""
-        keys = _pair_keys(
-            self.positions(self.affinity[PARTNER_A]), self.positions(self.affinity[PARTNER_B]), self.partner_ids.size
-        )
-        order = np.argsort(keys)
-        return keys[order], self.affinity[AFFINITY].to_numpy(dtype=np.float64)[order]
-
-    def positions(self, partner_ids: PartnerIds) -> IntArray:
-        """(m,) row positions of `partner_ids` in the per-partner arrays; ValueError for unknown ids."""
-        return _positions(self._partner_index, partner_ids)
-
-    def in_disengagement(self, partner_positions: IntArray, created_at: npt.NDArray[np.datetime64]) -> BoolArray:
-        """(m,) whether each partner is inside a disengagement episode at `created_at`."""
-        return self._episodes.inside(partner_positions, _datetime_seconds(created_at))
-
-    def pair_affinity(self, positions_a: IntArray, positions_b: IntArray) -> FloatArray:
-        """(m,) affinity in [-1, 1] of each (a, b) partner pair, symmetric; 0 for unknown pairs."""
-        keys, values = self._affinity_keys
-        query = _pair_keys(positions_a, positions_b, self.partner_ids.size)
-        if keys.size == 0:
-            return np.zeros(query.shape)
-        slot = np.minimum(np.searchsorted(keys, query), keys.size - 1)
-        return np.where(keys[slot] == query, values[slot], 0.0)
-
-    def save(self, directory: str | Path) -> Path:
-        """Write to `directory`/truth (arrays.npz, affinity/disengagement parquet, coefficients.json)."""
-        root = Path(directory) / TRUTH_DIRNAME
-        root.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            root / "arrays.npz",
-            partner_ids=self.partner_ids,
-            product_skill=self.product_skill,
-            region_skill=self.region_skill,
-            certification_levels=self.certification_levels,
-            true_capacity=self.true_capacity,
-            size_sweet_spot=self.size_sweet_spot,
-            outcome_probability=self.outcome_probability,
-            message_sentiment=self.message_sentiment,
-        )
-        self.affinity.to_parquet(root / "affinity.parquet", index=False)
-        self.disengagement.to_parquet(root / "disengagement.parquet", index=False)
-        (root / "coefficients.json").write_text(json.dumps(asdict(self.coefficients), indent=2) + "\n")
-        return root
-
-    @classmethod
-    def load(cls, directory: str | Path) -> GroundTruth:
-        """Read what `save(directory)` wrote."""
-        root = Path(directory) / TRUTH_DIRNAME
-        with np.load(root / "arrays.npz", allow_pickle=False) as arrays:
-            return cls(
-                partner_ids=arrays["partner_ids"],
-                product_skill=arrays["product_skill"],
-                region_skill=arrays["region_skill"],
-                certification_levels=arrays["certification_levels"],
-                true_capacity=arrays["true_capacity"],
-                size_sweet_spot=arrays["size_sweet_spot"],
-                affinity=pd.read_parquet(root / "affinity.parquet"),
-                disengagement=pd.read_parquet(root / "disengagement.parquet"),
-                coefficients=TruthCoefficients(**json.loads((root / "coefficients.json").read_text())),
-                outcome_probability=arrays["outcome_probability"],
-                message_sentiment=arrays["message_sentiment"],
-            )
-
-
-# --- the true model -----------------------------------------------------------------------------
-
-
-def true_win_logit(
-    truth: GroundTruth,
-    partner_positions: IntArray,
-    deal_products: BoolArray,
-    deal_region_index: IntArray,
-    amount: FloatArray,
-    created_at: npt.NDArray[np.datetime64],
-    load_ratio: FloatArray,
-    tenure_days: FloatArray,
-) -> FloatArray:
-    """(m,) true win logit of m solo (deal, partner) attempts.
-
-    logit = intercept + skill * mean(product_skill over the deal's products)
-            + region * region_skill[deal region] + certification * coverage
-            - size_fit * |log(amount / sweet spot)| - overload * max(0, load_ratio - 1)
-            - new_partner * exp(-max(tenure_days, 0) / 90) - disengaged * [inside an episode]
-
-    partner_positions: (m,) rows of `truth`; deal_products: (m, P) bool, >= 1 per row;
-    deal_region_index: (m,) index into schema.REGIONS; amount: (m,) USD > 0; created_at: (m,)
-    deal creation times; load_ratio: (m,) >= 0 (see the module docstring); tenure_days: (m,).
-    Coverage is the mean certification level over the deal's products divided by 3, in [0, 1].
-    """
-    coefficients = truth.coefficients
-    products = np.asarray(deal_products, dtype=bool)
-    product_count = products.sum(axis=1)
-    if (product_count == 0).any():
-        raise ValueError("every deal needs at least one product")
-    skill = (truth.product_skill[partner_positions] * products).sum(axis=1, dtype=np.float64) / product_count
-    coverage = (truth.certification_levels[partner_positions] * products).sum(axis=1, dtype=np.float64) / (
-        product_count * schema.MAX_CERT_LEVEL
-    )
-    region = truth.region_skill[partner_positions, deal_region_index].astype(np.float64)
-    size_misfit = np.abs(np.log(np.asarray(amount, dtype=np.float64) / truth.size_sweet_spot[partner_positions]))
-    overload = np.maximum(np.asarray(load_ratio, dtype=np.float64) - 1.0, 0.0)
-    newness = np.exp(-np.maximum(np.asarray(tenure_days, dtype=np.float64), 0.0) / NEW_PARTNER_TENURE_DAYS)
-    disengaged = truth.in_disengagement(partner_positions, created_at)
-    return (
-        coefficients.intercept
-        + coefficients.skill * skill
-        + coefficients.region * region
-        + coefficients.certification * coverage
-        - coefficients.size_fit * size_misfit
-        - coefficients.overload * overload
-        - coefficients.new_partner * newness
-        - coefficients.disengaged * disengaged
-    )
-
-
-def true_team_probability(
-    truth: GroundTruth, solo_probability_a: FloatArray, solo_probability_b: FloatArray, affinity: FloatArray
-) -> FloatArray:
-    """(m,) true win probability of co-sell pairs in (0, 1).
-
-    logit(1 - (1 - p_a)(1 - p_b)) + affinity_coefficient * affinity: the chance that either
-    partner alone would win, shifted by how well the pair works together.
-    """
-    log_both_lose = np.log1p(-solo_probability_a) + np.log1p(-solo_probability_b)
-    either_logit = np.log(-np.expm1(log_both_lose)) - log_both_lose
-    return _sigmoid(either_logit + truth.coefficients.affinity * affinity)
-
-
-def oracle_probability(
-    truth: GroundTruth,
-    ecosystem: schema.Ecosystem,
-    deal_rows: pd.DataFrame,
-    candidates: pd.DataFrame | Sequence[Sequence[str]] | None = None,
-) -> FloatArray:
-    """True win probability of arbitrary (deal, partner) candidates, in (0, 1).
-
-    deal_rows: deals with DEAL_ID (unique), CREATED_AT, DEAL_REGION, DEAL_PRODUCTS and AMOUNT;
-        historical or new. candidates: either a pairs frame (DEAL_ID, PARTNER_ID, optional
-        TEAM_ID whose non-empty values join exactly two rows of one deal into a co-sell team) or
-        one sequence of partner ids per row of `deal_rows` (all solo). Shorthand for pairs on the
-        ecosystem's own deals: `oracle_probability(truth, ecosystem, pairs)`.
-    Returns (m,) float64 aligned with the pairs frame rows, or with the concatenated slates.
-
-    Load ratios count the partner's outcomes rows in `ecosystem` created in [created_at - 30 days,
-    created_at) (the recorded history, not a hypothetical re-routing); tenure comes from the
-    partners table. On `ecosystem.outcomes` itself this reproduces `truth.outcome_probability`.
-    """
-    if candidates is None:
-        deal_rows, candidates = ecosystem.deals, deal_rows
-    if not deal_rows[schema.DEAL_ID].is_unique:
-        raise ValueError("deal_rows must have unique deal ids")
-    if isinstance(candidates, pd.DataFrame):
-        deal_positions = pd.Index(deal_rows[schema.DEAL_ID]).get_indexer(candidates[schema.DEAL_ID]).astype(np.int64)
-        if (deal_positions < 0).any():
-            raise ValueError("every candidate's deal id must be in deal_rows")
-        partner_ids = candidates[schema.PARTNER_ID].to_numpy(dtype=object)
-        team_ids = candidates.get(schema.TEAM_ID)
-        team_codes = _team_codes(team_ids)
-    else:
-        if len(candidates) != len(deal_rows):
-            raise ValueError(f"got {len(candidates)} slates for {len(deal_rows)} deals")
-        sizes = np.array([len(slate) for slate in candidates], dtype=np.int64)
-        deal_positions = np.repeat(np.arange(len(deal_rows), dtype=np.int64), sizes)
-        partner_ids = np.array([partner for slate in candidates for partner in slate], dtype=object)
-        team_codes = np.full(partner_ids.size, -1, dtype=np.int64)
-
-    partner_positions = truth.positions(partner_ids)
-    deal_seconds = _seconds(deal_rows[schema.CREATED_AT])
-    history_positions, history_seconds = _attempt_history(truth._partner_index, ecosystem)
-    return _attempt_probability(
-        truth,
-        history_positions,
-        history_seconds,
-        _joined_seconds(truth, ecosystem.partners),
-        partner_positions,
-        deal_positions,
-        deal_seconds,
-        product_matrix(deal_rows[schema.DEAL_PRODUCTS]),
-        _region_index(deal_rows[schema.DEAL_REGION]),
-        deal_rows[schema.AMOUNT].to_numpy(dtype=np.float64),
-        team_codes,
-    )
-
-
-def recent_attempt_counts(ecosystem: schema.Ecosystem, partner_ids: PartnerIds, created_at: pd.Series) -> IntArray:
-    """(m,) int64: outcomes rows of each partner whose deal was created in [created_at - 30 days, created_at).
-
-    The numerator of the load ratio; `created_at` is a datetime64 column aligned with `partner_ids`.
-    """
-    partner_index = pd.Index(ecosystem.partners[schema.PARTNER_ID])
-    history_positions, history_seconds = _attempt_history(partner_index, ecosystem)
-    return _recent_counts(
-        history_positions, history_seconds, _positions(partner_index, partner_ids), _seconds(created_at)
-    )
-
-
-def product_matrix(cells: pd.Series | Sequence[str]) -> BoolArray:
-    """(m, P) bool: which schema.PRODUCTS each `|`-joined products cell lists; ValueError on unknowns."""
-    parts = pd.Series(np.asarray(cells, dtype=object)).str.split(schema.LIST_SEPARATOR).explode()
-    parts = parts[parts.notna() & (parts != "")]
-    codes = pd.Index(schema.PRODUCTS).get_indexer(parts.to_numpy(dtype=object))
-    if (codes < 0).any():
-        raise ValueError(f"unknown products, e.g. {sorted(set(parts[codes < 0]))[:5]}")
-    matrix = np.zeros((len(cells), len(schema.PRODUCTS)), dtype=bool)
-    matrix[parts.index.to_numpy(), codes] = True
-    return matrix
-
-
-# --- shared internals of the true model ---------------------------------------------------------
-
-
-def _sigmoid(logit: FloatArray) -> FloatArray:
-    return 1.0 / (1.0 + np.exp(-logit))
-
-
-def _seconds(timestamps: pd.Series) -> IntArray:
-    """Whole seconds since the Unix epoch of a datetime64 column (naive, UTC meaning)."""
-    return _datetime_seconds(timestamps.to_numpy(dtype="datetime64[s]"))
-
-
-def _datetime_seconds(timestamps: npt.NDArray[np.datetime64]) -> IntArray:
-    return np.asarray(timestamps).astype("datetime64[s]").astype(np.int64)
-
-
 def _timestamps(seconds: IntArray) -> npt.NDArray[np.datetime64]:
+    """Seconds since 1970 -> naive datetime64[ns], the dtype of the tables' time columns."""
     return seconds.astype("datetime64[s]").astype("datetime64[ns]")
-
-
-def _pair_keys(positions_a: IntArray, positions_b: IntArray, partner_count: int) -> IntArray:
-    """Order-free pair key `min * n + max`."""
-    return np.minimum(positions_a, positions_b) * partner_count + np.maximum(positions_a, positions_b)
-
-
-def _region_index(regions: pd.Series | Sequence[str]) -> IntArray:
-    codes = pd.Index(schema.REGIONS).get_indexer(np.asarray(regions, dtype=object)).astype(np.int64)
-    if (codes < 0).any():
-        raise ValueError("unknown regions in deal rows")
-    return codes
-
-
-def _team_codes(team_ids: pd.Series | None) -> IntArray:
-    """(m,) int64 team code per row, -1 for solo rows (missing or empty team id)."""
-    if team_ids is None:
-        return np.empty(0, dtype=np.int64)
-    values = team_ids.fillna("").to_numpy(dtype=object)
-    codes, _ = pd.factorize(values)
-    return np.where(values == "", -1, codes).astype(np.int64)
-
-
-def _joined_seconds(truth: GroundTruth, partners: pd.DataFrame) -> IntArray:
-    """(n,) joined_at seconds aligned with truth.partner_ids."""
-    joined = np.empty(truth.partner_ids.size, dtype=np.int64)
-    joined[truth.positions(partners[schema.PARTNER_ID])] = _seconds(partners[schema.JOINED_AT])
-    return joined
-
-
-def _positions(index: pd.Index, partner_ids: PartnerIds) -> IntArray:
-    found = index.get_indexer(np.asarray(partner_ids, dtype=object)).astype(np.int64)
-    if (found < 0).any():
-        unknown = np.asarray(partner_ids, dtype=object)[found < 0][:5].tolist()
-        raise ValueError(f"unknown partner ids, e.g. {unknown}")
-    return found
-
-
-def _attempt_history(partner_index: pd.Index, ecosystem: schema.Ecosystem) -> tuple[IntArray, IntArray]:
-    """Partner positions (in `partner_index`) and deal creation seconds of every outcomes row: the load history."""
-    deal_index = pd.Index(ecosystem.deals[schema.DEAL_ID])
-    history_deals = deal_index.get_indexer(ecosystem.outcomes[schema.DEAL_ID])
-    if (history_deals < 0).any():
-        raise ValueError("outcomes reference deals missing from the deals table")
-    return (
-        _positions(partner_index, ecosystem.outcomes[schema.PARTNER_ID]),
-        _seconds(ecosystem.deals[schema.CREATED_AT])[history_deals],
-    )
-
-
-def _recent_counts(
-    history_positions: IntArray, history_seconds: IntArray, query_positions: IntArray, query_seconds: IntArray
-) -> IntArray:
-    """(m,) history rows of the query's partner with time in [t - 30 days, t), via sorted composite keys."""
-    if history_positions.size == 0 or query_positions.size == 0:
-        return np.zeros(query_positions.shape, dtype=np.int64)
-    window = LOAD_WINDOW_DAYS * SECONDS_PER_DAY
-    origin = min(int(history_seconds.min()), int(query_seconds.min())) - window
-    span = max(int(history_seconds.max()), int(query_seconds.max())) - origin + 1
-    keys = np.sort(history_positions * span + (history_seconds - origin))
-    query = query_positions * span + (query_seconds - origin)
-    return (np.searchsorted(keys, query, side="left") - np.searchsorted(keys, query - window, side="left")).astype(
-        np.int64
-    )
-
-
-def _attempt_probability(
-    truth: GroundTruth,
-    history_positions: IntArray,
-    history_seconds: IntArray,
-    joined_seconds: IntArray,
-    partner_positions: IntArray,
-    deal_positions: IntArray,
-    deal_seconds: IntArray,
-    deal_products: BoolArray,
-    deal_region: IntArray,
-    deal_amount: FloatArray,
-    team_codes: IntArray,
-) -> FloatArray:
-    """(m,) true probability of attempts (partner_positions[i] on deal deal_positions[i]).
-
-    Per-deal arrays are indexed by `deal_positions`; `team_codes` (m,) pairs rows into teams
-    (-1 solo, or empty for all solo). The generator and `oracle_probability` both end here.
-    """
-    seconds = deal_seconds[deal_positions]
-    load_ratio = (
-        _recent_counts(history_positions, history_seconds, partner_positions, seconds)
-        / truth.true_capacity[partner_positions]
-    )
-    solo = _sigmoid(
-        true_win_logit(
-            truth,
-            partner_positions,
-            deal_products[deal_positions],
-            deal_region[deal_positions],
-            deal_amount[deal_positions],
-            _timestamps(seconds),
-            load_ratio,
-            (seconds - joined_seconds[partner_positions]) / SECONDS_PER_DAY,
-        )
-    )
-    in_team = np.flatnonzero(team_codes >= 0)
-    if in_team.size == 0:
-        return solo
-    rows = in_team[np.argsort(team_codes[in_team], kind="stable")]
-    first, second = rows[0::2], rows[1::2]
-    if (
-        rows.size % 2
-        or not np.array_equal(team_codes[first], team_codes[second])
-        or np.any(np.diff(team_codes[first]) == 0)
-        or not np.array_equal(deal_positions[first], deal_positions[second])
-    ):
-        raise ValueError("a co-sell team must be exactly two rows of one deal")
-    team = true_team_probability(
-        truth, solo[first], solo[second], truth.pair_affinity(partner_positions[first], partner_positions[second])
-    )
-    probability = solo.copy()
-    probability[first] = team
-    probability[second] = team
-    return probability
-
-
-# --- generation ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -686,10 +238,11 @@ def _draw_partners(rng: np.random.Generator, config: EcosystemConfig, window: _W
     )
     # Capacity is scaled to the routed load so that overload matters at any ecosystem size.
     active_days = (window.end_seconds - np.maximum(joined_seconds, window.start_seconds)).sum() / SECONDS_PER_DAY
-    routed_per_month = config.deals * config.attempts_per_deal * LOAD_WINDOW_DAYS / max(active_days, 1.0)
+    load_window_days = schema.LOAD_WINDOW.total_seconds() / SECONDS_PER_DAY
+    routed_per_window = config.deals * config.attempts_per_deal * load_window_days / max(active_days, 1.0)
     # Skilled partners get more deals from the router, and staff for it, but not fully.
     true_capacity = np.maximum(
-        _CAPACITY_HEADROOM * routed_per_month * np.exp(0.3 * size + 0.3 * skill_z + rng.normal(0.0, 0.2, n)), 0.25
+        _CAPACITY_HEADROOM * routed_per_window * np.exp(0.3 * size + 0.3 * skill_z + rng.normal(0.0, 0.2, n)), 0.25
     )
     declared_capacity = np.maximum(np.rint(true_capacity * np.exp(rng.normal(0.1, 0.25, n))), 1).astype(np.int64)
 
@@ -767,7 +320,7 @@ def _draw_episodes(
 ) -> tuple[IntArray, IntArray, IntArray]:
     """Up to two non-overlapping disengagement episodes per partner: (positions, start, end) seconds."""
     n = joined_seconds.size
-    lead_in = 30 * SECONDS_PER_DAY  # no episode in a partner's first month of the window
+    lead_in = _EPISODE_LEAD_IN_DAYS * SECONDS_PER_DAY
     earliest = np.maximum(joined_seconds, window.start_seconds) + lead_in
     room = np.maximum(window.end_seconds - earliest, 0)
     count = np.minimum(rng.poisson(config.disengagement_per_partner_year * room / (365 * SECONDS_PER_DAY)), 2)
@@ -789,7 +342,7 @@ def _draw_affinity(rng: np.random.Generator, home: IntArray) -> tuple[IntArray, 
     region_start = np.searchsorted(home[by_home], home[lows], side="left")
     region_size = np.bincount(home, minlength=len(schema.REGIONS))[home[lows]]
     highs = by_home[region_start + (rng.random(lows.size) * region_size).astype(np.int64)]
-    keys = np.unique(_pair_keys(lows, highs, n)[lows != highs])
+    keys = np.unique(pair_keys(lows, highs, n)[lows != highs])
     affinity = np.clip(rng.normal(0.3, 0.5, keys.size), -1.0, 1.0)
     return keys // n, keys % n, affinity
 
@@ -973,7 +526,7 @@ def _deals_table(
     )
 
 
-def _activity_profile(episodes: _EpisodeIndex, positions: IntArray, seconds: IntArray) -> tuple[BoolArray, FloatArray]:
+def _activity_profile(episodes: EpisodeIndex, positions: IntArray, seconds: IntArray) -> tuple[BoolArray, FloatArray]:
     """(inside an episode, run-up in [0, 1]: 0 until 60 days before the next episode, 1 at its start)."""
     inside = episodes.inside(positions, seconds)
     run_up = np.clip(1.0 - episodes.days_to_next_start(positions, seconds) / PRE_EPISODE_DAYS, 0.0, 1.0)
@@ -992,7 +545,7 @@ def _engagement_table(
     window: _Window,
     partner_ids: StrArray,
     partners: _PartnerDraws,
-    episodes: _EpisodeIndex,
+    episodes: EpisodeIndex,
 ) -> pd.DataFrame:
     """Poisson events per partner-month by tier, thinned by disengagement (Lewis-Shedler)."""
     first, span = _active_spans(window, partners.joined_seconds)
@@ -1022,7 +575,7 @@ def _communications_table(
     window: _Window,
     partner_ids: StrArray,
     partners: _PartnerDraws,
-    episodes: _EpisodeIndex,
+    episodes: EpisodeIndex,
 ) -> tuple[pd.DataFrame, FloatArray]:
     """Messages at a constant Poisson rate whose latent sentiment slides towards -0.6 in the run-up
     to and during episodes. Returns the table and the (messages,) sentiment in [-1, 1]."""
@@ -1120,10 +673,9 @@ def generate_ecosystem(config: EcosystemConfig, progress: Progress = SILENT) -> 
         outcome_probability=np.empty(0),
         message_sentiment=np.empty(0),
     )
-    probability = _attempt_probability(
+    probability = attempt_probability(
         draft,
-        attempts.partner,
-        deal_draws.created_seconds[attempts.deal],
+        load_events(attempts.partner, deal_draws.created_seconds[attempts.deal]),
         partner_draws.joined_seconds,
         attempts.partner,
         attempts.deal,
@@ -1155,9 +707,9 @@ def generate_ecosystem(config: EcosystemConfig, progress: Progress = SILENT) -> 
     )
     progress.step(f"outcomes: {len(outcomes)}, win rate {won.mean() if won.size else float('nan'):.3f}")
 
-    engagement = _engagement_table(engagement_rng, config, window, partner_ids, partner_draws, draft._episodes)
+    engagement = _engagement_table(engagement_rng, config, window, partner_ids, partner_draws, draft.episodes)
     communications, sentiment = _communications_table(
-        message_rng, message_text_rng, config, window, partner_ids, partner_draws, draft._episodes
+        message_rng, message_text_rng, config, window, partner_ids, partner_draws, draft.episodes
     )
     progress.step(f"engagement events: {len(engagement)}, messages: {len(communications)}")
     ecosystem = schema.Ecosystem(

@@ -1,47 +1,22 @@
-"""The synthetic ecosystem: schema conformance, determinism, and recovery of the known ground truth."""
+"""The synthetic ecosystem generator: schema conformance, determinism, and recovery of the known
+ground truth from the generated tables."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from features import io, schema, text
+from features import pairs, schema, text
 from features.synthetic import (
     EPISODE_END,
     EPISODE_START,
-    LOAD_WINDOW_DAYS,
     EcosystemConfig,
     GroundTruth,
     generate_ecosystem,
-    oracle_probability,
-    product_matrix,
     recent_attempt_counts,
 )
-
-SMOKE = EcosystemConfig(partners=200, deals=1000, seed=0)
-MID = EcosystemConfig(partners=1000, deals=4000, seed=1)  # ~20k outcome rows
-
-Generated = tuple[schema.Ecosystem, GroundTruth]
-
-
-@pytest.fixture(scope="module")
-def smoke() -> Generated:
-    return generate_ecosystem(SMOKE)
-
-
-@pytest.fixture(scope="module")
-def mid() -> Generated:
-    return generate_ecosystem(MID)
-
-
-def _attempt_frame(ecosystem: schema.Ecosystem) -> pd.DataFrame:
-    """Outcomes rows with their deal and partner columns, in outcomes order."""
-    return ecosystem.outcomes.merge(ecosystem.deals, on=schema.DEAL_ID, how="left", validate="many_to_one").merge(
-        ecosystem.partners, on=schema.PARTNER_ID, how="left", validate="many_to_one"
-    )
+from tests.features.synthetic.conftest import MID, SMOKE, Generated, attempt_frame
 
 
 def _in_episode(truth: GroundTruth, partner_ids: pd.Series, times: pd.Series) -> np.ndarray:
@@ -98,7 +73,7 @@ def test_list_cells_parse_into_the_vocabularies(smoke: Generated) -> None:
     assert (partners[schema.CAPACITY] >= 1).all()
     assert set(deals[schema.DEAL_REGION]) <= set(schema.REGIONS)
     assert set(deals[schema.SEGMENT]) <= set(schema.SEGMENTS)
-    product_counts = product_matrix(deals[schema.DEAL_PRODUCTS]).sum(axis=1)
+    product_counts = pairs.product_mask(deals[schema.DEAL_PRODUCTS], schema.PRODUCTS).sum(axis=1)
     assert product_counts.min() >= 1 and product_counts.max() <= 3
     assert (deals[schema.AMOUNT] > 0).all()
     assert partners[schema.PARTNER_ID].iloc[0] == "P000001" and deals[schema.DEAL_ID].iloc[0] == "D0000001"
@@ -107,7 +82,7 @@ def test_list_cells_parse_into_the_vocabularies(smoke: Generated) -> None:
 
 def test_attempts_respect_joins_regions_and_cycles(smoke: Generated) -> None:
     ecosystem, _ = smoke
-    attempts = _attempt_frame(ecosystem)
+    attempts = attempt_frame(ecosystem)
     assert (attempts[schema.CREATED_AT] >= attempts[schema.JOINED_AT]).all()
     assert all(
         region in schema.split_list(cell)
@@ -159,7 +134,7 @@ def test_observed_wins_follow_the_true_probability(mid: Generated) -> None:
 
 def test_partners_win_more_on_products_they_are_skilled_at(mid: Generated) -> None:
     ecosystem, truth = mid
-    attempts = _attempt_frame(ecosystem)
+    attempts = attempt_frame(ecosystem)
     single = attempts[~attempts[schema.DEAL_PRODUCTS].str.contains(schema.LIST_SEPARATOR, regex=False)]
     product_index = pd.Index(schema.PRODUCTS).get_indexer(single[schema.DEAL_PRODUCTS])
     skill = truth.product_skill[truth.positions(single[schema.PARTNER_ID]), product_index]
@@ -167,23 +142,9 @@ def test_partners_win_more_on_products_they_are_skilled_at(mid: Generated) -> No
     assert won[skill > 0.5].mean() > won[skill < 0.0].mean() + 0.15
 
 
-def test_load_counts_the_thirty_days_before_the_deal(smoke: Generated) -> None:
-    ecosystem, _ = smoke
-    attempts = _attempt_frame(ecosystem)[[schema.PARTNER_ID, schema.CREATED_AT]].reset_index(names="row")
-    pairs = attempts.merge(attempts, on=schema.PARTNER_ID, suffixes=("", "_other"))
-    window = pd.Timedelta(days=LOAD_WINDOW_DAYS)
-    recent = (pairs[f"{schema.CREATED_AT}_other"] >= pairs[schema.CREATED_AT] - window) & (
-        pairs[f"{schema.CREATED_AT}_other"] < pairs[schema.CREATED_AT]
-    )
-    naive = pairs[recent].groupby("row").size().reindex(attempts["row"], fill_value=0).to_numpy()
-    counted = recent_attempt_counts(ecosystem, attempts[schema.PARTNER_ID], attempts[schema.CREATED_AT])
-    np.testing.assert_array_equal(counted, naive)
-    assert naive.max() > 0
-
-
 def test_overloaded_attempts_win_less(mid: Generated) -> None:
     ecosystem, truth = mid
-    attempts = _attempt_frame(ecosystem)
+    attempts = attempt_frame(ecosystem)
     counts = recent_attempt_counts(ecosystem, attempts[schema.PARTNER_ID], attempts[schema.CREATED_AT])
     load_ratio = counts / truth.true_capacity[truth.positions(attempts[schema.PARTNER_ID])]
     won = attempts[schema.WON].to_numpy()
@@ -229,80 +190,15 @@ def test_profiles_mention_strong_products_more_than_others(mid: Generated) -> No
 
 def test_requirements_mention_the_deal_products(smoke: Generated) -> None:
     ecosystem, _ = smoke
-    needed = product_matrix(ecosystem.deals[schema.DEAL_PRODUCTS])
-    found = product_matrix(
-        [schema.join_list(text.mentioned_products(cell)) for cell in ecosystem.deals[schema.REQUIREMENT_TEXT]]
+    needed = pairs.product_mask(ecosystem.deals[schema.DEAL_PRODUCTS], schema.PRODUCTS)
+    found = np.array(
+        [
+            [product in mentioned for product in schema.PRODUCTS]
+            for mentioned in map(text.mentioned_products, ecosystem.deals[schema.REQUIREMENT_TEXT])
+        ]
     )
     assert not (found & ~needed).any()
     assert (found & needed).sum() / needed.sum() > 0.9
-
-
-def test_oracle_reproduces_the_historical_probabilities(smoke: Generated) -> None:
-    ecosystem, truth = smoke
-    probability = oracle_probability(truth, ecosystem, ecosystem.deals, ecosystem.outcomes)
-    np.testing.assert_array_equal(probability, truth.outcome_probability)
-    shorthand = oracle_probability(truth, ecosystem, ecosystem.outcomes[[schema.DEAL_ID, schema.PARTNER_ID]])
-    solo = (ecosystem.outcomes[schema.TEAM_ID] == "").to_numpy()
-    np.testing.assert_array_equal(shorthand[solo], truth.outcome_probability[solo])
-
-
-def test_oracle_scores_arbitrary_slates(smoke: Generated) -> None:
-    ecosystem, truth = smoke
-    deals = ecosystem.deals.iloc[[100, 500]]
-    partners = ecosystem.partners
-    in_region = [
-        partners.loc[partners[schema.PARTNER_REGIONS].str.contains(region), schema.PARTNER_ID].head(3).tolist()
-        for region in deals[schema.DEAL_REGION]
-    ]
-    slates = [[*slate, "P000001", "P000002"] for slate in in_region]
-    per_deal = oracle_probability(truth, ecosystem, deals, slates)
-    pairs = pd.DataFrame(
-        {
-            schema.DEAL_ID: np.repeat(deals[schema.DEAL_ID].to_numpy(), [len(slate) for slate in slates]),
-            schema.PARTNER_ID: [partner for slate in slates for partner in slate],
-        }
-    )
-    np.testing.assert_array_equal(per_deal, oracle_probability(truth, ecosystem, deals, pairs))
-    assert ((per_deal > 0) & (per_deal < 1)).all()
-    with pytest.raises(ValueError, match="unknown partner"):
-        oracle_probability(truth, ecosystem, deals, [["P999999"], []])
-
-
-def test_oracle_penalises_operating_outside_the_partner_regions(smoke: Generated) -> None:
-    ecosystem, truth = smoke
-    deal = ecosystem.deals.iloc[[300]]
-    partner = ecosystem.partners.iloc[0]
-    elsewhere = next(region for region in schema.REGIONS if region not in partner[schema.PARTNER_REGIONS])
-    moved = deal.assign(**{schema.DEAL_REGION: [partner[schema.HOME_REGION]]})
-    moved_away = deal.assign(**{schema.DEAL_REGION: [elsewhere]})
-    at_home = oracle_probability(truth, ecosystem, moved, [[partner[schema.PARTNER_ID]]])
-    away = oracle_probability(truth, ecosystem, moved_away, [[partner[schema.PARTNER_ID]]])
-    assert away[0] < at_home[0] / 3
-
-
-def test_truth_round_trips_through_disk(smoke: Generated, tmp_path: Path) -> None:
-    ecosystem, truth = smoke
-    root = truth.save(tmp_path)
-    assert root == tmp_path / "truth"
-    loaded = GroundTruth.load(tmp_path)
-    for name in ("partner_ids", "product_skill", "region_skill", "certification_levels", "outcome_probability"):
-        np.testing.assert_array_equal(getattr(loaded, name), getattr(truth, name))
-    pd.testing.assert_frame_equal(loaded.disengagement, truth.disengagement)
-    assert loaded.coefficients == truth.coefficients
-    np.testing.assert_array_equal(
-        oracle_probability(loaded, ecosystem, ecosystem.deals, ecosystem.outcomes), truth.outcome_probability
-    )
-
-
-def test_tables_survive_parquet_and_still_reproduce_the_truth(smoke: Generated, tmp_path: Path) -> None:
-    ecosystem, truth = smoke
-    io.write_ecosystem(ecosystem, tmp_path)
-    loaded = io.read_ecosystem(tmp_path)
-    for spec in schema.ECOSYSTEM_TABLES:
-        pd.testing.assert_frame_equal(getattr(loaded, spec.name), getattr(ecosystem, spec.name))
-    np.testing.assert_array_equal(
-        oracle_probability(truth, loaded, loaded.deals, loaded.outcomes), truth.outcome_probability
-    )
 
 
 def test_invalid_config_is_rejected() -> None:
