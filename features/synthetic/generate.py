@@ -74,7 +74,7 @@ CHANNEL_WEIGHTS = (0.5, 0.3, 0.2)  # aligned with schema.COMMUNICATION_CHANNELS
 
 _JOIN_SPREAD_DAYS = 3 * 365  # partners join from 3 years before the window until its end
 _EPISODE_LEAD_IN_DAYS = 30  # no episode in a partner's first month, nor in the month after one
-_DAYS_PER_MONTH = 30.0
+_DAYS_PER_MONTH = 30.0  # the "month" of the per-partner-month rates in EcosystemConfig
 _EPISODE_ACTIVITY = 0.1  # engagement multiplier inside an episode
 _PRE_EPISODE_ACTIVITY_DROP = 0.6  # engagement multiplier falls linearly to 0.4 at episode start
 _EPISODE_SENTIMENT = -0.6

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +37,17 @@ AFFINITY = "affinity"
 EPISODE_START = "start"
 EPISODE_END = "end"
 TRUTH_DIRNAME = "truth"
+# The GroundTruth fields stored in truth/arrays.npz, in file order.
+_ARRAY_FIELDS = (
+    "partner_ids",
+    "product_skill",
+    "region_skill",
+    "certification_levels",
+    "true_capacity",
+    "size_sweet_spot",
+    "outcome_probability",
+    "message_sentiment",
+)
 
 
 @dataclass(frozen=True)
@@ -173,17 +184,7 @@ class GroundTruth:
         """Write to `directory`/truth (arrays.npz, affinity/disengagement parquet, coefficients.json)."""
         root = Path(directory) / TRUTH_DIRNAME
         root.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            root / "arrays.npz",
-            partner_ids=self.partner_ids,
-            product_skill=self.product_skill,
-            region_skill=self.region_skill,
-            certification_levels=self.certification_levels,
-            true_capacity=self.true_capacity,
-            size_sweet_spot=self.size_sweet_spot,
-            outcome_probability=self.outcome_probability,
-            message_sentiment=self.message_sentiment,
-        )
+        np.savez(root / "arrays.npz", **{name: getattr(self, name) for name in _ARRAY_FIELDS})
         self.affinity.to_parquet(root / "affinity.parquet", index=False)
         self.disengagement.to_parquet(root / "disengagement.parquet", index=False)
         (root / "coefficients.json").write_text(json.dumps(asdict(self.coefficients), indent=2) + "\n")
@@ -194,16 +195,10 @@ class GroundTruth:
         """Read what `save(directory)` wrote."""
         root = Path(directory) / TRUTH_DIRNAME
         with np.load(root / "arrays.npz", allow_pickle=False) as arrays:
-            return cls(
-                partner_ids=arrays["partner_ids"],
-                product_skill=arrays["product_skill"],
-                region_skill=arrays["region_skill"],
-                certification_levels=arrays["certification_levels"],
-                true_capacity=arrays["true_capacity"],
-                size_sweet_spot=arrays["size_sweet_spot"],
-                affinity=pd.read_parquet(root / "affinity.parquet"),
-                disengagement=pd.read_parquet(root / "disengagement.parquet"),
-                coefficients=TruthCoefficients(**json.loads((root / "coefficients.json").read_text())),
-                outcome_probability=arrays["outcome_probability"],
-                message_sentiment=arrays["message_sentiment"],
-            )
+            stored: dict[str, Any] = {name: arrays[name] for name in _ARRAY_FIELDS}
+        return cls(
+            **stored,
+            affinity=pd.read_parquet(root / "affinity.parquet"),
+            disengagement=pd.read_parquet(root / "disengagement.parquet"),
+            coefficients=TruthCoefficients(**json.loads((root / "coefficients.json").read_text())),
+        )

@@ -9,16 +9,8 @@ import pandas as pd
 import pytest
 
 from features import pairs, schema
-from features.synthetic import (
-    AFFINITY,
-    EPISODE_END,
-    EPISODE_START,
-    PARTNER_A,
-    PARTNER_B,
-    GroundTruth,
-    oracle_probability,
-)
-from features.synthetic.truth import EpisodeIndex
+from features.synthetic import oracle_probability
+from features.synthetic import truth as ground_truth
 from tests.features.synthetic.conftest import Generated
 
 
@@ -26,7 +18,7 @@ def test_truth_round_trips_through_disk(smoke: Generated, tmp_path: Path) -> Non
     ecosystem, truth = smoke
     root = truth.save(tmp_path)
     assert root == tmp_path / "truth"
-    loaded = GroundTruth.load(tmp_path)
+    loaded = ground_truth.GroundTruth.load(tmp_path)
     for name in ("partner_ids", "product_skill", "region_skill", "certification_levels", "outcome_probability"):
         np.testing.assert_array_equal(getattr(loaded, name), getattr(truth, name))
     pd.testing.assert_frame_equal(loaded.disengagement, truth.disengagement)
@@ -38,7 +30,8 @@ def test_truth_round_trips_through_disk(smoke: Generated, tmp_path: Path) -> Non
 
 def test_episode_lookups_are_half_open_and_per_partner() -> None:
     # Partner 0 is disengaged in [1000, 2000) and [5000, 6000), partner 2 in [1500, 3000), partner 1 never.
-    episodes = EpisodeIndex(np.array([2, 0, 0]), np.array([1500, 5000, 1000]), np.array([3000, 6000, 2000]))
+    starts, ends = np.array([1500, 5000, 1000]), np.array([3000, 6000, 2000])
+    episodes = ground_truth.EpisodeIndex(np.array([2, 0, 0]), starts, ends)
     positions = np.array([0, 0, 0, 0, 1, 2, 2, 0])
     seconds = np.array([999, 1000, 1999, 2000, 1500, 1500, 3000, 7000])
     np.testing.assert_array_equal(
@@ -54,16 +47,17 @@ def test_episode_lookups_are_half_open_and_per_partner() -> None:
 def test_lookups_match_the_saved_tables(smoke: Generated) -> None:
     _, truth = smoke
     episode = truth.disengagement.iloc[0]
+    start = episode[ground_truth.EPISODE_START]
     partner = truth.positions([episode[schema.PARTNER_ID]] * 3)
     times = np.array(
-        [episode[EPISODE_START] - pd.Timedelta(seconds=1), episode[EPISODE_START], episode[EPISODE_END]],
+        [start - pd.Timedelta(seconds=1), start, episode[ground_truth.EPISODE_END]],
         dtype="datetime64[ns]",
     )
     np.testing.assert_array_equal(truth.in_disengagement(partner, times), [False, True, False])
 
     pair = truth.affinity.iloc[0]
-    a, b = truth.positions([pair[PARTNER_A]]), truth.positions([pair[PARTNER_B]])
-    assert truth.pair_affinity(a, b)[0] == truth.pair_affinity(b, a)[0] == pair[AFFINITY] != 0
+    a, b = truth.positions([pair[ground_truth.PARTNER_A]]), truth.positions([pair[ground_truth.PARTNER_B]])
+    assert truth.pair_affinity(a, b)[0] == truth.pair_affinity(b, a)[0] == pair[ground_truth.AFFINITY] != 0
     assert truth.pair_affinity(a, a)[0] == 0.0
     with pytest.raises(pairs.FeatureError, match="P999999") as unknown:
         truth.positions(["P000001", "P999999"])
