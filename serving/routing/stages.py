@@ -156,10 +156,11 @@ def top_up(
 ) -> EligibleCandidates:
     """When the constraints left fewer retrieved rows than `max_results`, add the eligible partners
     closest in text, as many as text retrieval would give (an exact scan over the eligible vectors;
-    rare). Otherwise `eligible` unchanged."""
+    rare), never the protected partner (it is ranked apart). Otherwise `eligible` unchanged."""
     if len(eligible.rows) >= request.max_results:
         return eligible
-    others = np.setdiff1d(np.flatnonzero(request.eligible), eligible.rows)
+    already = eligible.rows if request.protected_row is None else np.append(eligible.rows, request.protected_row)
+    others = np.setdiff1d(np.flatnonzero(request.eligible), already)
     similarity = state.context.partner_vectors[others] @ query_vector
     count = max(state.settings.text_neighbours, request.max_results)
     closest = others[np.argsort(-similarity, kind="stable")[:count]]
