@@ -26,13 +26,12 @@ which is exact; `route(..., exhaustive=True)` always does that (the brute-force 
 from serving.routing.request import RoutingConflictError, UnknownPartnerError
 from serving.routing.router import Router
 from serving.routing.stages import merit_order
-from serving.routing.state import RoutingSettings, ScoringModel
+from serving.routing.state import RoutingSettings
 
 __all__ = [
     "Router",
     "RoutingConflictError",
     "RoutingSettings",
-    "ScoringModel",
     "UnknownPartnerError",
     "merit_order",
 ]
