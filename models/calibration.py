@@ -201,14 +201,12 @@ def select_calibrator(
     losses = {method: out_of_fold_losses(method, values, targets, splits) for method in CALIBRATION_METHODS}
     best = min(CALIBRATION_METHODS, key=lambda method: float(losses[method].mean()))
     # Standard error of each method's paired per-row loss difference from the best method.
-    standard_errors = {
+    standard_errors: dict[str, float] = {
         method: float(np.std(losses[method] - losses[best], ddof=1) / np.sqrt(targets.size))
         for method in CALIBRATION_METHODS
     }
     chosen = next(
-        method
-        for method in SIMPLEST_FIRST
-        if losses[method].mean() <= losses[best].mean() + standard_errors[method]
+        method for method in SIMPLEST_FIRST if losses[method].mean() <= losses[best].mean() + standard_errors[method]
     )
     return CalibrationSelection(
         calibrator=fit_calibrator(chosen, values, targets),

@@ -8,15 +8,16 @@ with pre-outcome features only unless leaks are asked for on purpose. The recipe
 2. The time-latest 20% of the training rows form a validation slice. Each LightGBM candidate in
    `LIGHTGBM_CANDIDATES` is fit on the older 80% and the one with the best ROC-AUC on the slice
    wins (the test file is never used for a choice).
-3. Calibration: isotonic (steps shrunk toward the base rate, so no step is exactly 0 or 1) or
-   sigmoid, whichever has the lower cross-validated ECE on the slice's scores, fit on the slice.
+3. Calibration (`models.calibration.select_calibrator`, "auto"): the winning parameters are fit on
+   CALIBRATION_FOLDS stratified folds of all training rows, so each row gets a score from a model
+   that did not see it, a model of about the final one's size. On those scores the method (none,
+   platt, isotonic) is chosen by cross-validated log-loss and fitted on all of them.
 4. The winning candidate is refit on all training rows (same parameters) and its scores pass
-   through that calibrator; the calibrator saw the 80% model's scores, a small mismatch accepted
-   for the extra (and most recent) training data.
-5. Baseline: logistic regression (median imputation with missing indicators + standard scaling;
-   one-hot of categories) fit on all training rows, same columns.
+   through that calibrator.
+5. Baseline: `training.win_model.logistic_regression_pipeline` fit on all training rows, same columns.
 
-Results are JSON-ready dicts; metrics come from `training.evaluate.binary_metrics`.
+Results are JSON-ready dicts; metrics (with 95% bootstrap intervals) come from
+`training.evaluate.binary_metrics_with_intervals`.
 """
 
 from __future__ import annotations
@@ -132,6 +133,11 @@ def _raw_score(model: lgb.LGBMClassifier, frame: pd.DataFrame) -> FloatArray:
     return np.asarray(model.predict(frame, raw_score=True), dtype=np.float64)
 
 
+def _log_loss_gain(labels: FloatArray, model: FloatArray, baseline: FloatArray) -> float:
+    """Baseline log-loss minus the model's, in nats, on the same (n,) rows: > 0 when the model is better."""
+    return log_loss(labels, baseline) - log_loss(labels, model)
+
+
 def _compare_models(
     train: pd.DataFrame,
     train_labels: pd.Series,
@@ -160,12 +166,11 @@ def _compare_models(
     if min(fit_y.min(), slice_y.min()) == 1 or max(fit_y.max(), slice_y.max()) == 0:
         raise ValueError("both classes must appear in the older 80% and the latest 20% of the training rows")
 
-    best_auc, best_params, best_slice_scores = -np.inf, LIGHTGBM_CANDIDATES[0], np.empty(0)
+    best_auc, best_params = -np.inf, LIGHTGBM_CANDIDATES[0]
     for params in LIGHTGBM_CANDIDATES:
-        slice_scores = _raw_score(_lightgbm(params).fit(fit_x, fit_y), slice_x)
-        slice_auc = roc_auc(slice_y, slice_scores)
+        slice_auc = roc_auc(slice_y, _raw_score(_lightgbm(params).fit(fit_x, fit_y), slice_x))
         if slice_auc > best_auc:
-            best_auc, best_params, best_slice_scores = slice_auc, params, slice_scores
+            best_auc, best_params = slice_auc, params
     # Cross-fitted scores: every training row scored by a model that did not see it.
     out_of_fold_scores = np.empty(len(train_y), dtype=np.float64)
     folds = StratifiedKFold(n_splits=CALIBRATION_FOLDS, shuffle=True, random_state=RANDOM_STATE)
@@ -179,20 +184,15 @@ def _compare_models(
     baseline = logistic_regression_pipeline(columns.numeric, columns.categorical)
     baseline.fit(_baseline_frame(train_frame, columns), train_y)
     baseline_probabilities = np.asarray(baseline.predict_proba(_baseline_frame(test_frame, columns))[:, 1])
-    log_loss_gain = bootstrap_interval(
-        lambda labels, ours, theirs: log_loss(labels, theirs) - log_loss(labels, ours),
-        test_y,
-        model_probabilities,
-        baseline_probabilities,
-        seed=RANDOM_STATE,
-    )
+    compared = (test_y, model_probabilities, baseline_probabilities)
+    gain_low, gain_high = bootstrap_interval(_log_loss_gain, *compared, seed=RANDOM_STATE)
     return {
         "model": binary_metrics_with_intervals(test_y, model_probabilities, seed=RANDOM_STATE),
         "logistic_regression": binary_metrics_with_intervals(test_y, baseline_probabilities, seed=RANDOM_STATE),
         "log_loss_gain_over_logistic_regression": {
-            "value": log_loss(test_y, baseline_probabilities) - log_loss(test_y, model_probabilities),
-            "ci_low": log_loss_gain[0],
-            "ci_high": log_loss_gain[1],
+            "value": _log_loss_gain(*compared),
+            "ci_low": gain_low,
+            "ci_high": gain_high,
         },
         "rows": {"train": len(train_frame), "test": len(test_frame)},
         "features": columns.names,
@@ -208,9 +208,11 @@ def evaluate_leads(train_csv: Path, test_csv: Path, include_leaky: bool = False)
     Features: every column of the cleaned training file but the ids, the label and, unless
     `include_leaky`, XEDUCATION_LEAKY_COLUMNS (recorded after the sales contact: with them ROC-AUC
     jumps, which shows the leak, not a better model). Training rows are ordered by Lead Number.
-    Returns {"model": {roc_auc, log_loss, ece, rows}, "logistic_regression": {...}, "rows": {train,
-    test}, "features": [...], "include_leaky": bool, "calibration": "isotonic" | "sigmoid",
-    "lightgbm_params": {...}, "validation_roc_auc": float}. Raises DataError for a missing or bad
+    Returns {"model": {roc_auc, log_loss, ece, rows, <metric>_ci_low, <metric>_ci_high},
+    "logistic_regression": {...}, "log_loss_gain_over_logistic_regression": {value, ci_low, ci_high}
+    (95% paired bootstrap), "rows": {train, test}, "features": [...], "include_leaky": bool,
+    "calibration": {method, choice, folds, cv_log_loss, cv_log_loss_se}, "lightgbm_params": {...},
+    "validation_roc_auc": float}. Raises DataError for a missing or bad
     file, a missing label or feature column, a non-numeric cell in a numeric feature or one class only.
     """
     train_csv, test_csv = Path(train_csv), Path(test_csv)
