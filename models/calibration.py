@@ -149,7 +149,9 @@ def fit_calibrator(method: CalibrationMethod, scores: npt.ArrayLike, labels: npt
     return Calibrator("none")
 
 
-def _folds(labels: np.ndarray, groups: np.ndarray | None, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def calibration_folds(
+    labels: np.ndarray, groups: np.ndarray | None, folds: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """(fit rows, held-out rows) per fold, stratified by label and, with `groups`, grouped."""
     minority = int(min(labels.sum(), labels.size - labels.sum()))
     group_count = labels.size if groups is None else np.unique(groups).size
@@ -197,7 +199,7 @@ def select_calibrator(
     targets = np.asarray(labels).astype(int)
     if choice != "auto":
         return CalibrationSelection(calibrator=fit_calibrator(choice, values, targets), choice=choice)
-    splits = _folds(targets, None if groups is None else np.asarray(groups), folds, seed)
+    splits = calibration_folds(targets, None if groups is None else np.asarray(groups), folds, seed)
     losses = {method: out_of_fold_losses(method, values, targets, splits) for method in CALIBRATION_METHODS}
     best = min(CALIBRATION_METHODS, key=lambda method: float(losses[method].mean()))
     # Standard error of each method's paired per-row loss difference from the best method.

@@ -64,7 +64,9 @@ def router_over(trained: Trained, partners: pd.DataFrame) -> Router:
     """A Router whose partner table, feature context and index all come from `partners`."""
     ecosystem = trained.ecosystem
     partner_vectors, _ = embed_ecosystem(partners, ecosystem.deals.head(1), trained.encoder)
-    context = build_feature_context(partners, ecosystem.deals, ecosystem.outcomes, ecosystem.engagement, partner_vectors)
+    context = build_feature_context(
+        partners, ecosystem.deals, ecosystem.outcomes, ecosystem.engagement, partner_vectors
+    )
     return Router(
         model=trained.model,
         context=context,
