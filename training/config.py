@@ -17,7 +17,7 @@ EXPERIMENT = "partnermatch"
 
 @dataclass(frozen=True)
 class WinModelConfig:
-    """LightGBM win-probability model. `binary` + Platt calibration is the default (see README)."""
+    """LightGBM win-probability model: `binary` with a cross-validated calibration by default (see README)."""
 
     objective: Literal["binary", "lambdarank"] = "binary"
     # Small and few trees, sized on measurements, because TreeSHAP for the returned partners is paid on
