@@ -39,7 +39,7 @@ def test_isotonic_is_monotone_never_certain_and_round_trips() -> None:
     probabilities = calibrator.predict(grid)
     assert np.all(np.diff(probabilities) >= 0)
     # Steps are shrunk toward the base rate: no step says 0 or 1 (each would cost ~14 nats on a surprise).
-    assert 0.0 < probabilities.min() and probabilities.max() < 1.0
+    assert probabilities.min() > 0.0 and probabilities.max() < 1.0
     assert Calibrator.from_dict(calibrator.to_dict()) == calibrator
     with pytest.raises(ValueError, match="unknown calibration method"):
         Calibrator.from_dict({"method": "sigmoid"})
