@@ -53,7 +53,7 @@ from training.evaluate import FloatArray, binary_metrics_with_intervals, bootstr
 from training.win_model import logistic_regression_pipeline
 
 RANDOM_STATE = 0
-VALIDATION_FRACTION = 0.2  # the time-latest share of training rows used for model choice and calibration
+VALIDATION_FRACTION = 0.2  # the time-latest share of training rows, used to choose LightGBM parameters
 CALIBRATION: CalibrationChoice = "auto"  # chosen by cross-validation on cross-fitted training scores
 MISSING_CATEGORY = "(missing)"
 
