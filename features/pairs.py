@@ -63,6 +63,20 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     LOG_AMOUNT,
 )
 
+# Domain knowledge the win model must obey (LightGBM monotone constraints): +1 = raising the feature,
+# all else equal, never lowers the win probability; -1 = never raises it. Unlisted features are free.
+MONOTONE_DIRECTIONS: dict[str, int] = {
+    # Vendors certify proven skill on a product; more certified products or higher levels never hurt.
+    CERT_COVERAGE: 1,
+    CERT_LEVEL: 1,
+    # Win rates are shrunk toward the market rate, so a higher one is more evidence of closing, never less.
+    WIN_RATE_PRODUCTS: 1,
+    WIN_RATE_REGION: 1,
+    WIN_RATE_OVERALL: 1,
+    # Recent deals per unit of declared capacity: a busier partner has less time per deal, never more.
+    LOAD_RATIO: -1,
+}
+
 # Human wording of each feature for explanations: (raises the probability, lowers it).
 FEATURE_REASONS: dict[str, tuple[str, str]] = {
     WIN_RATE_PRODUCTS: ("strong win record on these products", "weak win record on these products"),

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from features.synthetic import EcosystemConfig
-from models.calibration import CalibrationMethod
+from models.calibration import CalibrationChoice
 
 EXPERIMENT = "partnermatch"
 
 
 @dataclass(frozen=True)
 class WinModelConfig:
-    """LightGBM win-probability model. `binary` + Platt calibration is the default (see README)."""
+    """LightGBM win-probability model: `binary` with a cross-validated calibration by default (see README)."""
 
     objective: Literal["binary", "lambdarank"] = "binary"
     # Small and few trees, sized on measurements, because TreeSHAP for the returned partners is paid on
@@ -33,7 +33,11 @@ class WinModelConfig:
     subsample: float = 0.8
     reg_lambda: float = 1.0
     early_stopping_rounds: int = 30
-    calibration: CalibrationMethod = "platt"
+    # "auto": the method (platt, isotonic, none) with the lowest out-of-fold log-loss over deal-grouped
+    # folds of the calibration window; or one method, fixed.
+    calibration: CalibrationChoice = "auto"
+    # LightGBM monotone constraints from features.pairs.MONOTONE_DIRECTIONS.
+    monotone_constraints: bool = True
     threads: int = 2
     seed: int = 0
 

@@ -6,16 +6,19 @@ LightGBM's lambdarank and the pair-feature frames use.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sklearn.metrics import log_loss as _sk_log_loss
 from sklearn.metrics import roc_auc_score
 
+from models.calibration import log_loss
+
 FloatArray = npt.NDArray[np.float64]
-PROBABILITY_EPSILON = 1e-6
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_LEVEL = 0.95
 
 
 @dataclass(frozen=True)
@@ -34,12 +37,6 @@ def roc_auc(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
     if labels_arr.min(initial=0) == labels_arr.max(initial=0):
         return float("nan")
     return float(roc_auc_score(labels_arr, np.asarray(scores, dtype=float)))
-
-
-def log_loss(labels: npt.ArrayLike, probabilities: npt.ArrayLike) -> float:
-    """Mean binary cross-entropy in nats, >= 0 (lower is better); probabilities clipped to 1e-6."""
-    clipped = np.clip(np.asarray(probabilities, dtype=float), PROBABILITY_EPSILON, 1 - PROBABILITY_EPSILON)
-    return float(_sk_log_loss(np.asarray(labels).astype(int), clipped, labels=[0, 1]))
 
 
 def expected_calibration_error(labels: npt.ArrayLike, probabilities: npt.ArrayLike, bins: int = 15) -> float:
@@ -136,6 +133,40 @@ def binary_metrics(labels: npt.ArrayLike, probabilities: npt.ArrayLike) -> dict[
         "ece": expected_calibration_error(labels_arr, probabilities),
         "rows": float(labels_arr.size),
     }
+
+
+def bootstrap_interval(
+    statistic: Callable[..., float],
+    *arrays: npt.ArrayLike,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    level: float = BOOTSTRAP_LEVEL,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval (low, high) of `statistic(*arrays)` at confidence `level` in (0, 1).
+
+    Each of `resamples` draws picks n rows with replacement, the same rows of every (n,) array, so
+    paired statistics (model A vs model B on the same labels) keep their pairing. Draws where the
+    statistic is NaN (ROC-AUC of a one-class draw) are left out. Seeded: same inputs, same interval.
+    """
+    columns = [np.asarray(values) for values in arrays]
+    rows = columns[0].shape[0]
+    draws = np.random.default_rng(seed).integers(0, rows, size=(resamples, rows))
+    values = np.array([statistic(*(column[draw] for column in columns)) for draw in draws], dtype=np.float64)
+    tail = (1.0 - level) / 2.0
+    low, high = np.nanquantile(values, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def binary_metrics_with_intervals(
+    labels: npt.ArrayLike, probabilities: npt.ArrayLike, seed: int = 0
+) -> dict[str, float]:
+    """`binary_metrics` plus `<metric>_ci_low` / `<metric>_ci_high`: 95% bootstrap intervals (1,000
+    seeded resamples) of roc_auc, log_loss and ece."""
+    metrics = binary_metrics(labels, probabilities)
+    for name, statistic in (("roc_auc", roc_auc), ("log_loss", log_loss), ("ece", expected_calibration_error)):
+        low, high = bootstrap_interval(statistic, labels, probabilities, seed=seed)
+        metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"] = low, high
+    return metrics
 
 
 def ranking_metrics(

@@ -8,20 +8,21 @@ with pre-outcome features only unless leaks are asked for on purpose. The recipe
 2. The time-latest 20% of the training rows form a validation slice. Each LightGBM candidate in
    `LIGHTGBM_CANDIDATES` is fit on the older 80% and the one with the best ROC-AUC on the slice
    wins (the test file is never used for a choice).
-3. Calibration: isotonic (steps shrunk toward the base rate, so no step is exactly 0 or 1) or
-   sigmoid, whichever has the lower cross-validated ECE on the slice's scores, fit on the slice.
+3. Calibration (`models.calibration.select_calibrator`, "auto"): the winning parameters are fit on
+   CALIBRATION_FOLDS stratified folds of all training rows, so each row gets a score from a model
+   that did not see it, a model of about the final one's size. On those scores the method (none,
+   platt, isotonic) is chosen by cross-validated log-loss and fitted on all of them.
 4. The winning candidate is refit on all training rows (same parameters) and its scores pass
-   through that calibrator; the calibrator saw the 80% model's scores, a small mismatch accepted
-   for the extra (and most recent) training data.
-5. Baseline: logistic regression (median imputation with missing indicators + standard scaling;
-   one-hot of categories) fit on all training rows, same columns.
+   through that calibrator.
+5. Baseline: `training.win_model.logistic_regression_pipeline` fit on all training rows, same columns.
 
-Results are JSON-ready dicts; metrics come from `training.evaluate.binary_metrics`.
+Results are JSON-ready dicts; metrics (with 95% bootstrap intervals) come from
+`training.evaluate.binary_metrics_with_intervals`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from features import io
 from features.public_data import (
@@ -53,14 +48,13 @@ from features.public_data import (
     load_olist_won_dates,
     load_xeducation,
 )
-from training.evaluate import PROBABILITY_EPSILON, FloatArray, binary_metrics, expected_calibration_error, roc_auc
+from models.calibration import CALIBRATION_FOLDS, CalibrationChoice, select_calibrator
+from training.evaluate import FloatArray, binary_metrics_with_intervals, bootstrap_interval, log_loss, roc_auc
+from training.win_model import logistic_regression_pipeline
 
 RANDOM_STATE = 0
-VALIDATION_FRACTION = 0.2  # the time-latest share of training rows used for model choice and calibration
-CALIBRATION_FOLDS = 5
-CALIBRATION_METHODS: tuple[str, ...] = ("sigmoid", "isotonic")  # on an ECE tie the first (rank-preserving) wins
-ISOTONIC_PRIOR_ROWS = 2.0  # pseudo-rows at the base rate added to each isotonic step
-ONE_HOT_MIN_FREQUENCY = 5  # rarer categories share one "infrequent" column in the baseline
+VALIDATION_FRACTION = 0.2  # the time-latest share of training rows, used to choose LightGBM parameters
+CALIBRATION: CalibrationChoice = "auto"  # chosen by cross-validation on cross-fitted training scores
 MISSING_CATEGORY = "(missing)"
 
 LIGHTGBM_FIXED: Mapping[str, Any] = {"random_state": RANDOM_STATE, "n_jobs": 1, "verbose": -1}
@@ -129,67 +123,19 @@ def _baseline_frame(model_frame: pd.DataFrame, columns: FeatureColumns) -> pd.Da
     return baseline
 
 
-def _logistic_regression(columns: FeatureColumns) -> Pipeline:
-    transforms: list[tuple[str, Any, list[str]]] = []
-    if columns.numeric:
-        numeric = make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler())
-        transforms.append(("numeric", numeric, list(columns.numeric)))
-    if columns.categorical:
-        one_hot = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=ONE_HOT_MIN_FREQUENCY)
-        transforms.append(("categorical", one_hot, list(columns.categorical)))
-    return make_pipeline(ColumnTransformer(transforms), LogisticRegression(max_iter=5000))
-
-
 def _lightgbm(params: Mapping[str, float | int]) -> lgb.LGBMClassifier:
     settings: dict[str, Any] = {**LIGHTGBM_FIXED, **params}
     return lgb.LGBMClassifier(**settings)
 
 
-def _positive_probability(model: lgb.LGBMClassifier | Pipeline, frame: pd.DataFrame) -> FloatArray:
-    """(rows,) float64 in [0, 1]: the model's probability of the positive class."""
-    return np.asarray(model.predict_proba(frame), dtype=np.float64)[:, 1]
+def _raw_score(model: lgb.LGBMClassifier, frame: pd.DataFrame) -> FloatArray:
+    """(rows,) float64 log-odds margin of the positive class."""
+    return np.asarray(model.predict(frame, raw_score=True), dtype=np.float64)
 
 
-def _logit(probabilities: FloatArray) -> FloatArray:
-    clipped = np.clip(probabilities, PROBABILITY_EPSILON, 1 - PROBABILITY_EPSILON)
-    return np.log(clipped / (1 - clipped)).reshape(-1, 1)
-
-
-def _fit_smoothed_isotonic(scores: FloatArray, labels: FloatArray) -> Callable[[FloatArray], FloatArray]:
-    """Isotonic regression whose steps are shrunk toward the base rate (ISOTONIC_PRIOR_ROWS pseudo-rows).
-
-    Plain isotonic regression gives steps of exactly 0 or 1 wherever a score range held one class
-    only; on new data such a step costs ~14 nats of log-loss per surprise. Each step's rate becomes
-    (positives + prior * base rate) / (rows + prior), made monotone again with a running maximum.
-    """
-    isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(scores, labels)
-    step_rates, step_index = np.unique(isotonic.predict(scores), return_inverse=True)
-    step_rows = np.bincount(step_index, minlength=step_rates.size)
-    base_rate = float(labels.mean())
-    smoothed = (step_rates * step_rows + ISOTONIC_PRIOR_ROWS * base_rate) / (step_rows + ISOTONIC_PRIOR_ROWS)
-    smoothed = np.maximum.accumulate(smoothed)
-    return lambda raw: np.interp(isotonic.predict(raw), step_rates, smoothed)
-
-
-def _fit_calibrator(method: str, scores: FloatArray, labels: FloatArray) -> Callable[[FloatArray], FloatArray]:
-    """A map from raw scores in [0, 1] to calibrated probabilities in [0, 1], fit on (scores, labels)."""
-    if method == "isotonic":
-        return _fit_smoothed_isotonic(scores, labels)
-    platt = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(scores), labels)
-    return lambda raw: np.asarray(platt.predict_proba(_logit(raw))[:, 1], dtype=np.float64)
-
-
-def _choose_calibration(scores: FloatArray, labels: FloatArray) -> str:
-    """The method of CALIBRATION_METHODS with the lowest out-of-fold ECE on (scores, labels)."""
-    minority = int(min(labels.sum(), labels.size - labels.sum()))
-    folds = StratifiedKFold(n_splits=max(2, min(CALIBRATION_FOLDS, minority)), shuffle=True, random_state=RANDOM_STATE)
-    eces = {}
-    for method in CALIBRATION_METHODS:
-        calibrated = np.empty_like(scores)
-        for fit_rows, held_rows in folds.split(scores.reshape(-1, 1), labels):
-            calibrated[held_rows] = _fit_calibrator(method, scores[fit_rows], labels[fit_rows])(scores[held_rows])
-        eces[method] = expected_calibration_error(labels, calibrated)
-    return min(CALIBRATION_METHODS, key=lambda method: eces[method])
+def _log_loss_gain(labels: FloatArray, model: FloatArray, baseline: FloatArray) -> float:
+    """Baseline log-loss minus the model's, in nats, on the same (n,) rows: > 0 when the model is better."""
+    return log_loss(labels, baseline) - log_loss(labels, model)
 
 
 def _compare_models(
@@ -220,25 +166,37 @@ def _compare_models(
     if min(fit_y.min(), slice_y.min()) == 1 or max(fit_y.max(), slice_y.max()) == 0:
         raise ValueError("both classes must appear in the older 80% and the latest 20% of the training rows")
 
-    best_auc, best_params, best_slice_scores = -np.inf, LIGHTGBM_CANDIDATES[0], np.empty(0)
+    best_auc, best_params = -np.inf, LIGHTGBM_CANDIDATES[0]
     for params in LIGHTGBM_CANDIDATES:
-        slice_scores = _positive_probability(_lightgbm(params).fit(fit_x, fit_y), slice_x)
-        slice_auc = roc_auc(slice_y, slice_scores)
+        slice_auc = roc_auc(slice_y, _raw_score(_lightgbm(params).fit(fit_x, fit_y), slice_x))
         if slice_auc > best_auc:
-            best_auc, best_params, best_slice_scores = slice_auc, params, slice_scores
-    method = _choose_calibration(best_slice_scores, slice_y)
-    calibrator = _fit_calibrator(method, best_slice_scores, slice_y)
+            best_auc, best_params = slice_auc, params
+    # Cross-fitted scores: every training row scored by a model that did not see it.
+    out_of_fold_scores = np.empty(len(train_y), dtype=np.float64)
+    folds = StratifiedKFold(n_splits=CALIBRATION_FOLDS, shuffle=True, random_state=RANDOM_STATE)
+    for fold_rows, held_rows in folds.split(train_frame, train_y):
+        fold_model = _lightgbm(best_params).fit(train_frame.iloc[fold_rows], train_y[fold_rows])
+        out_of_fold_scores[held_rows] = _raw_score(fold_model, train_frame.iloc[held_rows])
+    calibration = select_calibrator(CALIBRATION, out_of_fold_scores, train_y, seed=RANDOM_STATE)
     model = _lightgbm(best_params).fit(train_frame, train_y)
-    model_probabilities = calibrator(_positive_probability(model, test_frame))
+    model_probabilities = calibration.calibrator.predict(_raw_score(model, test_frame))
 
-    baseline = _logistic_regression(columns).fit(_baseline_frame(train_frame, columns), train_y)
-    baseline_probabilities = _positive_probability(baseline, _baseline_frame(test_frame, columns))
+    baseline = logistic_regression_pipeline(columns.numeric, columns.categorical)
+    baseline.fit(_baseline_frame(train_frame, columns), train_y)
+    baseline_probabilities = np.asarray(baseline.predict_proba(_baseline_frame(test_frame, columns))[:, 1])
+    compared = (test_y, model_probabilities, baseline_probabilities)
+    gain_low, gain_high = bootstrap_interval(_log_loss_gain, *compared, seed=RANDOM_STATE)
     return {
-        "model": binary_metrics(test_y, model_probabilities),
-        "logistic_regression": binary_metrics(test_y, baseline_probabilities),
+        "model": binary_metrics_with_intervals(test_y, model_probabilities, seed=RANDOM_STATE),
+        "logistic_regression": binary_metrics_with_intervals(test_y, baseline_probabilities, seed=RANDOM_STATE),
+        "log_loss_gain_over_logistic_regression": {
+            "value": _log_loss_gain(*compared),
+            "ci_low": gain_low,
+            "ci_high": gain_high,
+        },
         "rows": {"train": len(train_frame), "test": len(test_frame)},
         "features": columns.names,
-        "calibration": method,
+        "calibration": calibration.to_dict(),
         "lightgbm_params": dict(best_params),
         "validation_roc_auc": best_auc,
     }
@@ -250,9 +208,11 @@ def evaluate_leads(train_csv: Path, test_csv: Path, include_leaky: bool = False)
     Features: every column of the cleaned training file but the ids, the label and, unless
     `include_leaky`, XEDUCATION_LEAKY_COLUMNS (recorded after the sales contact: with them ROC-AUC
     jumps, which shows the leak, not a better model). Training rows are ordered by Lead Number.
-    Returns {"model": {roc_auc, log_loss, ece, rows}, "logistic_regression": {...}, "rows": {train,
-    test}, "features": [...], "include_leaky": bool, "calibration": "isotonic" | "sigmoid",
-    "lightgbm_params": {...}, "validation_roc_auc": float}. Raises DataError for a missing or bad
+    Returns {"model": {roc_auc, log_loss, ece, rows, <metric>_ci_low, <metric>_ci_high},
+    "logistic_regression": {...}, "log_loss_gain_over_logistic_regression": {value, ci_low, ci_high}
+    (95% paired bootstrap), "rows": {train, test}, "features": [...], "include_leaky": bool,
+    "calibration": {method, choice, folds, cv_log_loss, cv_log_loss_se}, "lightgbm_params": {...},
+    "validation_roc_auc": float}. Raises DataError for a missing or bad
     file, a missing label or feature column, a non-numeric cell in a numeric feature or one class only.
     """
     train_csv, test_csv = Path(train_csv), Path(test_csv)

@@ -234,6 +234,7 @@ def run_training(
     metrics["rows"] = {name: len(frame) for name, frame in frames.items()} | (
         {"slate_deals": len(np.unique(slates.group_ids)), "slate_rows": len(slates.gains)} if slates else {}
     )
+    metrics["calibration"] = trainer.calibration_.to_dict()  # the method chosen and its cross-validated scores
 
     with tempfile.TemporaryDirectory() as tmp, tracking.start_run(paths, "train-win-model") as run:
         workdir = Path(tmp)

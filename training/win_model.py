@@ -12,21 +12,25 @@ than the training frame (early stopping + probability calibration).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from features.pairs import EMBEDDING_SIMILARITY, FEATURE_COLUMNS, WIN_RATE_OVERALL
-from models.calibration import Calibrator, fit_calibrator
+from features.pairs import EMBEDDING_SIMILARITY, FEATURE_COLUMNS, MONOTONE_DIRECTIONS, WIN_RATE_OVERALL
+from models.calibration import CalibrationSelection, Calibrator, fit_calibrator, select_calibrator
 from models.win import WinModel
 from training.config import WinModelConfig
+
+ONE_HOT_MIN_FREQUENCY = 5  # rarer categories share one "infrequent" column in logistic regression
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,12 @@ class WinProbabilityModel(Protocol):
 
 class WinModelTrainer:
     """Fits LightGBM on pair features and calibrates it on a later time window; the fitted
-    `models.win.WinModel` (what a bundle stores and routing serves) ends in `model_`."""
+    `models.win.WinModel` (what a bundle stores and routing serves) ends in `model_`, the calibration
+    method and its cross-validated scores in `calibration_`.
+
+    With `config.monotone_constraints`, the features of `features.pairs.MONOTONE_DIRECTIONS` are
+    constrained: e.g. a higher certification coverage never lowers the probability.
+    """
 
     name = "model"
 
@@ -76,6 +85,8 @@ class WinModelTrainer:
             "deterministic": True,
             "verbosity": -1,
         }
+        if config.monotone_constraints:
+            params["monotone_constraints"] = [MONOTONE_DIRECTIONS.get(name, 0) for name in self.feature_names]
         if config.objective == "lambdarank":
             params["metric"] = "ndcg"
             params["eval_at"] = [10]
@@ -106,10 +117,14 @@ class WinModelTrainer:
         # Keep only the trees up to the best iteration: what is saved, served and explained is one model.
         best = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration or None))
         uncalibrated = WinModel(booster=best, calibrator=Calibrator("none"), feature_names=self.feature_names)
-        calibrator = fit_calibrator(
-            self.config.calibration, uncalibrated.raw_score(calibration.features), calibration.labels
+        self.calibration_: CalibrationSelection = select_calibrator(
+            self.config.calibration,
+            uncalibrated.raw_score(calibration.features),
+            calibration.labels,
+            groups=calibration.group_ids,  # the rows of one deal share its outcome draw: one fold each
+            seed=self.config.seed,
         )
-        self.model_ = WinModel(booster=best, calibrator=calibrator, feature_names=self.feature_names)
+        self.model_ = WinModel(booster=best, calibrator=self.calibration_.calibrator, feature_names=self.feature_names)
         return self
 
     def predict_win_probability(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -152,8 +167,25 @@ class SingleFeatureBaseline:
         return self.calibrator_.predict(scores)
 
 
+def logistic_regression_pipeline(numeric: Sequence[str], categorical: Sequence[str] = ()) -> Pipeline:
+    """The logistic-regression baseline of every evaluation, over named DataFrame columns.
+
+    Numeric columns: median-imputed with missing indicators, then standardised. Categorical columns
+    (str, missing spelled out): one-hot, categories rarer than ONE_HOT_MIN_FREQUENCY rows share a
+    column, unseen ones get none. `predict_proba(frame)[:, 1]` is the (n,) win probability.
+    """
+    transforms: list[tuple[str, Any, list[str]]] = []
+    if numeric:
+        imputer = SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True)
+        transforms.append(("numeric", make_pipeline(imputer, StandardScaler()), list(numeric)))
+    if categorical:
+        one_hot = OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=ONE_HOT_MIN_FREQUENCY)
+        transforms.append(("categorical", one_hot, list(categorical)))
+    return make_pipeline(ColumnTransformer(transforms), LogisticRegression(max_iter=5000))
+
+
 class LogisticBaseline:
-    """Logistic regression on the same features (median-imputed, standardised)."""
+    """`logistic_regression_pipeline` on the same pair features."""
 
     name = "logistic_regression"
 
@@ -161,17 +193,12 @@ class LogisticBaseline:
         self.feature_names = feature_names
 
     def fit(self, train: PairFrame, calibration: PairFrame) -> LogisticBaseline:
-        self.pipeline_: Pipeline = make_pipeline(
-            SimpleImputer(strategy="median", keep_empty_features=True),
-            StandardScaler(),
-            LogisticRegression(max_iter=1000),
-        )
-        self.pipeline_.fit(train.features[list(self.feature_names)].to_numpy(dtype=float), train.labels)
+        self.pipeline_ = logistic_regression_pipeline(self.feature_names)
+        self.pipeline_.fit(train.features[list(self.feature_names)], train.labels)
         return self
 
     def predict_win_probability(self, features: pd.DataFrame) -> np.ndarray:
-        matrix = features[list(self.feature_names)].to_numpy(dtype=float)
-        result: np.ndarray = self.pipeline_.predict_proba(matrix)[:, 1]
+        result: np.ndarray = self.pipeline_.predict_proba(features[list(self.feature_names)])[:, 1]
         return result
 
 

@@ -104,8 +104,9 @@ def evaluate_maven(
         values = close_values.reindex(ecosystem.outcomes[schema.DEAL_ID].astype(str)).to_numpy(dtype=np.float64)
         frames = {name: _with_column(frame, MAVEN_LEAK_COLUMN, values) for name, frame in frames.items()}
         feature_names = (*FEATURE_COLUMNS, MAVEN_LEAK_COLUMN)
+    trainer = WinModelTrainer(model_config, feature_names=feature_names)
     models: list[WinProbabilityModel] = [
-        WinModelTrainer(model_config, feature_names=feature_names),
+        trainer,
         *[model for model in baselines() if not isinstance(model, LogisticBaseline)],
         LogisticBaseline(feature_names=feature_names),
     ]
@@ -113,5 +114,6 @@ def evaluate_maven(
         model.fit(frames["train"], frames["calibration"])
     results: dict[str, Any] = evaluate_models(models, frames["test"], None)
     results["rows"] = {name: len(frame) for name, frame in frames.items()}
+    results["calibration"] = trainer.calibration_.to_dict()
     results["include_leak"] = include_leak
     return results

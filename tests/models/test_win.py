@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from features.pairs import FEATURE_COLUMNS, FEATURE_REASONS
+from features.pairs import FEATURE_COLUMNS, FEATURE_REASONS, MONOTONE_DIRECTIONS
 from models.calibration import fit_calibrator
 from models.win import WinModel
 from training.config import WinModelConfig
@@ -29,6 +29,17 @@ def pair_frame(rows: int, seed: int) -> PairFrame:
 def model() -> WinModel:
     config = WinModelConfig(n_estimators=40, min_child_samples=20)
     return WinModelTrainer(config).fit(pair_frame(3000, seed=0), pair_frame(1000, seed=1)).model_
+
+
+def test_trainer_records_its_calibration_choice_and_constraints() -> None:
+    trainer = WinModelTrainer(WinModelConfig(n_estimators=20)).fit(pair_frame(2000, seed=6), pair_frame(1000, seed=7))
+    assert trainer.calibration_.choice == "auto"
+    assert set(trainer.calibration_.cv_log_loss) == {"platt", "isotonic", "none"}
+    assert trainer.model_.calibrator == trainer.calibration_.calibrator
+    constraints = trainer.model_.booster.params["monotone_constraints"]
+    assert dict(zip(FEATURE_COLUMNS, constraints, strict=True)) == {
+        name: MONOTONE_DIRECTIONS.get(name, 0) for name in FEATURE_COLUMNS
+    }
 
 
 def test_array_and_frame_inputs_agree(model: WinModel) -> None:

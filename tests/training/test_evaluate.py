@@ -46,3 +46,34 @@ def test_ndcg_by_slice_cuts_groups() -> None:
 def test_calibration_table_rows_sum() -> None:
     table = evaluate.calibration_table([0, 1, 1, 0], [0.1, 0.9, 0.8, 0.2])
     assert sum(table["rows"]) == 4
+
+
+def test_bootstrap_interval_covers_the_estimate_narrows_with_rows_and_is_seeded() -> None:
+    rng = np.random.default_rng(1)
+    small, large = rng.normal(2.0, 1.0, 100), rng.normal(2.0, 1.0, 10_000)
+    low, high = evaluate.bootstrap_interval(np.mean, small, seed=3)
+    assert low < small.mean() < high
+    # The percentile interval of a mean: about +-1.96 standard errors.
+    assert high - low == pytest.approx(2 * 1.96 * small.std() / 10, rel=0.15)
+    large_low, large_high = evaluate.bootstrap_interval(np.mean, large, seed=3)
+    assert large_high - large_low < (high - low) / 5
+    assert evaluate.bootstrap_interval(np.mean, small, seed=3) == (low, high)
+
+
+def test_bootstrap_keeps_pairs_together() -> None:
+    labels = np.tile([0, 1], 200)
+    better, worse = np.where(labels == 1, 0.8, 0.2), np.where(labels == 1, 0.6, 0.4)
+    gain_low, gain_high = evaluate.bootstrap_interval(
+        lambda y, a, b: evaluate.log_loss(y, b) - evaluate.log_loss(y, a), labels, better, worse, resamples=200
+    )
+    assert 0.0 < gain_low <= gain_high  # the better model wins on every resample
+
+
+def test_binary_metrics_with_intervals() -> None:
+    rng = np.random.default_rng(2)
+    probabilities = rng.uniform(0.05, 0.95, 2000)
+    labels = (rng.random(2000) < probabilities).astype(int)
+    metrics = evaluate.binary_metrics_with_intervals(labels, probabilities)
+    for name in ("roc_auc", "log_loss", "ece"):
+        assert metrics[f"{name}_ci_low"] <= metrics[name] <= metrics[f"{name}_ci_high"]
+    assert metrics["rows"] == 2000

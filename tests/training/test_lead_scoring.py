@@ -40,10 +40,27 @@ def test_leak_free_model_beats_logistic_regression(leak_free: dict[str, Any]) ->
     assert leak_free["rows"] == {"train": 5547, "test": 1849}
     assert model["rows"] == baseline["rows"] == 1849
     assert leak_free["include_leaky"] is False
-    assert leak_free["calibration"] in ("isotonic", "sigmoid")
+    assert leak_free["calibration"]["method"] in ("platt", "isotonic", "none")
+    assert set(leak_free["calibration"]["cv_log_loss"]) == {"platt", "isotonic", "none"}
     assert not set(leak_free["features"]) & set(public_data.XEDUCATION_LEAKY_COLUMNS)
     assert not set(leak_free["features"]) & {*public_data.XEDUCATION_ID_COLUMNS, public_data.XEDUCATION_LABEL}
     json.dumps(leak_free)
+
+
+@pytest.mark.parametrize("evaluation", ["leak_free", "leaky"])
+def test_calibrated_model_is_no_worse_than_logistic_regression_on_log_loss(
+    evaluation: str, request: pytest.FixtureRequest
+) -> None:
+    result = request.getfixturevalue(evaluation)
+    model, baseline = result["model"], result["logistic_regression"]
+    assert model["log_loss"] < baseline["log_loss"]
+    gain = result["log_loss_gain_over_logistic_regression"]
+    assert gain["value"] == pytest.approx(baseline["log_loss"] - model["log_loss"])
+    assert gain["ci_low"] < gain["value"] < gain["ci_high"]
+    for metrics in (model, baseline):
+        for name in ("roc_auc", "log_loss", "ece"):
+            assert metrics[f"{name}_ci_low"] < metrics[f"{name}_ci_high"]
+        assert metrics["log_loss_ci_low"] < metrics["log_loss"] < metrics["log_loss_ci_high"]
 
 
 def test_leaky_columns_inflate_roc_auc(leak_free: dict[str, Any], leaky: dict[str, Any]) -> None:
@@ -81,6 +98,7 @@ def test_olist_returns_sane_metrics_and_states_censoring(tmp_path: Path) -> None
     assert result["model"]["roc_auc"] > 0.5
     assert result["logistic_regression"]["roc_auc"] > 0.5
     assert 0.0 <= result["model"]["ece"] <= 0.2
+    assert result["model"]["log_loss"] < result["logistic_regression"]["log_loss"]
     assert result["features"] == ["origin", "landing_page_id", "contact_weekday"]
     assert result["rows"]["test"] == 1028
     assert result["rows"]["train"] + result["rows"]["train_before_label_window"] == 4171 - 1028
