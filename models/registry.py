@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,6 +35,10 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 BUNDLE_ARTIFACT = "bundle"  # the bundle directory inside a logged model's artifacts
 BUNDLE_CACHE_DIR = "bundles"  # under the cache dir: downloaded bundles, one directory per version
+SQLITE_URI_PREFIX = "sqlite:///"
+# How long the probe waits for another connection's lock. MLflow itself waits 20 s (a fixed
+# busy_timeout) and retries a database file it cannot open for about 100 s.
+PROBE_TIMEOUT_SECONDS = 5.0
 
 
 class RegistryError(RuntimeError):
@@ -81,12 +86,27 @@ class _WithoutTraceback(logging.Filter):
 _DATABASE_LOGGER = "mlflow.store.db.utils"
 
 
+def _probe_sqlite(tracking_uri: str) -> None:
+    """Open a SQLite store and read its header, so that a corrupt, locked or unopenable file fails
+    within `PROBE_TIMEOUT_SECONDS` (sqlite3 errors) instead of after MLflow's waits and retries."""
+    if not tracking_uri.startswith(SQLITE_URI_PREFIX):
+        return
+    connection = sqlite3.connect(tracking_uri.removeprefix(SQLITE_URI_PREFIX), timeout=PROBE_TIMEOUT_SECONDS)
+    try:
+        connection.execute("PRAGMA schema_version").fetchone()
+    finally:
+        connection.close()
+
+
 def connect(paths: Paths) -> MlflowClient:
-    """A client on the project's store (the SQLite file and its folder are created on first use)."""
+    """A client on the project's store (the SQLite file and its folder are created on first use).
+    Raises the store's own error (OSError, sqlite3.Error) when it cannot be opened and read:
+    callers wrap it in `store_errors`."""
     database_logger = logging.getLogger(_DATABASE_LOGGER)
     if not any(isinstance(existing, _WithoutTraceback) for existing in database_logger.filters):
         database_logger.addFilter(_WithoutTraceback())
     paths.mlruns_dir.mkdir(parents=True, exist_ok=True)
+    _probe_sqlite(paths.tracking_uri)
     mlflow.set_tracking_uri(paths.tracking_uri)
     mlflow.set_registry_uri(paths.tracking_uri)
     return MlflowClient(tracking_uri=paths.tracking_uri, registry_uri=paths.tracking_uri)
@@ -106,8 +126,13 @@ def store_errors(paths: Paths, action: str) -> Iterator[None]:
     except RegistryError:
         raise
     except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise RegistryError(f"model registry at {paths.tracking_uri}: cannot {action}: {reason}") from error
+        raise RegistryError(f"model registry at {paths.tracking_uri}: cannot {action}: {one_line(error)}") from error
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an error's message (SQLAlchemy appends the SQL and a link), or its type."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def version_by_alias(paths: Paths, model_name: str, alias: str) -> RegisteredVersion | None:

@@ -1,9 +1,17 @@
-"""Train, evaluate and register the win model: plain functions the CLI and tests call directly.
+"""Train, evaluate, register and promote the win model as named stages, each a plain function with
+a typed, frozen result, that tests call one by one and `run_training` composes:
 
-Flow: ecosystem -> embeddings -> point-in-time pair features for every historical attempt ->
-time-ordered split (train | calibration | validation | test by deal `created_at`) -> model and
-baselines -> metrics (observed outcomes; oracle slates when the ground truth is known) -> MLflow
-run + registered version -> `champion` moves only if the new version beats it on validation.
+    embed_ecosystem -> build_dataset -> time_split -> fit_models -> evaluate_fitted
+        -> make_bundle -> log_and_register -> promote
+
+Deals are split by `created_at` (train | calibration | validation | test); metrics are on observed
+outcomes, plus oracle slates when the ground truth is known. The registry is read before any
+expensive work (fail fast) and again at promotion: a registry that cannot be read raises
+`models.registry.RegistryError` naming the store, and nothing is promoted. `champion` moves only
+when the new version beats it on the validation rows. The champion scores them with its own bundle
+when it can; a champion whose bundle cannot be read, or that needs features or an encoder this data
+lacks, is compared through its configuration refit on the same training windows; when even that is
+impossible the champion stays and the new version becomes `challenger`, the reason on the run.
 """
 
 from __future__ import annotations
@@ -13,24 +21,48 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
 from features import schema
 from features.embed import Encoder, make_encoder
 from features.index import PartnerIndex
-from features.pairs import DealBatch, FeatureContext, build_feature_context, deal_batch, pair_features
+from features.pairs import FEATURE_COLUMNS, DealBatch, FeatureContext, build_feature_context, deal_batch, pair_features
 from features.progress import SILENT, Progress
 from features.synthetic import GroundTruth, oracle_probability
-from models.bundle import BundleManifest, ModelBundle
-from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, download_bundle, version_by_alias
+from models.bundle import BundleFormatError, BundleManifest, ModelBundle
+from models.registry import (
+    CHAMPION,
+    REGISTERED_WIN_MODEL,
+    Paths,
+    RegisteredVersion,
+    download_bundle,
+    one_line,
+    run_params,
+    version_by_alias,
+)
 from models.win import WinModel
 from training import evaluate, plots, tracking
-from training.config import EvaluationConfig, SplitConfig, TrainConfig
+from training.config import EvaluationConfig, SplitConfig, TrainConfig, WinModelConfig, config_from_params
 from training.evaluate import Slates
 from training.win_model import PairFrame, WinModelTrainer, WinProbabilityModel, baselines
 
 SPLITS = ("train", "calibration", "validation", "test")
+RUN_NAME = "train-win-model"
+MODEL_PARAMS_PREFIX = "model_"  # how `log_and_register` logs `config.model` (flattened)
+FEATURES_TAG = "features"  # model version tag: the comma-joined feature list
+ENCODER_TAG = "encoder"
+LOWER_IS_BETTER = frozenset({"log_loss", "ece"})
+# What reading a champion's bundle raises when its files are missing, malformed or of another format.
+UNREADABLE_BUNDLE = (BundleFormatError, OSError, ValueError, KeyError, TypeError, lgb.basic.LightGBMError)
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    encoder: str  # the encoder's own name (e.g. "hashing-32", "all-MiniLM-L6-v2-onnx-int8")
+    partner_vectors: np.ndarray  # (n, d) float32 unit rows, aligned with the partners table
+    deal_vectors: np.ndarray  # (m, d) float32 unit rows, aligned with the deals table
 
 
 @dataclass(frozen=True)
@@ -39,40 +71,101 @@ class PairDataset:
 
     context: FeatureContext
     deals: DealBatch
-    deal_vectors: np.ndarray  # (m, d)
     rows: PairFrame
     row_seconds: np.ndarray  # (n,) deal created_at, int64 seconds
-    partner_rows: np.ndarray  # (n,) partner position in the context
+
+
+@dataclass(frozen=True)
+class TimeSplits:
+    """Time-ordered windows of whole deals; every deal's rows sit in exactly one window."""
+
+    train: PairFrame
+    calibration: PairFrame
+    validation: PairFrame
+    test: PairFrame
+    boundaries: np.ndarray  # (3,) int64 seconds: last deal created_at of train, calibration, validation
+
+    def windows(self) -> dict[str, PairFrame]:
+        """Window name -> rows, in time order (`SPLITS`)."""
+        return {name: getattr(self, name) for name in SPLITS}
+
+    def row_counts(self) -> dict[str, int]:
+        return {name: len(frame) for name, frame in self.windows().items()}
+
+    def with_feature(self, name: str, values_by_source_row: np.ndarray) -> TimeSplits:
+        """Every window with one more feature column (`PairFrame.with_feature`)."""
+        windows = {window: frame.with_feature(name, values_by_source_row) for window, frame in self.windows().items()}
+        return TimeSplits(**windows, boundaries=self.boundaries)
+
+
+@dataclass(frozen=True)
+class FittedModels:
+    model: WinModelTrainer  # fitted: `model.model_` is the WinModel a bundle stores
+    baselines: tuple[WinProbabilityModel, ...]  # fitted on the same windows
+
+    @property
+    def all(self) -> list[WinProbabilityModel]:
+        """Our model first, then every baseline."""
+        return [self.model, *self.baselines]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metrics: dict[str, Any]  # the JSON contract (test window): one object per model/system + "rows"
+    validation: dict[str, dict[str, float]]  # per model: binary metrics on the validation window
+    slates: Slates | None  # oracle slates of test deals; None without ground truth
+
+
+@dataclass(frozen=True)
+class ChampionScore:
+    version: str
+    score: float | None  # the promotion metric on the validation rows; None: no comparison possible
+    basis: str  # how it was scored or why it could not be, in words (logged as `champion_comparison`)
+
+
+@dataclass(frozen=True)
+class Promotion:
+    alias: str  # the alias the new version got: champion or challenger
+    promoted: bool
+    champion_before: str | None  # the champion's version at promotion time
+    decision: str  # why the alias moved or not, in words
 
 
 @dataclass(frozen=True)
 class TrainReport:
     metrics: dict[str, Any]  # JSON: one object per model/system + "rows"
     validation: dict[str, Any]
-    version: tracking.RegisteredVersion
+    version: RegisteredVersion
     alias: str
     promoted: bool
     champion_before: str | None
-    decision: str  # why the alias moved or not, in words
+    decision: str
     model: WinModel
 
 
-def embed_ecosystem(partners: pd.DataFrame, deals: pd.DataFrame, encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
-    """(n, d) partner profile and (m, d) deal requirement embeddings."""
-    return (
-        encoder.encode(partners[schema.PROFILE_TEXT].astype(str).tolist()),
-        encoder.encode(deals[schema.REQUIREMENT_TEXT].astype(str).tolist()),
+def current_champion(paths: Paths) -> RegisteredVersion | None:
+    """The champion now. Read before expensive work so that a registry that is down, locked or
+    corrupt fails at once (RegistryError naming the store) rather than after training."""
+    return version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
+
+
+def embed_ecosystem(ecosystem: schema.Ecosystem, encoder: Encoder, progress: Progress = SILENT) -> Embeddings:
+    """Partner profile and deal requirement embeddings."""
+    progress.step(f"embedding {len(ecosystem.partners):,} profiles and {len(ecosystem.deals):,} deals ({encoder.name})")
+    return Embeddings(
+        encoder=encoder.name,
+        partner_vectors=encoder.encode(ecosystem.partners[schema.PROFILE_TEXT].astype(str).tolist()),
+        deal_vectors=encoder.encode(ecosystem.deals[schema.REQUIREMENT_TEXT].astype(str).tolist()),
     )
 
 
-def build_dataset(ecosystem: schema.Ecosystem, encoder: Encoder, progress: Progress = SILENT) -> PairDataset:
-    progress.step(f"embedding {len(ecosystem.partners):,} profiles and {len(ecosystem.deals):,} deals ({encoder.name})")
-    partner_vectors, deal_vectors = embed_ecosystem(ecosystem.partners, ecosystem.deals, encoder)
+def build_dataset(ecosystem: schema.Ecosystem, embeddings: Embeddings, progress: Progress = SILENT) -> PairDataset:
+    """Point-in-time features of every historical (deal, partner) attempt, sorted by deal time."""
     progress.step("indexing history")
     context = build_feature_context(
-        ecosystem.partners, ecosystem.deals, ecosystem.outcomes, ecosystem.engagement, partner_vectors
+        ecosystem.partners, ecosystem.deals, ecosystem.outcomes, ecosystem.engagement, embeddings.partner_vectors
     )
-    deals = deal_batch(ecosystem.deals, deal_vectors, context.products, context.regions)
+    deals = deal_batch(ecosystem.deals, embeddings.deal_vectors, context.products, context.regions)
     deal_position = pd.Series(np.arange(len(ecosystem.deals)), index=ecosystem.deals[schema.DEAL_ID].astype(str))
     deal_rows = deal_position.loc[ecosystem.outcomes[schema.DEAL_ID].astype(str)].to_numpy()
     partner_rows = np.array([context.partner_position[p] for p in ecosystem.outcomes[schema.PARTNER_ID].astype(str)])
@@ -84,10 +177,8 @@ def build_dataset(ecosystem: schema.Ecosystem, encoder: Encoder, progress: Progr
     return PairDataset(
         context=context,
         deals=deals,
-        deal_vectors=deal_vectors,
         rows=PairFrame(features=features, labels=labels, group_ids=deal_rows, source_rows=order),
         row_seconds=deals.created_seconds[deal_rows],
-        partner_rows=partner_rows,
     )
 
 
@@ -99,22 +190,32 @@ def split_boundaries(row_seconds: np.ndarray, group_ids: np.ndarray, split: Spli
     return np.asarray(deal_seconds[(quantiles * (len(deal_seconds) - 1)).astype(int)], dtype=np.int64)
 
 
-def time_split(dataset: PairDataset, split: SplitConfig) -> dict[str, PairFrame]:
-    """train | calibration | validation | test by deal created_at (cut times inclusive on the right)."""
+def time_split(dataset: PairDataset, split: SplitConfig) -> TimeSplits:
+    """train | calibration | validation | test by deal created_at (cut times inclusive on the right).
+    Raises ValueError when a window lacks rows of either outcome."""
     cuts = split_boundaries(dataset.row_seconds, dataset.rows.group_ids, split)
     window = np.searchsorted(cuts, dataset.row_seconds, side="right")
-    frames: dict[str, PairFrame] = {}
-    for index, name in enumerate(SPLITS):
-        mask = window == index
-        frames[name] = PairFrame(
-            features=dataset.rows.features[mask].reset_index(drop=True),
-            labels=dataset.rows.labels[mask],
-            group_ids=dataset.rows.group_ids[mask],
-            source_rows=dataset.rows.source_rows[mask],
-        )
-        if len(frames[name]) == 0 or len(np.unique(frames[name].labels)) < 2:
+    frames = {name: dataset.rows.take(window == index) for index, name in enumerate(SPLITS)}
+    for name, frame in frames.items():
+        if len(frame) == 0 or len(np.unique(frame.labels)) < 2:
             raise ValueError(f"the {name} window has no rows of both outcomes: the history is too small to split")
-    return frames
+    return TimeSplits(**frames, boundaries=cuts)
+
+
+def fit_models(
+    config: WinModelConfig,
+    splits: TimeSplits,
+    feature_names: tuple[str, ...] = FEATURE_COLUMNS,
+    progress: Progress = SILENT,
+) -> FittedModels:
+    """Our model and every baseline, all fitted on the train window (calibration window: early
+    stopping and probability calibration)."""
+    model = WinModelTrainer(config, feature_names=feature_names)
+    fitted = FittedModels(model=model, baselines=tuple(baselines(config.seed, feature_names)))
+    progress.step(f"fitting the model and {len(fitted.baselines)} baselines on {len(splits.train):,} rows")
+    for candidate in fitted.all:
+        candidate.fit(splits.train, splits.calibration)
+    return fitted
 
 
 def oracle_slates(
@@ -157,14 +258,6 @@ def oracle_slates(
     )
 
 
-def fit_models(config: TrainConfig, frames: dict[str, PairFrame]) -> list[WinProbabilityModel]:
-    """Our model first, then every baseline, all fitted on the same windows."""
-    models: list[WinProbabilityModel] = [WinModelTrainer(config.model), *baselines(config.model.seed)]
-    for model in models:
-        model.fit(frames["train"], frames["calibration"])
-    return models
-
-
 def evaluate_models(
     models: list[WinProbabilityModel], frame: PairFrame, slates: Slates | None
 ) -> dict[str, dict[str, float]]:
@@ -189,18 +282,183 @@ def oracle_metrics(frame_gains: np.ndarray | None, frame: PairFrame, slates: Sla
     return metrics
 
 
-def _champion_score(
-    paths: Paths, config: TrainConfig, frame: PairFrame, workdir: Path
-) -> tuple[str | None, float | None]:
-    champion = version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
-    if champion is None:
-        return None, None
+def evaluate_fitted(
+    fitted: FittedModels,
+    splits: TimeSplits,
+    dataset: PairDataset,
+    ecosystem: schema.Ecosystem,
+    truth: GroundTruth | None,
+    config: EvaluationConfig,
+    progress: Progress = SILENT,
+) -> Evaluation:
+    """Every model on the validation window (promotion) and the test window (reported), with the
+    oracle's ceiling and ranking metrics on oracle slates when the ground truth is known."""
+    slates = None
+    if truth is not None:
+        progress.step("scoring oracle slates")
+        slates = oracle_slates(dataset, ecosystem, truth, splits.test.group_ids, config)
+    progress.step("evaluating on validation and test windows")
+    validation = evaluate_models(fitted.all, splits.validation, None)
+    metrics: dict[str, Any] = evaluate_models(fitted.all, splits.test, slates)
+    if truth is not None:
+        metrics["oracle"] = oracle_metrics(truth.outcome_probability[splits.test.source_rows], splits.test, slates)
+    metrics["rows"] = splits.row_counts() | (
+        {"slate_deals": len(np.unique(slates.group_ids)), "slate_rows": len(slates.gains)} if slates else {}
+    )
+    return Evaluation(metrics=metrics, validation=validation, slates=slates)
+
+
+def make_bundle(
+    config: TrainConfig, dataset: PairDataset, ecosystem: schema.Ecosystem, fitted: FittedModels, splits: TimeSplits
+) -> ModelBundle:
+    """What a service needs to route: the fitted model, the history, the partner index."""
+    win_model = fitted.model.model_
+    return ModelBundle(
+        manifest=BundleManifest(
+            model_name=REGISTERED_WIN_MODEL,
+            encoder=config.encoder,
+            feature_names=win_model.feature_names,
+            products=dataset.context.products,
+            regions=dataset.context.regions,
+            history_end=dataset.context.history_end.isoformat(),
+            training_rows=len(splits.train),
+        ),
+        win_model=win_model,
+        index=PartnerIndex.build(dataset.context.partner_ids.tolist(), dataset.context.partner_vectors),
+        history={
+            schema.PARTNERS.name: ecosystem.partners,
+            schema.DEALS.name: ecosystem.deals,
+            schema.OUTCOMES.name: ecosystem.outcomes,
+            schema.ENGAGEMENT.name: ecosystem.engagement,
+        },
+    )
+
+
+def log_and_register(
+    run: tracking.Run,
+    config: TrainConfig,
+    embeddings: Embeddings,
+    splits: TimeSplits,
+    evaluation: Evaluation,
+    bundle: ModelBundle,
+    workdir: Path,
+) -> RegisteredVersion:
+    """Log params, metrics and figures on `run` and register the bundle as a new version (no alias)."""
+    synthetic = evaluation.slates is not None
+    run.log_params({"model": asdict(config.model), "split": asdict(config.split), "encoder": embeddings.encoder})
+    run.log_params({"ecosystem": asdict(config.ecosystem)} if synthetic else {"data": "external"})
+    run.log_metrics({"test": evaluation.metrics, "val": evaluation.validation})
+    win_model = bundle.win_model
+    test_probabilities = win_model.predict_win_probability(splits.test.features)
+    for figure_path in plots.training_figures(
+        win_model, splits.test.labels, test_probabilities, evaluation.slates, workdir
+    ):
+        run.log_artifact(figure_path, "figures")
+    feature_names = bundle.manifest.feature_names
+    return tracking.register_bundle(
+        run,
+        bundle.save(workdir / "bundle"),
+        REGISTERED_WIN_MODEL,
+        feature_names,
+        {ENCODER_TAG: config.encoder, FEATURES_TAG: ",".join(feature_names)},
+    )
+
+
+def _champion_features(champion: RegisteredVersion) -> tuple[str, ...]:
+    """The champion's feature list from its version tag (readable when its bundle is not)."""
+    listed = champion.tags.get(FEATURES_TAG, "")
+    if not listed:
+        raise ValueError(f"version tag {FEATURES_TAG!r} is missing")
+    return tuple(listed.split(","))
+
+
+def refit_champion(
+    paths: Paths, champion: RegisteredVersion, feature_names: tuple[str, ...], splits: TimeSplits
+) -> WinModelTrainer:
+    """The champion's configuration (its run's logged model params) fitted on these training windows,
+    with those of `feature_names` the data has. Raises ValueError when it cannot be rebuilt."""
+    config = config_from_params(WinModelConfig(), run_params(paths, champion.run_id), MODEL_PARAMS_PREFIX)
+    usable = tuple(name for name in feature_names if name in splits.train.features.columns)
+    if not usable:
+        raise ValueError("none of its features is in this data")
+    return WinModelTrainer(config, feature_names=usable).fit(splits.train, splits.calibration)
+
+
+def score_champion(
+    paths: Paths, champion: RegisteredVersion, config: TrainConfig, splits: TimeSplits, workdir: Path
+) -> ChampionScore:
+    """The champion's promotion metric on the validation rows: from its own bundle when it can serve
+    this data, else from its configuration refit on the same training windows (score None when that
+    is impossible too). Raises RegistryError when the store cannot be read."""
     bundle_dir = download_bundle(paths, champion, workdir / "champion")
-    bundle = ModelBundle.load(bundle_dir, with_history=False)
-    if not set(bundle.manifest.feature_names) <= set(frame.features.columns):
-        return champion.version, None
-    probabilities = bundle.win_model.predict_win_probability(frame.features)
-    return champion.version, evaluate.binary_metrics(frame.labels, probabilities)[config.promotion_metric]
+    validation = splits.validation
+    reasons: list[str] = []
+    feature_names: tuple[str, ...] | None = None
+    try:
+        bundle = ModelBundle.load(bundle_dir, with_history=False)
+    except UNREADABLE_BUNDLE as error:
+        reasons.append(f"its bundle cannot be read ({one_line(error)})")
+    else:
+        feature_names = bundle.manifest.feature_names
+        missing = [name for name in feature_names if name not in validation.features.columns]
+        if missing:
+            reasons.append(f"it needs features this data lacks ({', '.join(missing)})")
+        if bundle.manifest.encoder != config.encoder:
+            reasons.append(f"it embeds texts with {bundle.manifest.encoder}, this data with {config.encoder}")
+        if not reasons:
+            probabilities = bundle.win_model.predict_win_probability(validation.features)
+            score = evaluate.binary_metrics(validation.labels, probabilities)[config.promotion_metric]
+            return ChampionScore(champion.version, score, "scored by its own bundle")
+    why = f"champion v{champion.version}: " + "; ".join(reasons)
+    try:
+        refit = refit_champion(paths, champion, feature_names or _champion_features(champion), splits)
+    except ValueError as error:
+        return ChampionScore(champion.version, None, f"{why}; its configuration cannot be refit ({error})")
+    probabilities = refit.predict_win_probability(validation.features)
+    score = evaluate.binary_metrics(validation.labels, probabilities)[config.promotion_metric]
+    return ChampionScore(champion.version, score, f"{why}; scored by its configuration refit on this data")
+
+
+def decide_promotion(metric: str, new_score: float, champion: ChampionScore | None) -> tuple[bool, str]:
+    """(promote?, why in words): promote when there is no champion or the new version is strictly
+    better on `metric`; never when the champion could not be compared."""
+    if champion is None:
+        return True, "no champion was registered: this version becomes the champion"
+    if champion.score is None:
+        return False, f"not compared, {champion.basis}: champion v{champion.version} kept, this version is challenger"
+    better = new_score < champion.score if metric in LOWER_IS_BETTER else new_score > champion.score
+    comparison = (
+        f"validation {metric} {new_score:.4f} vs champion v{champion.version} {champion.score:.4f} ({champion.basis})"
+    )
+    if better:
+        return True, f"{comparison}: promoted to champion"
+    return False, f"{comparison}: not better, kept as challenger"
+
+
+def promote(
+    run: tracking.Run,
+    paths: Paths,
+    config: TrainConfig,
+    version: RegisteredVersion,
+    splits: TimeSplits,
+    evaluation: Evaluation,
+    workdir: Path,
+) -> Promotion:
+    """Read the champion again, compare, then move `champion` to `version` or make it `challenger`;
+    the comparison and the decision are logged on `run` (param `champion_comparison`, tag `decision`)."""
+    champion = current_champion(paths)
+    score = score_champion(paths, champion, config, splits, workdir) if champion is not None else None
+    new_score = evaluation.validation[WinModelTrainer.name][config.promotion_metric]
+    promoted, decision = decide_promotion(config.promotion_metric, new_score, score)
+    run.log_params({"champion_comparison": score.basis if score is not None else "no champion registered"})
+    alias = tracking.mark_version(paths, REGISTERED_WIN_MODEL, version.version, promoted)
+    run.set_tags({"alias": alias, "decision": decision})
+    return Promotion(
+        alias=alias,
+        promoted=promoted,
+        champion_before=champion.version if champion is not None else None,
+        decision=decision,
+    )
 
 
 def run_training(
@@ -210,95 +468,28 @@ def run_training(
     truth: GroundTruth | None = None,
     progress: Progress = SILENT,
 ) -> TrainReport:
-    """Fit, evaluate, log and register; returns the metrics JSON and the alias decision."""
+    """Every stage in order inside one MLflow run (marked FAILED if a stage raises)."""
+    champion = current_champion(paths)
+    progress.step(f"registry readable; champion: {f'v{champion.version}' if champion else 'none yet'}")
     encoder = make_encoder(config.encoder, paths.cache_dir)
-    dataset = build_dataset(ecosystem, encoder, progress)
-    frames = time_split(dataset, config.split)
-    progress.step(f"fitting the model and {len(baselines())} baselines on {len(frames['train']):,} rows")
-    models = fit_models(config, frames)
-    trainer = models[0]
-    assert isinstance(trainer, WinModelTrainer)
-    win_model = trainer.model_
-
-    slates = None
-    test_gains = None
-    if truth is not None:
-        progress.step("scoring oracle slates")
-        slates = oracle_slates(dataset, ecosystem, truth, frames["test"].group_ids, config.evaluation)
-        test_gains = truth.outcome_probability[frames["test"].source_rows]
-    progress.step("evaluating on validation and test windows")
-    validation = evaluate_models(models, frames["validation"], None)
-    metrics: dict[str, Any] = evaluate_models(models, frames["test"], slates)
-    if truth is not None:
-        metrics["oracle"] = oracle_metrics(test_gains, frames["test"], slates)
-    metrics["rows"] = {name: len(frame) for name, frame in frames.items()} | (
-        {"slate_deals": len(np.unique(slates.group_ids)), "slate_rows": len(slates.gains)} if slates else {}
-    )
-
-    with tempfile.TemporaryDirectory() as tmp, tracking.start_run(paths, "train-win-model") as run:
-        workdir = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp, tracking.start_run(paths, RUN_NAME) as run:
+        embeddings = embed_ecosystem(ecosystem, encoder, progress)
+        dataset = build_dataset(ecosystem, embeddings, progress)
+        splits = time_split(dataset, config.split)
+        fitted = fit_models(config.model, splits, progress=progress)
+        evaluation = evaluate_fitted(fitted, splits, dataset, ecosystem, truth, config.evaluation, progress)
         progress.step("logging to MLflow and registering the model")
-        run.log_params({"model": asdict(config.model), "split": asdict(config.split), "encoder": encoder.name})
-        run.log_params({"ecosystem": asdict(config.ecosystem)} if truth is not None else {"data": "external"})
-        run.log_metrics({"test": metrics, "val": validation})
-        test_frame = frames["test"]
-        for figure_path in plots.training_figures(
-            win_model, test_frame.labels, win_model.predict_win_probability(test_frame.features), slates, workdir
-        ):
-            run.log_artifact(figure_path, "figures")
-        bundle = ModelBundle(
-            manifest=BundleManifest(
-                model_name=REGISTERED_WIN_MODEL,
-                encoder=config.encoder,
-                feature_names=win_model.feature_names,
-                products=dataset.context.products,
-                regions=dataset.context.regions,
-                history_end=dataset.context.history_end.isoformat(),
-                training_rows=len(frames["train"]),
-            ),
-            win_model=win_model,
-            index=PartnerIndex.build(dataset.context.partner_ids.tolist(), dataset.context.partner_vectors),
-            history={
-                schema.PARTNERS.name: ecosystem.partners,
-                schema.DEALS.name: ecosystem.deals,
-                schema.OUTCOMES.name: ecosystem.outcomes,
-                schema.ENGAGEMENT.name: ecosystem.engagement,
-            },
-        )
-        champion_before, champion_score = _champion_score(paths, config, frames["validation"], workdir)
-        version = tracking.register_bundle(
-            run,
-            bundle.save(workdir / "bundle"),
-            REGISTERED_WIN_MODEL,
-            win_model.feature_names,
-            {"encoder": encoder.name, "features": ",".join(win_model.feature_names)},
-        )
-        new_score = validation["model"][config.promotion_metric]
-        promoted, decision = _promotion_decision(config.promotion_metric, new_score, champion_before, champion_score)
-        alias = tracking.mark_version(REGISTERED_WIN_MODEL, version.version, promoted)
-        run.set_tags({"alias": alias, "decision": decision})
+        bundle = make_bundle(config, dataset, ecosystem, fitted, splits)
+        version = log_and_register(run, config, embeddings, splits, evaluation, bundle, Path(tmp))
+        progress.step("comparing with the champion")
+        promotion = promote(run, paths, config, version, splits, evaluation, Path(tmp))
     return TrainReport(
-        metrics=metrics,
-        validation=validation,
+        metrics=evaluation.metrics,
+        validation=evaluation.validation,
         version=version,
-        alias=alias,
-        promoted=promoted,
-        champion_before=champion_before,
-        decision=decision,
-        model=win_model,
+        alias=promotion.alias,
+        promoted=promotion.promoted,
+        champion_before=promotion.champion_before,
+        decision=promotion.decision,
+        model=bundle.win_model,
     )
-
-
-def _promotion_decision(
-    metric: str, new_score: float, champion_version: str | None, champion_score: float | None
-) -> tuple[bool, str]:
-    if champion_version is None:
-        return True, "no champion was registered: this version becomes the champion"
-    if champion_score is None:
-        return True, f"champion v{champion_version} needs features this data lacks: replaced"
-    lower_is_better = metric in {"log_loss", "ece"}
-    better = new_score < champion_score if lower_is_better else new_score > champion_score
-    comparison = f"validation {metric} {new_score:.4f} vs champion v{champion_version} {champion_score:.4f}"
-    if better:
-        return True, f"{comparison}: promoted to champion"
-    return False, f"{comparison}: not better, kept as challenger"
