@@ -384,6 +384,11 @@ def refit_champion(
     return WinModelTrainer(config, feature_names=usable).fit(splits.train, splits.calibration)
 
 
+def _validation_score(model: WinModel | WinProbabilityModel, validation: PairFrame, metric: str) -> float:
+    probabilities = model.predict_win_probability(validation.features)
+    return evaluate.binary_metrics(validation.labels, probabilities)[metric]
+
+
 def score_champion(
     paths: Paths, champion: RegisteredVersion, config: TrainConfig, splits: TimeSplits, workdir: Path
 ) -> ChampionScore:
@@ -406,16 +411,14 @@ def score_champion(
         if bundle.manifest.encoder != config.encoder:
             reasons.append(f"it embeds texts with {bundle.manifest.encoder}, this data with {config.encoder}")
         if not reasons:
-            probabilities = bundle.win_model.predict_win_probability(validation.features)
-            score = evaluate.binary_metrics(validation.labels, probabilities)[config.promotion_metric]
+            score = _validation_score(bundle.win_model, validation, config.promotion_metric)
             return ChampionScore(champion.version, score, "scored by its own bundle")
     why = f"champion v{champion.version}: " + "; ".join(reasons)
     try:
         refit = refit_champion(paths, champion, feature_names or _champion_features(champion), splits)
     except ValueError as error:
         return ChampionScore(champion.version, None, f"{why}; its configuration cannot be refit ({error})")
-    probabilities = refit.predict_win_probability(validation.features)
-    score = evaluate.binary_metrics(validation.labels, probabilities)[config.promotion_metric]
+    score = _validation_score(refit, validation, config.promotion_metric)
     return ChampionScore(champion.version, score, f"{why}; scored by its configuration refit on this data")
 
 
