@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import sqlite3
 import tempfile
 import threading
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
+
+from features.io import write_atomically
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -120,13 +122,6 @@ class MiniLMEncoder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-def _replace_atomically(source: Path, destination: Path) -> None:
-    """Copy `source` to `destination` through a temporary name so readers never see a partial file."""
-    temporary = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, destination)
-
-
 def export_onnx_int8(model_dir: Path) -> Path:
     """Export all-MiniLM-L6-v2 to `model_dir` as ONNX with dynamic int8 weights; returns `model_dir`.
 
@@ -146,7 +141,7 @@ def export_onnx_int8(model_dir: Path) -> Path:
     model_dir.mkdir(parents=True, exist_ok=True)
     source = _minilm_path()
     for file_name in (TOKENIZER_FILE, SENTENCE_CONFIG_FILE):
-        _replace_atomically(source / file_name, model_dir / file_name)
+        write_atomically(model_dir / file_name, partial(shutil.copyfile, source / file_name))
 
     # Eager attention traces to plain MatMul/Softmax ops; the SDPA path would freeze its is_causal branch.
     transformer = AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()
@@ -170,7 +165,6 @@ def export_onnx_int8(model_dir: Path) -> Path:
     dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in (*ONNX_INPUT_NAMES, "token_embeddings")}
     with tempfile.TemporaryDirectory(dir=model_dir) as scratch:
         fp32_path = Path(scratch) / "model-fp32.onnx"
-        int8_path = Path(scratch) / ONNX_MODEL_FILE
         with torch.no_grad():
             # dynamo=False: the torch.export-based exporter needs onnxscript, which is not installed.
             torch.onnx.export(
@@ -184,8 +178,12 @@ def export_onnx_int8(model_dir: Path) -> Path:
                 dynamo=False,
             )
         # Per-channel int8 weights: per-tensor scales cost ~0.03 of cosine to the fp32 model, per-channel ~0.008.
-        quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=True)
-        os.replace(int8_path, model_dir / ONNX_MODEL_FILE)
+        write_atomically(
+            model_dir / ONNX_MODEL_FILE,
+            lambda int8_path: quantize_dynamic(
+                str(fp32_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=True
+            ),
+        )
     return model_dir
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import faiss
 import numpy as np
+
+from features.io import write_atomically
 
 IndexKind = Literal["auto", "flat", "ivf"]
 
@@ -170,11 +171,11 @@ class PartnerIndex:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         metadata = {"kind": self.kind, "nprobe": self.nprobe, "dimension": self.dimension, "count": len(self)}
-        _write_atomically(directory / INDEX_FILE, lambda path: faiss.write_index(self._index, str(path)))
-        _write_atomically(directory / IDS_FILE, lambda path: np.save(path, self._partner_ids))
-        _write_atomically(directory / VECTORS_FILE, lambda path: np.save(path, self._vectors))
+        write_atomically(directory / INDEX_FILE, lambda path: faiss.write_index(self._index, str(path)))
+        write_atomically(directory / IDS_FILE, lambda path: np.save(path, self._partner_ids))
+        write_atomically(directory / VECTORS_FILE, lambda path: np.save(path, self._vectors))
         # Metadata last: a directory with index.json holds a complete index.
-        _write_atomically(directory / METADATA_FILE, lambda path: path.write_text(json.dumps(metadata, indent=2)))
+        write_atomically(directory / METADATA_FILE, lambda path: path.write_text(json.dumps(metadata, indent=2)))
 
     @classmethod
     def load(cls, directory: Path) -> PartnerIndex:
@@ -202,14 +203,6 @@ class PartnerIndex:
             return cls(index, ids, vectors, kind, nprobe)
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
             raise ValueError(f"{directory} does not hold a readable PartnerIndex: {error}") from error
-
-
-def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through a temporary name in the same directory, then rename, so readers never see half a file."""
-    # Keep the suffix last: np.save appends ".npy" to a name that lacks it.
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    write(temporary)
-    os.replace(temporary, path)
 
 
 def recall_at_k(approximate_positions: np.ndarray, exact_positions: np.ndarray, k: int) -> float:

@@ -10,7 +10,8 @@ is found with a boolean mask, so files of a million rows validate in seconds.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -222,29 +223,43 @@ def read_table(path: Path, spec: TableSpec) -> pd.DataFrame:
     return validate_table(raw.reset_index(drop=True), spec, path)
 
 
+def write_atomically(path: Path, write: Callable[[Path], object]) -> Path:
+    """Call `write(temporary)` with a fresh name beside `path`, then rename it to `path`; returns `path`.
+
+    Readers see the old file (or directory) or the new one, never half of one. The temporary name
+    keeps `path`'s suffix last (np.save appends ".npy" to a name that lacks it). Parent directories
+    are created; whatever a failed `write` left is removed. A directory cannot replace a non-empty
+    one: the rename raises OSError, so processes racing to publish one directory can tell that
+    another finished first.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.{secrets.token_hex(6)}.tmp{path.suffix}")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        if temporary.is_dir():
+            shutil.rmtree(temporary, ignore_errors=True)
+        else:
+            temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def write_table(frame: pd.DataFrame, path: Path) -> Path:
     """Write `frame` (without its index) to .parquet or .csv by suffix, atomically; returns `path`.
 
-    The file is written to a temporary name in the same directory and renamed, so readers see the
-    old file or the new one, never half of one. Parent directories are created.
+    Readers see the old file or the new one, never half of one (`write_atomically`). Parent
+    directories are created.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise DataError(path, f"unsupported file type {path.suffix!r}; expected one of {', '.join(TABLE_SUFFIXES)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        if suffix == CSV_SUFFIX:
-            frame.to_csv(temporary, index=False)
-        else:
-            frame.to_parquet(temporary, index=False)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    if suffix == CSV_SUFFIX:
+        return write_atomically(path, lambda temporary: frame.to_csv(temporary, index=False))
+    return write_atomically(path, lambda temporary: frame.to_parquet(temporary, index=False))
 
 
 def table_path(directory: Path, spec: TableSpec) -> Path:

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.status import Status
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -53,11 +54,13 @@ def _user_errors() -> Iterator[None]:
     """Turn errors a user can fix into exit code 2 with a one-line message."""
     from features.io import DataError
     from features.pairs import FeatureError
+    from models.registry import RegistryError
 
     try:
         yield
-    except (DataError, FeatureError, ValueError, FileNotFoundError) as error:
-        console.print(f"[red]error:[/red] {error}")
+    except (DataError, FeatureError, RegistryError, ValueError, FileNotFoundError) as error:
+        # One line whatever the terminal width (a long store path stays whole); brackets in it are text.
+        console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True, highlight=False)
         raise typer.Exit(code=2) from error
 
 

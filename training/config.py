@@ -5,6 +5,7 @@ override the file. Where the store and caches live is `models.registry.Paths` (f
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -99,3 +100,23 @@ def load_train_config(path: Path | None = None, overrides: dict[str, Any] | None
         with path.open("rb") as handle:
             config = apply_overrides(config, tomllib.load(handle))
     return apply_overrides(config, overrides or {})
+
+
+def config_from_params(default: ConfigT, params: Mapping[str, str], prefix: str) -> ConfigT:
+    """`default` with every field read back from flat string params named `<prefix><field>`, as
+    `training.tracking.Run.log_params` logs a config; each value is parsed by the type of the
+    field's default (str, int or float). Raises ValueError naming a missing or unparsable param.
+    """
+    values: dict[str, Any] = {}
+    for item in fields(default):  # type: ignore[arg-type]
+        name = f"{prefix}{item.name}"
+        if name not in params:
+            raise ValueError(f"param {name} was not logged")
+        parse = type(getattr(default, item.name))
+        if parse not in (str, int, float):
+            raise ValueError(f"param {name}: a {parse.__name__} field cannot be read back from a string")
+        try:
+            values[item.name] = parse(params[name])
+        except ValueError as error:
+            raise ValueError(f"param {name}: {error}") from error
+    return replace(default, **values)  # type: ignore[type-var]

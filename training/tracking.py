@@ -4,7 +4,8 @@
 Runs, metrics and artifacts go to `sqlite:///<mlruns>/mlflow.db` with artifacts under
 `<mlruns>/artifacts`. The win model is registered as `partnermatch-win`; its version carries the
 whole model bundle (model, feature list, encoder name, partner snapshot) so that a service can
-load `models:/partnermatch-win@champion` and nothing else.
+load `models:/partnermatch-win@champion` and nothing else. Every write that fails raises
+`models.registry.RegistryError` naming the store.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, Schema
 
 from models.bundle import ModelBundle
-from models.registry import BUNDLE_ARTIFACT, CHALLENGER, CHAMPION, Paths, RegisteredVersion, connect
+from models.registry import BUNDLE_ARTIFACT, CHALLENGER, CHAMPION, Paths, RegisteredVersion, connect, store_errors
 from training.config import EXPERIMENT
 
 MODEL_ARTIFACT = "win_model"
@@ -52,28 +53,41 @@ def _flatten(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
 class Run:
     """One MLflow run; thin wrappers that flatten nested dicts into `a_b_c` names."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, paths: Paths) -> None:
         self.run_id = run_id
+        self.paths = paths
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        mlflow.log_params({key: str(value) for key, value in _flatten("", params).items()})
+        with store_errors(self.paths, "write"):
+            mlflow.log_params({key: str(value) for key, value in _flatten("", params).items()})
 
     def log_metrics(self, metrics: Mapping[str, Any]) -> None:
         numeric = {key: float(value) for key, value in _flatten("", metrics).items() if isinstance(value, int | float)}
-        mlflow.log_metrics({key: value for key, value in numeric.items() if value == value})  # drop NaN
+        with store_errors(self.paths, "write"):
+            mlflow.log_metrics({key: value for key, value in numeric.items() if value == value})  # drop NaN
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
-        mlflow.log_artifact(str(path), artifact_path=folder)
+        with store_errors(self.paths, "write"):
+            mlflow.log_artifact(str(path), artifact_path=folder)
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        mlflow.set_tags(dict(tags))
+        with store_errors(self.paths, "write"):
+            mlflow.set_tags(dict(tags))
 
 
 @contextmanager
 def start_run(paths: Paths, run_name: str) -> Iterator[Run]:
-    configure(paths)
-    with mlflow.start_run(run_name=run_name) as active:
-        yield Run(active.info.run_id)
+    """An active run; ended FINISHED, or FAILED when the body raises."""
+    with store_errors(paths, "write"):
+        configure(paths)
+        active = mlflow.start_run(run_name=run_name)
+    status = "FAILED"
+    try:
+        yield Run(active.info.run_id, paths)
+        status = "FINISHED"
+    finally:
+        with store_errors(paths, "write"):
+            mlflow.end_run(status)
 
 
 class _BundlePyfunc(PythonModel):
@@ -90,34 +104,32 @@ def register_bundle(
     run: Run, bundle_dir: Path, model_name: str, feature_names: tuple[str, ...], tags: Mapping[str, str]
 ) -> RegisteredVersion:
     """Log the bundle directory as a pyfunc model (input: a frame of `feature_names` floats; output:
-    the win probability) and register a new version of `model_name`."""
+    the win probability) and register a new version of `model_name`, tagged with `tags`."""
     signature = ModelSignature(
         inputs=Schema([ColSpec("float", name) for name in feature_names]),
         outputs=Schema([ColSpec("double", "win_probability")]),
     )
-    info = mlflow.pyfunc.log_model(
-        name=MODEL_ARTIFACT,
-        python_model=_BundlePyfunc(),
-        artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
-        signature=signature,
-        # One placeholder row: shows callers the columns and dtype (its values mean nothing).
-        input_example=pd.DataFrame([[0.5] * len(feature_names)], columns=list(feature_names), dtype="float32"),
-        pip_requirements=PIP_REQUIREMENTS,
-        registered_model_name=model_name,
-    )
-    version = str(info.registered_model_version)
-    client = MlflowClient()
-    for key, value in tags.items():
-        client.set_model_version_tag(model_name, version, key, value)
-    return RegisteredVersion(name=model_name, version=version, run_id=run.run_id, aliases=())
+    with store_errors(run.paths, "write"):
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT,
+            python_model=_BundlePyfunc(),
+            artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+            signature=signature,
+            # One placeholder row: shows callers the columns and dtype (its values mean nothing).
+            input_example=pd.DataFrame([[0.5] * len(feature_names)], columns=list(feature_names), dtype="float32"),
+            pip_requirements=PIP_REQUIREMENTS,
+            registered_model_name=model_name,
+        )
+        version = str(info.registered_model_version)
+        client = MlflowClient()
+        for key, value in tags.items():
+            client.set_model_version_tag(model_name, version, key, value)
+    return RegisteredVersion(name=model_name, version=version, run_id=run.run_id, aliases=(), tags=dict(tags))
 
 
-def set_alias(model_name: str, alias: str, version: str) -> None:
-    MlflowClient().set_registered_model_alias(model_name, alias, version)
-
-
-def mark_version(model_name: str, version: str, promoted: bool) -> str:
+def mark_version(paths: Paths, model_name: str, version: str, promoted: bool) -> str:
     """Move `champion` to the version when promoted, else make it the `challenger`; return the alias."""
     alias = CHAMPION if promoted else CHALLENGER
-    set_alias(model_name, alias, version)
+    with store_errors(paths, "write"):
+        MlflowClient().set_registered_model_alias(model_name, alias, version)
     return alias

@@ -13,7 +13,7 @@ than the training frame (early stopping + probability calibration).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import lightgbm as lgb
@@ -44,6 +44,21 @@ class PairFrame:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def take(self, rows: np.ndarray | slice) -> PairFrame:
+        """The rows picked by a boolean mask, positions or a slice (features re-indexed from 0)."""
+        return PairFrame(
+            features=self.features.iloc[rows].reset_index(drop=True),
+            labels=self.labels[rows],
+            group_ids=self.group_ids[rows],
+            source_rows=self.source_rows[rows],
+        )
+
+    def with_feature(self, name: str, values_by_source_row: np.ndarray) -> PairFrame:
+        """A copy with one more float32 feature column; `values_by_source_row` is (N,), indexed like
+        the source table (`source_rows`)."""
+        column = np.asarray(values_by_source_row)[self.source_rows].astype(np.float32)
+        return replace(self, features=self.features.assign(**{name: column}))
 
 
 class WinProbabilityModel(Protocol):
@@ -202,11 +217,12 @@ class LogisticBaseline:
         return result
 
 
-def baselines(seed: int = 0) -> list[WinProbabilityModel]:
-    """The baselines every evaluation reports beside the model, by their JSON names."""
+def baselines(seed: int = 0, feature_names: tuple[str, ...] = FEATURE_COLUMNS) -> list[WinProbabilityModel]:
+    """The baselines every evaluation reports beside the model, by their JSON names; logistic
+    regression uses `feature_names` (the model's)."""
     return [
         RandomBaseline(seed=seed),
         SingleFeatureBaseline("partner_win_rate", WIN_RATE_OVERALL),
         SingleFeatureBaseline("embedding_cosine", EMBEDDING_SIMILARITY),
-        LogisticBaseline(),
+        LogisticBaseline(feature_names=feature_names),
     ]

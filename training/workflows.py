@@ -16,10 +16,18 @@ from features.pairs import FEATURE_COLUMNS
 from features.progress import SILENT, Progress
 from features.public_data import MAVEN_LEAK_COLUMN, load_maven, load_maven_close_values
 from features.synthetic import EcosystemConfig, GroundTruth, generate_ecosystem
-from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, version_by_alias
+from models.registry import Paths
 from training.config import SplitConfig, TrainConfig, WinModelConfig
-from training.train import TrainReport, build_dataset, evaluate_models, run_training, time_split
-from training.win_model import LogisticBaseline, PairFrame, WinModelTrainer, WinProbabilityModel, baselines
+from training.stages import (
+    TrainReport,
+    build_dataset,
+    current_champion,
+    embed_ecosystem,
+    evaluate_models,
+    fit_models,
+    run_training,
+    time_split,
+)
 
 GENERATOR_CONFIG_FILE = "generator.json"
 DEMO_ECOSYSTEM_DIR = "demo-ecosystem"  # under the cache dir
@@ -32,7 +40,8 @@ def generate_to_directory(config: EcosystemConfig, out: Path, progress: Progress
     io.write_ecosystem(ecosystem, out)
     truth.save(out)
     # Written last: its presence marks a complete directory.
-    (out / GENERATOR_CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2, default=str))
+    text = json.dumps(asdict(config), indent=2, default=str)
+    io.write_atomically(out / GENERATOR_CONFIG_FILE, lambda path: path.write_text(text))
     return {spec.name: len(getattr(ecosystem, spec.name)) for spec in schema.ECOSYSTEM_TABLES} | {"out": str(out)}
 
 
@@ -60,7 +69,11 @@ def demo_ecosystem(
 def train_from_options(
     config: TrainConfig, paths: Paths, data_dir: Path | None, progress: Progress = SILENT
 ) -> TrainReport:
-    """Train on `data_dir` (any ecosystem directory) or on the demo ecosystem of the config."""
+    """Train on `data_dir` (any ecosystem directory) or on the demo ecosystem of the config.
+
+    The registry is read first: one that cannot be read fails (RegistryError) before any data is
+    loaded or generated."""
+    current_champion(paths)
     if data_dir is not None:
         ecosystem, truth = load_ecosystem_directory(data_dir)
     else:
@@ -69,18 +82,13 @@ def train_from_options(
 
 
 def ensure_champion(config: TrainConfig, paths: Paths, progress: Progress = SILENT) -> str:
-    """The champion's version, training a first model on the demo ecosystem when none exists."""
-    champion = version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
+    """The champion's version, training a first model on the demo ecosystem only when the registry
+    is readable and has none (RegistryError otherwise)."""
+    champion = current_champion(paths)
     if champion is not None:
         return champion.version
     progress.step("no champion registered: training a first model on the demo ecosystem")
     return train_from_options(config, paths, None, progress).version.version
-
-
-def _with_column(frame: PairFrame, name: str, values: np.ndarray) -> PairFrame:
-    features = frame.features.copy()
-    features[name] = values[frame.source_rows].astype(np.float32)
-    return PairFrame(features=features, labels=frame.labels, group_ids=frame.group_ids, source_rows=frame.source_rows)
 
 
 def evaluate_maven(
@@ -96,24 +104,17 @@ def evaluate_maven(
     `include_leak` the post-outcome `close_value` joins the features and ROC-AUC jumps to ~1.
     """
     ecosystem = load_maven(data_dir)
-    dataset = build_dataset(ecosystem, encoder or make_encoder("hashing-64", None))
-    frames = time_split(dataset, split or SplitConfig())
+    dataset = build_dataset(ecosystem, embed_ecosystem(ecosystem, encoder or make_encoder("hashing-64", None)))
+    splits = time_split(dataset, split or SplitConfig())
     feature_names = FEATURE_COLUMNS
     if include_leak:
         close_values = load_maven_close_values(data_dir)
         values = close_values.reindex(ecosystem.outcomes[schema.DEAL_ID].astype(str)).to_numpy(dtype=np.float64)
-        frames = {name: _with_column(frame, MAVEN_LEAK_COLUMN, values) for name, frame in frames.items()}
+        splits = splits.with_feature(MAVEN_LEAK_COLUMN, values)
         feature_names = (*FEATURE_COLUMNS, MAVEN_LEAK_COLUMN)
-    trainer = WinModelTrainer(model_config, feature_names=feature_names)
-    models: list[WinProbabilityModel] = [
-        trainer,
-        *[model for model in baselines() if not isinstance(model, LogisticBaseline)],
-        LogisticBaseline(feature_names=feature_names),
-    ]
-    for model in models:
-        model.fit(frames["train"], frames["calibration"])
-    results: dict[str, Any] = evaluate_models(models, frames["test"], None)
-    results["rows"] = {name: len(frame) for name, frame in frames.items()}
-    results["calibration"] = trainer.calibration_.to_dict()
+    fitted = fit_models(model_config or WinModelConfig(), splits, feature_names)
+    results: dict[str, Any] = evaluate_models(fitted.all, splits.test, None)
+    results["rows"] = splits.row_counts()
+    results["calibration"] = fitted.model.calibration_.to_dict()
     results["include_leak"] = include_leak
     return results

@@ -40,14 +40,13 @@ import psutil
 from features import schema
 from features.progress import SILENT, Progress
 from features.synthetic import EcosystemConfig, generate_ecosystem
-from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, version_by_alias
+from models.registry import Paths
 from models.win import WinModel
 from serving.routing import Router, merit_order
 from serving.schemas import RouteRequest
 from serving.service import DECISION_LOG_ENV, SERVE_ENVIRONMENT, load_router, serve_command
 from training.config import TrainConfig
-from training.train import run_training
-from training.workflows import demo_ecosystem
+from training.workflows import ensure_champion
 
 BENCH_DIR = "bench-route"
 WARMUP_REQUESTS = 20
@@ -74,15 +73,6 @@ def _isolated_tracking() -> Iterator[None]:
     finally:
         if saved is not None:
             os.environ["MLFLOW_TRACKING_URI"] = saved
-
-
-def ensure_bench_model(config: TrainConfig, paths: Paths, progress: Progress = SILENT) -> str:
-    """The benchmark store's champion version, training it on the benchmark ecosystem if missing."""
-    champion = version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
-    if champion is not None:
-        return champion.version
-    ecosystem, truth = demo_ecosystem(config.ecosystem, paths, progress)
-    return run_training(config, paths, ecosystem, truth, progress).version.version
 
 
 def unseen_requests(count: int, seed: int) -> list[RouteRequest]:
@@ -289,7 +279,7 @@ def bench_route(config: TrainConfig, paths: Paths, requests: int, progress: Prog
     with _isolated_tracking():
         store = bench_paths(config, paths)
         progress.step(f"model for {config.ecosystem.partners:,} partners (store {store.mlruns_dir})")
-        version = ensure_bench_model(config, store, progress)
+        version = ensure_champion(config, store, progress)
         progress.step(f"{requests:,} unseen deals")
         deals = unseen_requests(requests + WARMUP_REQUESTS, seed=config.ecosystem.seed + 1)
         warmup, measured = deals[:WARMUP_REQUESTS], deals[WARMUP_REQUESTS:]

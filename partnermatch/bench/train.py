@@ -12,7 +12,7 @@ from features.embed import make_encoder
 from features.progress import SILENT, Progress
 from features.synthetic import EcosystemConfig, generate_ecosystem
 from training.config import WinModelConfig
-from training.train import build_dataset
+from training.stages import build_dataset, embed_ecosystem
 from training.win_model import LogisticBaseline, PairFrame, WinModelTrainer
 
 
@@ -43,17 +43,7 @@ def _head_tail(frame: PairFrame, tail_share: float) -> tuple[PairFrame, PairFram
     """Split time-ordered rows at a deal boundary: (first 1 - share, last share)."""
     cut = int(len(frame) * (1 - tail_share))
     cut = int(np.searchsorted(frame.group_ids, frame.group_ids[cut])) if cut < len(frame) else cut
-    parts = []
-    for rows in (slice(0, cut), slice(cut, None)):
-        parts.append(
-            PairFrame(
-                features=frame.features.iloc[rows].reset_index(drop=True),
-                labels=frame.labels[rows],
-                group_ids=frame.group_ids[rows],
-                source_rows=frame.source_rows[rows],
-            )
-        )
-    return parts[0], parts[1]
+    return frame.take(slice(0, cut)), frame.take(slice(cut, None))
 
 
 def bench_training(
@@ -68,7 +58,7 @@ def bench_training(
     progress.step(f"generating {config.partners:,} partners / {config.deals:,} deals")
     ecosystem, _ = generate_ecosystem(config, progress=progress)
     started = time.perf_counter()
-    dataset = build_dataset(ecosystem, make_encoder("hashing-64", None), progress)
+    dataset = build_dataset(ecosystem, embed_ecosystem(ecosystem, make_encoder("hashing-64", None), progress), progress)
     feature_seconds = time.perf_counter() - started
     train, calibration = _head_tail(dataset.rows, 0.1)
 

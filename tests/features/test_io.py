@@ -301,3 +301,31 @@ def test_100k_rows_validate_quickly_and_find_the_last_bad_row(tmp_path: Path) ->
     with pytest.raises(io.DataError) as caught:
         io.read_table(bad_path, DEALS)
     assert (caught.value.row, caught.value.column) == (rows + 1, "amount")
+
+
+def test_write_atomically_keeps_the_suffix_and_leaves_nothing_when_the_write_fails(tmp_path: Path) -> None:
+    target = tmp_path / "deep" / "vectors.npy"
+    io.write_atomically(target, lambda path: np.save(path, np.arange(3)))  # np.save adds .npy unless present
+    assert np.load(target).tolist() == [0, 1, 2]
+
+    def half_written(path: Path) -> None:
+        path.write_bytes(b"half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        io.write_atomically(target, half_written)
+    assert np.load(target).tolist() == [0, 1, 2]
+    assert sorted(item.name for item in target.parent.iterdir()) == ["vectors.npy"]
+
+
+def test_write_atomically_publishes_a_directory_once(tmp_path: Path) -> None:
+    def fill(directory: Path, text: str) -> None:
+        directory.mkdir()
+        (directory / "file.txt").write_text(text)
+
+    final = tmp_path / "bundle-v1"
+    io.write_atomically(final, lambda path: fill(path, "first"))
+    with pytest.raises(OSError):  # a second publisher finds the first one's copy in place
+        io.write_atomically(final, lambda path: fill(path, "second"))
+    assert (final / "file.txt").read_text() == "first"
+    assert [item.name for item in tmp_path.iterdir()] == ["bundle-v1"]

@@ -33,7 +33,7 @@ from models.win import WinModel
 from serving.routing import Router
 from serving.schemas import ModelInfo, RouteRequest
 from training.config import SplitConfig, WinModelConfig
-from training.train import build_dataset, embed_ecosystem, time_split
+from training.stages import build_dataset, embed_ecosystem, time_split
 from training.win_model import WinModelTrainer
 
 WORLD = EcosystemConfig(partners=300, deals=3000, seed=11)
@@ -55,15 +55,15 @@ def trained() -> Trained:
     """A smoke-sized win model on a synthetic ecosystem (a few seconds)."""
     ecosystem, _ = generate_ecosystem(WORLD)
     encoder = HashingEncoder(32)
-    frames = time_split(build_dataset(ecosystem, encoder), SplitConfig())
-    model = WinModelTrainer(SMOKE_MODEL).fit(frames["train"], frames["calibration"]).model_
-    return Trained(model=model, features=frames["test"].features, ecosystem=ecosystem, encoder=encoder)
+    splits = time_split(build_dataset(ecosystem, embed_ecosystem(ecosystem, encoder)), SplitConfig())
+    model = WinModelTrainer(SMOKE_MODEL).fit(splits.train, splits.calibration).model_
+    return Trained(model=model, features=splits.test.features, ecosystem=ecosystem, encoder=encoder)
 
 
 def router_over(trained: Trained, partners: pd.DataFrame) -> Router:
     """A Router whose partner table, feature context and index all come from `partners`."""
     ecosystem = trained.ecosystem
-    partner_vectors, _ = embed_ecosystem(partners, ecosystem.deals.head(1), trained.encoder)
+    partner_vectors = trained.encoder.encode(partners[schema.PROFILE_TEXT].astype(str).tolist())
     context = build_feature_context(
         partners, ecosystem.deals, ecosystem.outcomes, ecosystem.engagement, partner_vectors
     )

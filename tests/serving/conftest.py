@@ -16,7 +16,7 @@ from features.synthetic import EcosystemConfig, generate_ecosystem
 from serving.routing import Router, RoutingSettings
 from serving.schemas import ModelInfo
 from training.config import SplitConfig, TrainConfig, WinModelConfig
-from training.train import build_dataset, time_split
+from training.stages import build_dataset, embed_ecosystem, time_split
 from training.win_model import WinModelTrainer
 
 WORLD = EcosystemConfig(partners=400, deals=4000, seed=3)
@@ -50,11 +50,11 @@ def synthetic_world() -> World:
     """400 partners, 4000 deals, a WinModel fitted on their point-in-time pair features, hashing-32 text."""
     ecosystem, _ = generate_ecosystem(WORLD)
     encoder = HashingEncoder(32)
-    dataset = build_dataset(ecosystem, encoder)
-    frames = time_split(dataset, SplitConfig())
+    dataset = build_dataset(ecosystem, embed_ecosystem(ecosystem, encoder))
+    splits = time_split(dataset, SplitConfig())
     model = (
         WinModelTrainer(WinModelConfig(n_estimators=60, learning_rate=0.2, min_child_samples=20))
-        .fit(frames["train"], frames["calibration"])
+        .fit(splits.train, splits.calibration)
         .model_
     )
     context = dataset.context
@@ -83,7 +83,7 @@ def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A smoke-sized champion trained and registered in an MLflow store of its own; the
     PARTNERMATCH_* variables point at it for the whole session."""
     from models.registry import Paths
-    from training.train import run_training
+    from training.stages import run_training
     from training.workflows import demo_ecosystem
 
     root = tmp_path_factory.mktemp("serving-store")
