@@ -102,21 +102,30 @@ def load_train_config(path: Path | None = None, overrides: dict[str, Any] | None
     return apply_overrides(config, overrides or {})
 
 
+def _parse_param(kind: type, text: str) -> Any:
+    """A logged param's string back to `kind` (str, int, float; bool as logged: "True"/"False")."""
+    if kind is bool:
+        if text not in ("True", "False"):
+            raise ValueError(f"expected True or False, got {text!r}")
+        return text == "True"
+    return kind(text)
+
+
 def config_from_params(default: ConfigT, params: Mapping[str, str], prefix: str) -> ConfigT:
     """`default` with every field read back from flat string params named `<prefix><field>`, as
     `training.tracking.Run.log_params` logs a config; each value is parsed by the type of the
-    field's default (str, int or float). Raises ValueError naming a missing or unparsable param.
+    field's default (str, int, float or bool). Raises ValueError naming a missing or unparsable param.
     """
     values: dict[str, Any] = {}
     for item in fields(default):  # type: ignore[arg-type]
         name = f"{prefix}{item.name}"
         if name not in params:
             raise ValueError(f"param {name} was not logged")
-        parse = type(getattr(default, item.name))
-        if parse not in (str, int, float):
-            raise ValueError(f"param {name}: a {parse.__name__} field cannot be read back from a string")
+        kind = type(getattr(default, item.name))
+        if kind not in (str, int, float, bool):
+            raise ValueError(f"param {name}: a {kind.__name__} field cannot be read back from a string")
         try:
-            values[item.name] = parse(params[name])
+            values[item.name] = _parse_param(kind, params[name])
         except ValueError as error:
             raise ValueError(f"param {name}: {error}") from error
     return replace(default, **values)  # type: ignore[type-var]
