@@ -15,7 +15,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.status import Status
+
+from partnermatch.progress import show_progress
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -30,19 +31,6 @@ app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
-
-
-class StatusProgress:
-    """Shows each stage in a rich status line."""
-
-    def __init__(self, status: Status) -> None:
-        self.status = status
-
-    def step(self, message: str) -> None:
-        self.status.update(message)
-
-    def count(self, done: int, total: int) -> None:
-        """Counts are not shown in a status line."""
 
 
 JsonOption = Annotated[Path | None, typer.Option("--json", help="Write the results as JSON to this file.")]
@@ -81,9 +69,9 @@ def generate(
     from features.synthetic import EcosystemConfig
     from training.workflows import generate_to_directory
 
-    with _user_errors(), console.status("generating") as status:
+    with _user_errors(), show_progress(console) as progress:
         config = EcosystemConfig(partners=partners, deals=deals, seed=seed)
-        summary = generate_to_directory(config, out, progress=StatusProgress(status))
+        summary = generate_to_directory(config, out, progress)
     _emit(summary, None)
 
 
@@ -107,9 +95,9 @@ def train(
     ecosystem_overrides = {k: v for k, v in {"partners": partners, "deals": deals}.items() if v is not None}
     if ecosystem_overrides:
         overrides["ecosystem"] = ecosystem_overrides
-    with _user_errors(), console.status("training") as status:
+    with _user_errors(), show_progress(console) as progress:
         train_config = load_train_config(config, overrides)
-        report = train_from_options(train_config, Paths.from_environment(), data, StatusProgress(status))
+        report = train_from_options(train_config, Paths.from_environment(), data, progress)
     console.print(f"registered {report.version.name} v{report.version.version} as {report.alias}: {report.decision}")
     _emit(report.metrics, json_path)
 
@@ -197,10 +185,8 @@ def bench_train(
     from partnermatch.bench.train import bench_training
     from training.config import WinModelConfig
 
-    with _user_errors(), console.status("benchmarking training") as status:
-        results = bench_training(
-            EcosystemConfig(partners=partners, deals=deals, seed=seed), WinModelConfig(), StatusProgress(status)
-        )
+    with _user_errors(), show_progress(console) as progress:
+        results = bench_training(EcosystemConfig(partners=partners, deals=deals, seed=seed), WinModelConfig(), progress)
     _emit(results, json_path)
 
 
@@ -215,8 +201,8 @@ def bench_generate(
     from features.synthetic import EcosystemConfig
     from partnermatch.bench.train import bench_generation
 
-    with _user_errors(), console.status("benchmarking generation") as status:
-        results = bench_generation(EcosystemConfig(partners=partners, deals=deals, seed=seed), StatusProgress(status))
+    with _user_errors(), show_progress(console) as progress:
+        results = bench_generation(EcosystemConfig(partners=partners, deals=deals, seed=seed), progress)
     _emit(results, json_path)
 
 
@@ -236,8 +222,8 @@ def serve(
     from training.config import load_train_config
     from training.workflows import ensure_champion
 
-    with _user_errors(), console.status("checking the model registry") as status:
-        version = ensure_champion(load_train_config(), Paths.from_environment(), StatusProgress(status))
+    with _user_errors(), show_progress(console) as progress:
+        version = ensure_champion(load_train_config(), Paths.from_environment(), progress)
     console.print(f"serving partnermatch-win v{version} on http://{host}:{port} (Swagger UI at /docs)")
     sys.stdout.flush()
     # Replace this process: Ctrl-C and signals from a supervisor reach bentoml directly.
@@ -254,9 +240,9 @@ def route(
     from models.registry import Paths
     from serving.service import read_route_request, route_once
 
-    with _user_errors(), console.status("routing") as status:
+    with _user_errors(), show_progress(console) as progress:
         request = read_route_request(deal)
-        response = route_once(request, Paths.from_environment(), StatusProgress(status))
+        response = route_once(request, Paths.from_environment(), progress)
     _emit(response.model_dump(mode="json"), json_path)
 
 
@@ -275,6 +261,6 @@ def bench_route(
     from training.config import load_train_config
 
     overrides: dict[str, Any] = {"ecosystem": {"partners": partners, "deals": deals or 2 * partners, "seed": seed}}
-    with _user_errors(), console.status("benchmarking the routing service") as status:
-        results = run(load_train_config(config, overrides), Paths.from_environment(), requests, StatusProgress(status))
+    with _user_errors(), show_progress(console) as progress:
+        results = run(load_train_config(config, overrides), Paths.from_environment(), requests, progress)
     _emit(results, json_path)

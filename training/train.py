@@ -57,17 +57,19 @@ class TrainReport:
     model: WinModel
 
 
-def embed_ecosystem(partners: pd.DataFrame, deals: pd.DataFrame, encoder: Encoder) -> tuple[np.ndarray, np.ndarray]:
+def embed_ecosystem(
+    partners: pd.DataFrame, deals: pd.DataFrame, encoder: Encoder, progress: Progress = SILENT
+) -> tuple[np.ndarray, np.ndarray]:
     """(n, d) partner profile and (m, d) deal requirement embeddings."""
     return (
-        encoder.encode(partners[schema.PROFILE_TEXT].astype(str).tolist()),
-        encoder.encode(deals[schema.REQUIREMENT_TEXT].astype(str).tolist()),
+        encoder.encode(partners[schema.PROFILE_TEXT].astype(str).tolist(), progress),
+        encoder.encode(deals[schema.REQUIREMENT_TEXT].astype(str).tolist(), progress),
     )
 
 
 def build_dataset(ecosystem: schema.Ecosystem, encoder: Encoder, progress: Progress = SILENT) -> PairDataset:
     progress.step(f"embedding {len(ecosystem.partners):,} profiles and {len(ecosystem.deals):,} deals ({encoder.name})")
-    partner_vectors, deal_vectors = embed_ecosystem(ecosystem.partners, ecosystem.deals, encoder)
+    partner_vectors, deal_vectors = embed_ecosystem(ecosystem.partners, ecosystem.deals, encoder, progress)
     progress.step("indexing history")
     context = build_feature_context(
         ecosystem.partners, ecosystem.deals, ecosystem.outcomes, ecosystem.engagement, partner_vectors
@@ -79,7 +81,7 @@ def build_dataset(ecosystem: schema.Ecosystem, encoder: Encoder, progress: Progr
     order = np.lexsort((deal_rows, deals.created_seconds[deal_rows]))
     deal_rows, partner_rows = deal_rows[order], partner_rows[order]
     progress.step(f"point-in-time features for {len(order):,} (deal, partner) rows")
-    features = pair_features(context, deals, deal_rows, partner_rows)
+    features = pair_features(context, deals, deal_rows, partner_rows, progress=progress)
     labels = ecosystem.outcomes[schema.WON].to_numpy(dtype=np.int64)[order]
     return PairDataset(
         context=context,
