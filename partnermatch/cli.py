@@ -22,6 +22,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+# MLflow's INFO lines narrate its internals ("Creating initial MLflow database tables...", "Validating
+# input example ..."); its warnings still show. Read when mlflow is imported; MLFLOW_LOGGING_LEVEL=INFO wins.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 app = typer.Typer(help="PartnerMatch: partner matching and predictive lead routing.", no_args_is_help=True)
 evaluate_app = typer.Typer(help="Honest evaluations on real public data sets.", no_args_is_help=True)

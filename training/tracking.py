@@ -9,6 +9,7 @@ load `models:/partnermatch-win@champion` and nothing else.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,7 @@ from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, Schema
+from mlflow.utils.logging_utils import suppress_logs
 
 from models.bundle import ModelBundle
 from models.registry import BUNDLE_ARTIFACT, CHALLENGER, CHAMPION, Paths, RegisteredVersion, connect
@@ -95,16 +97,19 @@ def register_bundle(
         inputs=Schema([ColSpec("float", name) for name in feature_names]),
         outputs=Schema([ColSpec("double", "win_probability")]),
     )
-    info = mlflow.pyfunc.log_model(
-        name=MODEL_ARTIFACT,
-        python_model=_BundlePyfunc(),
-        artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
-        signature=signature,
-        # One placeholder row: shows callers the columns and dtype (its values mean nothing).
-        input_example=pd.DataFrame([[0.5] * len(feature_names)], columns=list(feature_names), dtype="float32"),
-        pip_requirements=PIP_REQUIREMENTS,
-        registered_model_name=model_name,
-    )
+    # MLflow warns that `python_model` is cloudpickled: ours is a stateless adapter (its state is the
+    # bundle artifact, a format without pickles), and the service reads the bundle, never this pickle.
+    with suppress_logs("mlflow.pyfunc", re.compile(r"^Passing a Python object as `python_model`")):
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT,
+            python_model=_BundlePyfunc(),
+            artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
+            signature=signature,
+            # One placeholder row: shows callers the columns and dtype (its values mean nothing).
+            input_example=pd.DataFrame([[0.5] * len(feature_names)], columns=list(feature_names), dtype="float32"),
+            pip_requirements=PIP_REQUIREMENTS,
+            registered_model_name=model_name,
+        )
     version = str(info.registered_model_version)
     client = MlflowClient()
     for key, value in tags.items():
