@@ -40,7 +40,8 @@ MINILM_NAME = "all-MiniLM-L6-v2"
 ONNX_INT8_NAME = "all-MiniLM-L6-v2-onnx-int8"
 MINILM_DIMENSION = 384
 MINILM_BATCH_SIZE = 32
-# Texts per progress count where an encoder does not batch by itself (~0.1 s of work for MiniLM).
+# Texts per progress count where an encoder does not batch by itself: often enough for a live rate,
+# seldom enough to cost nothing.
 TEXTS_PER_COUNT = 256
 
 ONNX_MODEL_FILE = "model-int8.onnx"

@@ -33,7 +33,8 @@ data_app = typer.Typer(help="Prepare data files.", no_args_is_help=True)
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
-console = Console(stderr=True)
+# soft_wrap: long lines are not cut at 80 columns when stderr is a file or a pipe (a terminal wraps them itself).
+console = Console(stderr=True, soft_wrap=True)
 
 
 JsonOption = Annotated[Path | None, typer.Option("--json", help="Write the results as JSON to this file.")]

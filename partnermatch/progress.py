@@ -57,11 +57,21 @@ def format_rate(per_second: float) -> str:
 
 @dataclass
 class _CountRun:
-    """Counts towards one total: when the run started (the previous progress event) and how far it is."""
+    """Counts towards one total. `started` is the previous progress event (the run's work began
+    there); the pace is measured from the first count on, so that loading a model before the first
+    unit is done does not read as a slow rate."""
 
     total: int
     started: float
+    first_done: int
+    first_time: float
     done: int
+
+    def per_second(self, now: float) -> float | None:
+        """Units per second since the first count; None until time has passed since it."""
+        if now <= self.first_time:
+            return None
+        return (self.done - self.first_done) / (now - self.first_time)
 
 
 class PlainProgress:
@@ -71,8 +81,8 @@ class PlainProgress:
         [    5s]   1,200/2,000 (60%), 240/s, 3s left
         [    8s]   2,000/2,000 in 8s (250/s)
 
-    `clock` returns seconds (monotonic); `interval` is the least time between two count lines of
-    one run, except that reaching the total is always written.
+    `clock` returns seconds (monotonic); `interval` is the least time between two lines, except that
+    a count reaching its total is always written.
     """
 
     def __init__(
@@ -96,16 +106,17 @@ class PlainProgress:
         now = self._clock()
         run = self._run
         if run is None or total != run.total or done < run.done:
-            # The work since the previous event belongs to this run, so its rate counts from there.
-            run = self._run = _CountRun(total=total, started=self._last_event, done=-1)
+            run = self._run = _CountRun(total, started=self._last_event, first_done=done, first_time=now, done=-1)
         reached_total = done >= total > run.done
         run.done = done
         self._last_event = now
-        elapsed = now - run.started
-        rate = done / elapsed if elapsed > 0 else None
+        rate = run.per_second(now)
         if reached_total:
+            took = now - run.started
+            if rate is None and took > 0:  # one count for the whole run: its pace is the run's
+                rate = done / took
             pace = f" ({format_rate(rate)})" if rate else ""
-            self._write(now, f"  {done:,}/{total:,} in {format_duration(elapsed)}{pace}")
+            self._write(now, f"  {done:,}/{total:,} in {format_duration(took)}{pace}")
         elif now - self._last_line >= self._interval:
             share = f" ({done / total:.0%})" if total else ""
             pace = f", {format_rate(rate)}, {format_duration((total - done) / rate)} left" if rate else ""

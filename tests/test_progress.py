@@ -68,6 +68,23 @@ def test_plain_throttles_counts_to_one_line_per_interval(clock: FakeClock) -> No
     assert lines(stream) == ["[    0s] embedding", "[    5s]   50/200 (25%), 10/s, 15s left"]
 
 
+def test_plain_measures_the_pace_from_the_first_count(clock: FakeClock) -> None:
+    stream = io.StringIO()
+    progress = PlainProgress(stream, clock=clock, interval=5.0)
+    progress.step("embedding")
+    clock.now += 30  # loading a model, then the first text
+    progress.count(1, 101)
+    clock.now += 5
+    progress.count(51, 101)
+    clock.now += 5
+    progress.count(101, 101)
+    assert lines(stream)[1:] == [
+        "[   30s]   1/101 (1%)",
+        "[   35s]   51/101 (50%), 10/s, 5s left",
+        "[   40s]   101/101 in 40s (10/s)",
+    ]
+
+
 def test_plain_always_writes_the_count_that_reaches_the_total_once(clock: FakeClock) -> None:
     stream = io.StringIO()
     progress = PlainProgress(stream, clock=clock)
@@ -78,17 +95,23 @@ def test_plain_always_writes_the_count_that_reaches_the_total_once(clock: FakeCl
     assert lines(stream) == ["[    0s] features", "[    2s]   400/400 in 2s (200/s)"]
 
 
-def test_plain_new_total_starts_a_new_run_timed_from_the_previous_event(clock: FakeClock) -> None:
+def test_plain_new_total_starts_a_new_run_timed_from_where_the_previous_ended(clock: FakeClock) -> None:
     stream = io.StringIO()
     progress = PlainProgress(stream, clock=clock)
     progress.step("embedding profiles and deals")
     clock.now += 1
-    progress.count(100, 100)  # profiles: 100 in 1 s
+    progress.count(100, 100)  # profiles
     clock.now += 4
-    progress.count(20, 1000)  # deals started when the profiles finished: 20 in 4 s
+    progress.count(20, 1000)  # deals: a new run, its pace from here on
     clock.now += 1
     progress.count(30, 1000)
-    assert lines(stream)[1:] == ["[    1s]   100/100 in 1s (100/s)", "[    6s]   30/1,000 (3%), 6/s, 2m42s left"]
+    clock.now += 97
+    progress.count(1000, 1000)
+    assert lines(stream)[1:] == [
+        "[    1s]   100/100 in 1s (100/s)",
+        "[    6s]   30/1,000 (3%), 10/s, 1m37s left",
+        "[ 1m43s]   1,000/1,000 in 1m42s (10/s)",
+    ]
 
 
 def test_plain_counts_before_any_stage_and_zero_totals_are_safe(clock: FakeClock) -> None:
