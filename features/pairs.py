@@ -21,6 +21,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from features import schema
+from features.progress import SILENT, Progress
 
 # Feature names, in model order. One place: the model, the explanations and the tests read these.
 WIN_RATE_PRODUCTS = "win_rate_products"
@@ -400,13 +401,15 @@ def pair_features(
     deal_rows: np.ndarray,
     partner_rows: np.ndarray,
     chunk_rows: int = 200_000,
+    progress: Progress = SILENT,
 ) -> pd.DataFrame:
     """Feature frame (rows, FEATURE_COLUMNS) float32 for pairs (deal_rows[i], partner_rows[i]).
 
     `deal_rows` index `deals`, `partner_rows` index the context's partners. Each row sees only
-    history strictly before its deal's `created_at`.
+    history strictly before its deal's `created_at`. Rows are built `chunk_rows` at a time, each
+    chunk reported as `progress.count(rows done, rows)`.
     """
-    matrix = pair_feature_matrix(context, deals, deal_rows, partner_rows, chunk_rows)
+    matrix = pair_feature_matrix(context, deals, deal_rows, partner_rows, chunk_rows, progress)
     return pd.DataFrame(matrix, columns=list(FEATURE_COLUMNS), copy=False)
 
 
@@ -416,6 +419,7 @@ def pair_feature_matrix(
     deal_rows: np.ndarray,
     partner_rows: np.ndarray,
     chunk_rows: int = 200_000,
+    progress: Progress = SILENT,
 ) -> np.ndarray:
     """`pair_features` as a (rows, F) float32 array, columns in FEATURE_COLUMNS order: the serving
     path, where building a DataFrame per request would cost as much as the features themselves."""
@@ -425,6 +429,7 @@ def pair_feature_matrix(
     for start in range(0, len(deal_rows), chunk_rows):
         stop = start + chunk_rows
         matrix[start:stop] = _pair_features_chunk(context, deals, deal_rows[start:stop], partner_rows[start:stop])
+        progress.count(min(stop, len(deal_rows)), len(deal_rows))
     return matrix
 
 

@@ -16,12 +16,16 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.status import Status
+
+from partnermatch.progress import show_progress
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+# MLflow's INFO lines narrate its internals ("Creating initial MLflow database tables...", "Validating
+# input example ..."); its warnings still show. Read when mlflow is imported; MLFLOW_LOGGING_LEVEL=INFO wins.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 app = typer.Typer(help="PartnerMatch: partner matching and predictive lead routing.", no_args_is_help=True)
 evaluate_app = typer.Typer(help="Honest evaluations on real public data sets.", no_args_is_help=True)
@@ -30,20 +34,8 @@ data_app = typer.Typer(help="Prepare data files.", no_args_is_help=True)
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
-console = Console(stderr=True)
-
-
-class StatusProgress:
-    """Shows each stage in a rich status line."""
-
-    def __init__(self, status: Status) -> None:
-        self.status = status
-
-    def step(self, message: str) -> None:
-        self.status.update(message)
-
-    def count(self, done: int, total: int) -> None:
-        """Counts are not shown in a status line."""
+# soft_wrap: long lines are not cut at 80 columns when stderr is a file or a pipe (a terminal wraps them itself).
+console = Console(stderr=True, soft_wrap=True)
 
 
 JsonOption = Annotated[Path | None, typer.Option("--json", help="Write the results as JSON to this file.")]
@@ -84,9 +76,9 @@ def generate(
     from features.synthetic import EcosystemConfig
     from training.workflows import generate_to_directory
 
-    with _user_errors(), console.status("generating") as status:
+    with _user_errors(), show_progress(console) as progress:
         config = EcosystemConfig(partners=partners, deals=deals, seed=seed)
-        summary = generate_to_directory(config, out, progress=StatusProgress(status))
+        summary = generate_to_directory(config, out, progress)
     _emit(summary, None)
 
 
@@ -110,9 +102,9 @@ def train(
     ecosystem_overrides = {k: v for k, v in {"partners": partners, "deals": deals}.items() if v is not None}
     if ecosystem_overrides:
         overrides["ecosystem"] = ecosystem_overrides
-    with _user_errors(), console.status("training") as status:
+    with _user_errors(), show_progress(console) as progress:
         train_config = load_train_config(config, overrides)
-        report = train_from_options(train_config, Paths.from_environment(), data, StatusProgress(status))
+        report = train_from_options(train_config, Paths.from_environment(), data, progress)
     console.print(f"registered {report.version.name} v{report.version.version} as {report.alias}: {report.decision}")
     _emit(report.metrics, json_path)
 
@@ -200,10 +192,8 @@ def bench_train(
     from partnermatch.bench.train import bench_training
     from training.config import WinModelConfig
 
-    with _user_errors(), console.status("benchmarking training") as status:
-        results = bench_training(
-            EcosystemConfig(partners=partners, deals=deals, seed=seed), WinModelConfig(), StatusProgress(status)
-        )
+    with _user_errors(), show_progress(console) as progress:
+        results = bench_training(EcosystemConfig(partners=partners, deals=deals, seed=seed), WinModelConfig(), progress)
     _emit(results, json_path)
 
 
@@ -218,8 +208,8 @@ def bench_generate(
     from features.synthetic import EcosystemConfig
     from partnermatch.bench.train import bench_generation
 
-    with _user_errors(), console.status("benchmarking generation") as status:
-        results = bench_generation(EcosystemConfig(partners=partners, deals=deals, seed=seed), StatusProgress(status))
+    with _user_errors(), show_progress(console) as progress:
+        results = bench_generation(EcosystemConfig(partners=partners, deals=deals, seed=seed), progress)
     _emit(results, json_path)
 
 
@@ -239,8 +229,8 @@ def serve(
     from training.config import load_train_config
     from training.workflows import ensure_champion
 
-    with _user_errors(), console.status("checking the model registry") as status:
-        version = ensure_champion(load_train_config(), Paths.from_environment(), StatusProgress(status))
+    with _user_errors(), show_progress(console) as progress:
+        version = ensure_champion(load_train_config(), Paths.from_environment(), progress)
     console.print(f"serving partnermatch-win v{version} on http://{host}:{port} (Swagger UI at /docs)")
     sys.stdout.flush()
     # Replace this process: Ctrl-C and signals from a supervisor reach bentoml directly.
@@ -257,9 +247,9 @@ def route(
     from models.registry import Paths
     from serving.service import read_route_request, route_once
 
-    with _user_errors(), console.status("routing") as status:
+    with _user_errors(), show_progress(console) as progress:
         request = read_route_request(deal)
-        response = route_once(request, Paths.from_environment(), StatusProgress(status))
+        response = route_once(request, Paths.from_environment(), progress)
     _emit(response.model_dump(mode="json"), json_path)
 
 
@@ -278,6 +268,6 @@ def bench_route(
     from training.config import load_train_config
 
     overrides: dict[str, Any] = {"ecosystem": {"partners": partners, "deals": deals or 2 * partners, "seed": seed}}
-    with _user_errors(), console.status("benchmarking the routing service") as status:
-        results = run(load_train_config(config, overrides), Paths.from_environment(), requests, StatusProgress(status))
+    with _user_errors(), show_progress(console) as progress:
+        results = run(load_train_config(config, overrides), Paths.from_environment(), requests, progress)
     _emit(results, json_path)

@@ -87,6 +87,20 @@ def tiny_world(seed: int = 7) -> schema.Ecosystem:
     return schema.Ecosystem(partners, deals, outcomes, engagement, communications)
 
 
+class RecordingProgress:
+    """A `Progress` that keeps every call: `steps` messages, `counts` (done, total) pairs."""
+
+    def __init__(self) -> None:
+        self.steps: list[str] = []
+        self.counts: list[tuple[int, int]] = []
+
+    def step(self, message: str) -> None:
+        self.steps.append(message)
+
+    def count(self, done: int, total: int) -> None:
+        self.counts.append((done, total))
+
+
 @pytest.fixture
 def world() -> schema.Ecosystem:
     return tiny_world()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -54,3 +55,17 @@ def test_bench_train_writes_json(tmp_path: Path) -> None:
     assert results["model"]["fit_seconds"] > 0
     assert results["logistic_regression"]["fit_seconds"] > 0
     assert results["rows"]["total"] == results["rows"]["train"] + results["rows"]["calibration"]
+
+
+def test_train_off_a_terminal_prints_a_line_per_stage_and_the_counts(tmp_path: Path, isolated_paths: Path) -> None:
+    runner.invoke(app, ["generate", "--partners", "40", "--deals", "200", "--out", str(tmp_path / "eco")])
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "eco"), "--encoder", "hashing-16"])
+    assert result.exit_code == 0, result.output
+    # "[   3s] stage" starts a stage; "[   3s]   done/total ..." is a count within it.
+    progress = [re.match(r"\[ *\w+\] (  )?(.*)", line) for line in result.output.splitlines()]
+    stages = [match[2] for match in progress if match and not match[1]]
+    counts = [match[2].split(" in ")[0] for match in progress if match and match[1]]
+    assert stages[0] == "embedding 40 profiles and 200 deals (hashing-16)"
+    assert {"indexing history", "logging to MLflow and registering the model"} <= set(stages)
+    rows = len(pd.read_parquet(tmp_path / "eco" / "outcomes.parquet"))
+    assert counts == ["40/40", "200/200", f"{rows:,}/{rows:,}"]

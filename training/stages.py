@@ -154,8 +154,8 @@ def embed_ecosystem(ecosystem: schema.Ecosystem, encoder: Encoder, progress: Pro
     progress.step(f"embedding {len(ecosystem.partners):,} profiles and {len(ecosystem.deals):,} deals ({encoder.name})")
     return Embeddings(
         encoder=encoder.name,
-        partner_vectors=encoder.encode(ecosystem.partners[schema.PROFILE_TEXT].astype(str).tolist()),
-        deal_vectors=encoder.encode(ecosystem.deals[schema.REQUIREMENT_TEXT].astype(str).tolist()),
+        partner_vectors=encoder.encode(ecosystem.partners[schema.PROFILE_TEXT].astype(str).tolist(), progress),
+        deal_vectors=encoder.encode(ecosystem.deals[schema.REQUIREMENT_TEXT].astype(str).tolist(), progress),
     )
 
 
@@ -172,7 +172,7 @@ def build_dataset(ecosystem: schema.Ecosystem, embeddings: Embeddings, progress:
     order = np.lexsort((deal_rows, deals.created_seconds[deal_rows]))
     deal_rows, partner_rows = deal_rows[order], partner_rows[order]
     progress.step(f"point-in-time features for {len(order):,} (deal, partner) rows")
-    features = pair_features(context, deals, deal_rows, partner_rows)
+    features = pair_features(context, deals, deal_rows, partner_rows, progress=progress)
     labels = ecosystem.outcomes[schema.WON].to_numpy(dtype=np.int64)[order]
     return PairDataset(
         context=context,

@@ -10,6 +10,7 @@ load `models:/partnermatch-win@champion` and nothing else. Every write that fail
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,7 @@ from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, Schema
+from mlflow.utils.logging_utils import suppress_logs
 
 from models.bundle import ModelBundle
 from models.registry import BUNDLE_ARTIFACT, CHALLENGER, CHAMPION, Paths, RegisteredVersion, connect, store_errors
@@ -109,7 +111,10 @@ def register_bundle(
         inputs=Schema([ColSpec("float", name) for name in feature_names]),
         outputs=Schema([ColSpec("double", "win_probability")]),
     )
-    with store_errors(run.paths, "write"):
+    # MLflow warns that `python_model` is cloudpickled: ours is a stateless adapter (its state is the
+    # bundle artifact, a format without pickles), and the service reads the bundle, never this pickle.
+    quiet_pickle_notice = suppress_logs("mlflow.pyfunc", re.compile(r"^Passing a Python object as `python_model`"))
+    with store_errors(run.paths, "write"), quiet_pickle_notice:
         info = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
             python_model=_BundlePyfunc(),

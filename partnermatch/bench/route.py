@@ -53,6 +53,7 @@ WARMUP_REQUESTS = 20
 MAX_RESULTS = 10
 READY_TIMEOUT_SECONDS = 1800.0  # loading a 100k-partner bundle and its shortlists takes minutes on 2 cores
 RSS_SAMPLE_SECONDS = 0.1
+READY_REPORT_SECONDS = 15.0  # how often the wait for /readyz says how long it has waited
 
 
 def bench_paths(config: TrainConfig, paths: Paths) -> Paths:
@@ -143,9 +144,12 @@ class RunningServer:
 
 
 @contextmanager
-def running_service(paths: Paths, decision_log: Path, log_path: Path, timeout: float) -> Iterator[RunningServer]:
+def running_service(
+    paths: Paths, decision_log: Path, log_path: Path, timeout: float, progress: Progress = SILENT
+) -> Iterator[RunningServer]:
     """`bentoml serve` on a free loopback port with `paths` as its stores; yields once /readyz
-    answers 200 and stops the whole process group on exit. Raises RuntimeError if it dies or times out."""
+    answers 200 and stops the whole process group on exit. Raises RuntimeError if it dies or times out.
+    While it waits, `progress` gets a step every `READY_REPORT_SECONDS` with the time waited."""
     port = _free_port()
     inherited = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     stores = {
@@ -166,15 +170,20 @@ def running_service(paths: Paths, decision_log: Path, log_path: Path, timeout: f
         )
     server = RunningServer(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path)
     try:
-        _wait_ready(server, timeout)
+        progress.step(f"starting the service on {server.url}, waiting for /readyz (server log: {log_path})")
+        _wait_ready(server, timeout, progress)
         yield server
     finally:
         _stop(process)
 
 
-def _wait_ready(server: RunningServer, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait_ready(server: RunningServer, timeout: float, progress: Progress) -> None:
+    started = time.monotonic()
+    next_report = started + READY_REPORT_SECONDS
+    while (now := time.monotonic()) < started + timeout:
+        if now >= next_report:
+            progress.step(f"service not ready after {now - started:.0f} s (gives up after {timeout:.0f} s)")
+            next_report += READY_REPORT_SECONDS
         if server.process.poll() is not None:
             tail = server.log_path.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"the service exited with code {server.process.returncode}:\n{tail}")
@@ -208,8 +217,11 @@ def _latency_summary(seconds: list[float]) -> dict[str, float]:
     }
 
 
-def measure_service(server: RunningServer, warmup: list[RouteRequest], requests: list[RouteRequest]) -> dict[str, Any]:
-    """Send the requests one at a time; latencies, throughput, peak RSS and each response's top ids."""
+def measure_service(
+    server: RunningServer, warmup: list[RouteRequest], requests: list[RouteRequest], progress: Progress = SILENT
+) -> dict[str, Any]:
+    """Send the requests one at a time; latencies, throughput, peak RSS and each response's top ids.
+    `progress` counts the measured requests answered."""
     rss = _PeakRss(server.process.pid)
     latencies: list[float] = []
     top_ids: list[list[str]] = []
@@ -228,6 +240,7 @@ def measure_service(server: RunningServer, warmup: list[RouteRequest], requests:
             answer = response.json()
             top_ids.append([partner["partner_id"] for partner in answer["partners"]])
             scored.append(answer["candidates"]["scored"])
+            progress.count(len(latencies), len(requests))
         wall = time.perf_counter() - started
     return {
         **_latency_summary(latencies),
@@ -245,9 +258,11 @@ def _top_ids(partner_ids: np.ndarray, probabilities: np.ndarray, eligible: np.nd
     return [str(partner_id) for partner_id in partner_ids[rows[order]]]
 
 
-def measure_exact(router: Router, requests: list[RouteRequest], service_top: list[list[str]]) -> dict[str, Any]:
+def measure_exact(
+    router: Router, requests: list[RouteRequest], service_top: list[list[str]], progress: Progress = SILENT
+) -> dict[str, Any]:
     """Both exact references on every request: latencies, the service's recall of the exact top 10,
-    and whether the two references agree on it."""
+    and whether the two references agree on it. `progress` counts the requests done."""
     brute_latencies: list[float] = []
     scan_latencies: list[float] = []
     recalls: list[float] = []
@@ -266,6 +281,7 @@ def measure_exact(router: Router, requests: list[RouteRequest], service_top: lis
         agrees &= scan_top == brute_top
         recalls.append(len(set(scan_top) & set(fast_ids)) / len(scan_top))
         eligible.append(scan.candidates.eligible_partners)
+        progress.count(len(recalls), len(requests))
     return {
         "brute_force": {**_latency_summary(brute_latencies), "partners_scored": len(router.context.partner_ids)},
         "eligible_scan": {**_latency_summary(scan_latencies), "eligible_partners_mean": float(np.mean(eligible))},
@@ -285,20 +301,21 @@ def bench_route(config: TrainConfig, paths: Paths, requests: int, progress: Prog
         warmup, measured = deals[:WARMUP_REQUESTS], deals[WARMUP_REQUESTS:]
         load_average = os.getloadavg()[0]
 
-        progress.step("starting the service")
         started = time.perf_counter()
         bench_dir = store.mlruns_dir.parent
         with running_service(
-            store, bench_dir / "decisions.sqlite", bench_dir / "server.log", READY_TIMEOUT_SECONDS
+            store, bench_dir / "decisions.sqlite", bench_dir / "server.log", READY_TIMEOUT_SECONDS, progress
         ) as server:
             startup_seconds = time.perf_counter() - started
-            progress.step(f"sending {requests:,} requests over HTTP")
-            service = measure_service(server, warmup, measured)
+            progress.step(
+                f"{WARMUP_REQUESTS} warm-up then {requests:,} measured requests (ready after {startup_seconds:.0f} s)"
+            )
+            service = measure_service(server, warmup, measured, progress)
         service_top = service.pop("top_ids")
 
-        progress.step("brute force and the eligible scan, in process")
         router = load_router(store, progress)
-        exact = measure_exact(router, measured, service_top)
+        progress.step(f"brute force and the eligible scan on the {len(measured):,} deals, in process")
+        exact = measure_exact(router, measured, service_top, progress)
 
     trees = router.model.booster.num_trees() if isinstance(router.model, WinModel) else None
     return {

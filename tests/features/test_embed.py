@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from features.embed import (
+    TEXTS_PER_COUNT,
     CachedEncoder,
     Encoder,
     HashingEncoder,
@@ -20,6 +26,8 @@ from features.embed import (
     export_onnx_int8,
     make_encoder,
 )
+from features.progress import SILENT, Progress
+from tests.conftest import RecordingProgress
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,9 +41,9 @@ class CountingEncoder:
         self.dimension = self.inner.dimension
         self.calls: list[list[str]] = []
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
+    def encode(self, texts: Sequence[str], progress: Progress = SILENT) -> np.ndarray:
         self.calls.append(list(texts))
-        return self.inner.encode(texts)
+        return self.inner.encode(texts, progress)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -89,6 +97,18 @@ def test_hashing_encoder_is_case_insensitive_and_rewards_shared_words() -> None:
     assert cosine(query, related) > 0.3
 
 
+def test_hashing_encoder_counts_texts_without_changing_vectors() -> None:
+    texts = [f"text number {i}" for i in range(2 * TEXTS_PER_COUNT + 3)]
+    progress = RecordingProgress()
+    vectors = HashingEncoder(16).encode(texts, progress)
+    assert progress.counts == [
+        (TEXTS_PER_COUNT, len(texts)),
+        (2 * TEXTS_PER_COUNT, len(texts)),
+        (len(texts), len(texts)),
+    ]
+    np.testing.assert_array_equal(vectors, HashingEncoder(16).encode(texts))
+
+
 def test_hashing_encoder_rejects_nonpositive_dimension() -> None:
     with pytest.raises(ValueError, match="dimension"):
         HashingEncoder(0)
@@ -108,6 +128,14 @@ def test_cached_encoder_encodes_only_unique_misses_in_one_batch(tmp_path: Path) 
     assert (cached.name, cached.dimension) == (inner.name, inner.dimension)
     assert cached.encode([]).shape == (0, inner.dimension)
     assert len(inner.calls) == 2
+
+
+def test_cached_encoder_counts_only_the_texts_it_encodes(tmp_path: Path) -> None:
+    cached = CachedEncoder(HashingEncoder(8), tmp_path / "cache.sqlite")
+    cached.encode(["alpha"])
+    progress = RecordingProgress()
+    cached.encode(["alpha", "beta", "gamma", "beta"], progress)
+    assert progress.counts == [(2, 2)]  # beta and gamma, once each
 
 
 def test_cached_encoder_persists_across_instances(tmp_path: Path) -> None:
@@ -131,9 +159,9 @@ def test_cached_encoders_sharing_a_file_tolerate_a_concurrent_insert(tmp_path: P
     writer_a = CachedEncoder(CountingEncoder(), path)
 
     class InterleavingEncoder(CountingEncoder):
-        def encode(self, texts: Sequence[str]) -> np.ndarray:
+        def encode(self, texts: Sequence[str], progress: Progress = SILENT) -> np.ndarray:
             writer_a.encode(texts)  # a stores the same texts between b's lookup and b's insert
-            return super().encode(texts)
+            return super().encode(texts, progress)
 
     inner_b = InterleavingEncoder()
     writer_b = CachedEncoder(inner_b, path)
@@ -199,9 +227,41 @@ VARIED_TEXTS = [
 ]
 
 
+@dataclass(frozen=True)
+class OnnxExport:
+    model_dir: Path
+    escaped: list[str]  # every warning, WARNING-or-worse log record and stderr output of the export
+
+
+class RecordingHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(f"log {record.name}: {record.getMessage()}")
+
+
 @pytest.fixture(scope="session")
-def onnx_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_onnx_int8(tmp_path_factory.mktemp("onnx-minilm"))
+def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> OnnxExport:
+    """One export for the session, with whatever it lets through to a user."""
+    handler, stderr = RecordingHandler(), io.StringIO()
+    logging.getLogger().addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(stderr):
+            warnings.simplefilter("always")
+            model_dir = export_onnx_int8(tmp_path_factory.mktemp("onnx-minilm"))
+    finally:
+        logging.getLogger().removeHandler(handler)
+    shown = [f"{warning.category.__name__}: {warning.message}" for warning in caught]
+    return OnnxExport(
+        model_dir, shown + handler.messages + ([f"stderr: {stderr.getvalue()}"] if stderr.getvalue() else [])
+    )
+
+
+@pytest.fixture(scope="session")
+def onnx_model_dir(onnx_export: OnnxExport) -> Path:
+    return onnx_export.model_dir
 
 
 @pytest.fixture(scope="session")
@@ -212,6 +272,11 @@ def onnx_encoder(onnx_model_dir: Path) -> OnnxMiniLMEncoder:
 @pytest.fixture(scope="session")
 def torch_encoder() -> MiniLMEncoder:
     return MiniLMEncoder()
+
+
+@pytest.mark.integration
+def test_onnx_export_shows_no_warnings_logs_or_bars(onnx_export: OnnxExport) -> None:
+    assert onnx_export.escaped == []
 
 
 @pytest.mark.integration
@@ -237,6 +302,19 @@ def test_onnx_int8_matches_torch_fp32(onnx_encoder: OnnxMiniLMEncoder, torch_enc
     cosines = (onnx_vectors * torch_vectors).sum(axis=1)
     assert cosines.mean() >= 0.99
     assert cosines.min() >= 0.97
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("encoder_fixture", ["onnx_encoder", "torch_encoder"])
+def test_minilm_counts_texts_without_changing_vectors(encoder_fixture: str, request: pytest.FixtureRequest) -> None:
+    encoder: Encoder = request.getfixturevalue(encoder_fixture)
+    texts = VARIED_TEXTS * (TEXTS_PER_COUNT // len(VARIED_TEXTS) + 1)  # more than one group of texts
+    progress = RecordingProgress()
+    vectors = encoder.encode(texts, progress)
+    assert progress.counts[-1] == (len(texts), len(texts))
+    assert [done for done, _ in progress.counts] == sorted({done for done, _ in progress.counts})
+    assert len(progress.counts) > 1
+    np.testing.assert_array_equal(vectors, encoder.encode(texts))
 
 
 @pytest.mark.integration

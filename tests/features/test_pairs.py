@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from features import pairs, schema
-from tests.conftest import tiny_world
+from tests.conftest import RecordingProgress, tiny_world
 
 
 def _vectors(count: int, seed: int) -> np.ndarray:
@@ -186,3 +186,16 @@ def test_frozen_context_gives_the_same_features_at_every_time() -> None:
         pairs.pair_feature_matrix(frozen, batch, deal_rows, partner_rows),
         pairs.pair_feature_matrix(context, batch, deal_rows, partner_rows),
     )
+
+
+def test_pair_feature_matrix_counts_rows_by_chunk_without_changing_them(world: schema.Ecosystem) -> None:
+    context = pairs.build_feature_context(
+        world.partners, world.deals, world.outcomes, world.engagement, _vectors(len(world.partners), 1)
+    )
+    batch = pairs.deal_batch(world.deals, _vectors(len(world.deals), 2), context.products, context.regions)
+    deal_rows, partner_rows = _all_pairs(world)
+    progress = RecordingProgress()
+    chunked = pairs.pair_feature_matrix(context, batch, deal_rows, partner_rows, chunk_rows=500, progress=progress)
+    rows = len(deal_rows)
+    assert progress.counts == [(min(stop, rows), rows) for stop in range(500, rows + 500, 500)]
+    np.testing.assert_array_equal(chunked, pairs.pair_feature_matrix(context, batch, deal_rows, partner_rows))
