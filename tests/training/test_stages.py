@@ -109,7 +109,7 @@ def test_fit_returns_the_model_and_every_baseline(staged: Staged) -> None:
 
 def test_evaluate_keys_match_the_json_contract(staged: Staged) -> None:
     metrics = staged.evaluation.metrics
-    assert set(metrics) == {"model", *BASELINES, "oracle", "rows"}
+    assert set(metrics) == {"model", *BASELINES, "oracle", "rows", "calibration"}
     for name in ("model", *BASELINES, "oracle"):
         assert set(metrics[name]) == METRICS | RANKING_METRICS, name
     assert metrics["oracle"]["ndcg_at_10"] == pytest.approx(1.0)
@@ -127,7 +127,7 @@ def test_evaluate_without_ground_truth_has_no_oracle_or_slates(staged: Staged) -
         staged.fitted, staged.splits, staged.dataset, staged.ecosystem, None, CONFIG.evaluation
     )
     assert evaluation.slates is None
-    assert set(evaluation.metrics) == {"model", *BASELINES, "rows"}
+    assert set(evaluation.metrics) == {"model", *BASELINES, "rows", "calibration"}
     assert set(evaluation.metrics["model"]) == METRICS
     assert evaluation.metrics["rows"] == staged.splits.row_counts()
 
