@@ -131,6 +131,15 @@ def serve_command(host: str, port: int) -> list[str]:
 # One request at a time per worker: a second OpenMP thread (LightGBM) saves little on a few hundred
 # rows, and when the other core is busy its barrier waits cost ~8 ms per call (measured on 2 cores).
 SERVE_ENVIRONMENT = {"OMP_NUM_THREADS": "1"}
+SERVICE_NAME = "partnermatch"
+
+
+def workers_environment(workers: int) -> dict[str, str]:
+    """Environment for `bentoml serve` to run `workers` processes of the service (BentoML lays
+    `BENTOML_CONFIG_OVERRIDES` over the `@bentoml.service` settings). They share the mapped arrays."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    return {"BENTOML_CONFIG_OVERRIDES": json.dumps({"services": {SERVICE_NAME: {"workers": workers}}})}
 
 
 def read_route_request(path: Path) -> RouteRequest:
@@ -277,7 +286,7 @@ decisions_app = FastAPI(title="decisions")
 
 
 @bentoml.asgi_app(decisions_app, path="/decisions")
-@bentoml.service(name="partnermatch", service_class=OpenAPI31Service, workers=1, traffic={"timeout": 60})
+@bentoml.service(name=SERVICE_NAME, service_class=OpenAPI31Service, workers=1, traffic={"timeout": 60})
 class PartnerMatch:
     """Partner routing: the champion win model over a FAISS partner index, with a decision log."""
 
