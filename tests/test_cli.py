@@ -54,3 +54,10 @@ def test_bench_train_writes_json(tmp_path: Path) -> None:
     assert results["model"]["fit_seconds"] > 0
     assert results["logistic_regression"]["fit_seconds"] > 0
     assert results["rows"]["total"] == results["rows"]["train"] + results["rows"]["calibration"]
+
+
+def test_bench_load_rejects_bad_worker_counts() -> None:
+    for workers in ("0", "1,x", ""):
+        result = runner.invoke(app, ["bench", "load", "--workers", workers])
+        assert result.exit_code == 2, result.output
+        assert "--workers" in result.output

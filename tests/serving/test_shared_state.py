@@ -143,3 +143,34 @@ def test_partial_or_corrupt_files_are_rebuilt_not_used(synthetic_world: World, t
     assert rebuild.calls == 1
     np.testing.assert_array_equal(mapped.load_ratio, built.load_ratio)
     read_arrays(directory)  # intact again
+
+
+def test_load_router_maps_a_state_equal_to_the_bundle_built_one(smoke_store: Path) -> None:
+    from models.bundle import ModelBundle
+    from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, local_bundle, version_by_alias
+    from serving.service import load_router
+
+    paths = Paths.from_environment()
+    mapped_router = load_router(paths)
+    stored = {path: path.stat().st_mtime_ns for path in (paths.cache_dir / "routing-state").rglob("*.npy")}
+    assert stored and isinstance(mapped_router.state.load_ratio, np.memmap)
+    assert isinstance(load_router(paths).state.load_ratio, np.memmap)
+    assert {path: path.stat().st_mtime_ns for path in stored} == stored  # reused, not rewritten
+
+    champion = version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
+    assert champion is not None
+    bundle = ModelBundle.load(local_bundle(paths, champion))
+    assert bundle.index is not None
+    built_router = Router(
+        model=bundle.win_model,
+        context=bundle.feature_context(),
+        index=bundle.index,
+        encoder=mapped_router.encoder,
+        partners=bundle.history["partners"],
+        history_deals=bundle.history["deals"],
+        model_info=mapped_router.model_info,
+    )
+    deals = bundle.history["deals"]
+    for row in range(COMPARED_DEALS):
+        request = RouteRequest.model_validate({"deal": deal_body(deals, row), "options": {"max_results": 10}})
+        assert without_decision_id(mapped_router.route(request)) == without_decision_id(built_router.route(request))
