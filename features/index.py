@@ -178,15 +178,21 @@ class PartnerIndex:
         write_atomically(directory / METADATA_FILE, lambda path: path.write_text(json.dumps(metadata, indent=2)))
 
     @classmethod
-    def load(cls, directory: Path) -> PartnerIndex:
-        """Read an index written by `save`. Raises ValueError naming `directory` if it is missing or corrupt."""
+    def load(cls, directory: Path, mmap: bool = False) -> PartnerIndex:
+        """Read an index written by `save`. Raises ValueError naming `directory` if it is missing or corrupt.
+
+        `mmap` maps the files read-only instead of reading them (the FAISS codes, flat or IVF lists,
+        and the vectors): processes that load the same directory then share one copy in the page cache.
+        """
         directory = Path(directory)
         try:
             metadata = json.loads((directory / METADATA_FILE).read_text())
             kind, nprobe, dimension, count = (metadata[key] for key in ("kind", "nprobe", "dimension", "count"))
-            index = faiss.read_index(str(directory / INDEX_FILE))
-            ids = np.load(directory / IDS_FILE, allow_pickle=False)
-            vectors = np.load(directory / VECTORS_FILE, allow_pickle=False)
+            # IO_FLAG_MMAP_IFC maps the codes of IndexFlatCodes and of IVF array inverted lists.
+            index = faiss.read_index(str(directory / INDEX_FILE), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
+            mode: Literal["r"] | None = "r" if mmap else None
+            ids = np.load(directory / IDS_FILE, mmap_mode=mode, allow_pickle=False)
+            vectors = np.load(directory / VECTORS_FILE, mmap_mode=mode, allow_pickle=False)
             consistent = (
                 kind in ("flat", "ivf")
                 and ids.shape == (count,)

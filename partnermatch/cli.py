@@ -217,6 +217,7 @@ def bench_generate(
 def serve(
     port: Annotated[int, typer.Option(help="HTTP port.")] = 3000,
     host: Annotated[str, typer.Option(help="IP address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    workers: Annotated[int, typer.Option(min=1, help="Server processes; they share the model's arrays.")] = 1,
 ) -> None:
     """Serve the champion over HTTP (training a first one on the demo ecosystem if none is registered).
 
@@ -225,7 +226,7 @@ def serve(
     import sys
 
     from models.registry import Paths
-    from serving.service import SERVE_ENVIRONMENT, serve_command
+    from serving.service import SERVE_ENVIRONMENT, serve_command, workers_environment
     from training.config import load_train_config
     from training.workflows import ensure_champion
 
@@ -235,7 +236,8 @@ def serve(
     sys.stdout.flush()
     # Replace this process: Ctrl-C and signals from a supervisor reach bentoml directly.
     command = serve_command(host, port)
-    os.execve(command[0], command, SERVE_ENVIRONMENT | os.environ)  # an explicit setting wins
+    # An explicit OMP_NUM_THREADS wins; --workers wins over an inherited BentoML override.
+    os.execve(command[0], command, SERVE_ENVIRONMENT | os.environ | workers_environment(workers))
 
 
 @app.command()
@@ -270,4 +272,36 @@ def bench_route(
     overrides: dict[str, Any] = {"ecosystem": {"partners": partners, "deals": deals or 2 * partners, "seed": seed}}
     with _user_errors(), show_progress(console) as progress:
         results = run(load_train_config(config, overrides), Paths.from_environment(), requests, progress)
+    _emit(results, json_path)
+
+
+@bench_app.command("load")
+def bench_load(
+    partners: Annotated[int, typer.Option(min=100, help="Partners in the benchmark ecosystem.")] = 20000,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests kept in flight.")] = 32,
+    seconds: Annotated[float, typer.Option(min=1.0, help="Measured load per worker count.")] = 30.0,
+    workers: Annotated[str, typer.Option(help="Worker counts to run, comma-separated, e.g. 1,2.")] = "1,2",
+    deals: Annotated[int | None, typer.Option(help="Historical deals (default: 2 per partner).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file overriding the training defaults.")] = None,
+    seed: int = 0,
+    json_path: JsonOption = None,
+) -> None:
+    """Sustained load on the real service: requests/s, errors, latency, /healthz while loaded, peak memory."""
+    from models.registry import Paths
+    from partnermatch.bench.load import LoadSettings
+    from partnermatch.bench.load import bench_load as run
+    from training.config import load_train_config
+
+    try:
+        worker_counts = tuple(int(count) for count in workers.split(","))
+    except ValueError:
+        worker_counts = ()
+    if not worker_counts or min(worker_counts) < 1:
+        raise typer.BadParameter(
+            f"expected positive integers separated by commas, got {workers!r}", param_hint="--workers"
+        )
+    settings = LoadSettings(concurrency=concurrency, seconds=seconds, workers=worker_counts)
+    overrides: dict[str, Any] = {"ecosystem": {"partners": partners, "deals": deals or 2 * partners, "seed": seed}}
+    with _user_errors(), show_progress(console) as progress:
+        results = run(load_train_config(config, overrides), Paths.from_environment(), settings, progress)
     _emit(results, json_path)

@@ -31,13 +31,21 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from features.embed import CachedEncoder, Encoder, make_encoder
-from features.index import set_search_threads
+from features.index import PartnerIndex, set_search_threads
 from features.pairs import FeatureError
 from features.progress import SILENT, Progress
-from models.bundle import ModelBundle
+from models.bundle import INDEX_DIR, ModelBundle
 from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, local_bundle, version_by_alias
 from serving.decision_log import DecisionLog
-from serving.routing import Router, RoutingConflictError, UnknownPartnerError
+from serving.routing import (
+    Router,
+    RoutingConflictError,
+    RoutingSettings,
+    UnknownPartnerError,
+    shared_routing_state,
+    state_directory,
+)
+from serving.routing.state import RoutingState
 from serving.schemas import (
     DealIn,
     DecisionRecord,
@@ -72,7 +80,9 @@ def _serving_encoder(name: str, cache_dir: Path) -> Encoder:
 def load_router(paths: Paths, progress: Progress = SILENT) -> Router:
     """A Router over the registered champion of `partnermatch-win`, its index and its encoder.
 
-    Raises ValueError when no champion is registered.
+    The routing state is computed once per champion version and stored under
+    `<cache>/routing-state/`; every worker maps those files and the partner index read-only, so
+    workers share one copy of the arrays. Raises ValueError when no champion is registered.
     """
     champion = version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
     if champion is None:
@@ -81,20 +91,33 @@ def load_router(paths: Paths, progress: Progress = SILENT) -> Router:
             "run `partnermatch serve` (trains one on the demo ecosystem) or `partnermatch train`"
         )
     progress.step(f"loading {REGISTERED_WIN_MODEL} v{champion.version}")
-    bundle = ModelBundle.load(local_bundle(paths, champion))
-    if bundle.index is None:
-        raise ValueError(f"{REGISTERED_WIN_MODEL} v{champion.version} has no partner index")
+    bundle_dir = local_bundle(paths, champion)
+    bundle = ModelBundle.load(bundle_dir, with_history=False)
+    index = PartnerIndex.load(bundle_dir / INDEX_DIR, mmap=True)
     set_search_threads(1)  # one query at a time: more OpenMP threads only add overhead
     encoder = _serving_encoder(bundle.manifest.encoder, paths.cache_dir)
-    progress.step("indexing the history and precomputing the history shortlists")
-    return Router(
-        model=bundle.win_model,
-        context=bundle.feature_context(),
-        index=bundle.index,
-        encoder=encoder,
-        partners=bundle.history["partners"],
-        history_deals=bundle.history["deals"],
-        model_info=ModelInfo(name=REGISTERED_WIN_MODEL, version=champion.version, encoder=bundle.manifest.encoder),
+    model_info = ModelInfo(name=REGISTERED_WIN_MODEL, version=champion.version, encoder=bundle.manifest.encoder)
+    settings = RoutingSettings()
+
+    def build() -> RoutingState:
+        progress.step("indexing the history and precomputing the history shortlists")
+        full = ModelBundle.load(bundle_dir)
+        router = Router(
+            model=bundle.win_model,
+            context=full.feature_context(),
+            index=index,
+            encoder=encoder,
+            partners=full.history["partners"],
+            history_deals=full.history["deals"],
+            model_info=model_info,
+            settings=settings,
+        )
+        return router.state
+
+    bundle_name = f"{champion.name}-v{champion.version}-{champion.run_id}"
+    directory = state_directory(paths.cache_dir / "routing-state", bundle_name, settings)
+    return Router.from_state(
+        shared_routing_state(directory, build, bundle.win_model, index, encoder, model_info, settings)
     )
 
 
@@ -108,6 +131,15 @@ def serve_command(host: str, port: int) -> list[str]:
 # One request at a time per worker: a second OpenMP thread (LightGBM) saves little on a few hundred
 # rows, and when the other core is busy its barrier waits cost ~8 ms per call (measured on 2 cores).
 SERVE_ENVIRONMENT = {"OMP_NUM_THREADS": "1"}
+SERVICE_NAME = "partnermatch"
+
+
+def workers_environment(workers: int) -> dict[str, str]:
+    """Environment for `bentoml serve` to run `workers` processes of the service (BentoML lays
+    `BENTOML_CONFIG_OVERRIDES` over the `@bentoml.service` settings). They share the mapped arrays."""
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    return {"BENTOML_CONFIG_OVERRIDES": json.dumps({"services": {SERVICE_NAME: {"workers": workers}}})}
 
 
 def read_route_request(path: Path) -> RouteRequest:
@@ -254,7 +286,7 @@ decisions_app = FastAPI(title="decisions")
 
 
 @bentoml.asgi_app(decisions_app, path="/decisions")
-@bentoml.service(name="partnermatch", service_class=OpenAPI31Service, workers=1, traffic={"timeout": 60})
+@bentoml.service(name=SERVICE_NAME, service_class=OpenAPI31Service, workers=1, traffic={"timeout": 60})
 class PartnerMatch:
     """Partner routing: the champion win model over a FAISS partner index, with a decision log."""
 

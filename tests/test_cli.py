@@ -69,3 +69,10 @@ def test_train_off_a_terminal_prints_a_line_per_stage_and_the_counts(tmp_path: P
     assert {"indexing history", "logging to MLflow and registering the model"} <= set(stages)
     rows = len(pd.read_parquet(tmp_path / "eco" / "outcomes.parquet"))
     assert counts == ["40/40", "200/200", f"{rows:,}/{rows:,}"]
+
+
+def test_bench_load_rejects_bad_worker_counts() -> None:
+    for workers in ("0", "1,x", ""):
+        result = runner.invoke(app, ["bench", "load", "--workers", workers])
+        assert result.exit_code == 2, result.output
+        assert "--workers" in result.output

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from models.registry import Paths
 from models.win import WinModel
 from serving.routing import Router, merit_order
 from serving.schemas import RouteRequest
-from serving.service import DECISION_LOG_ENV, SERVE_ENVIRONMENT, load_router, serve_command
+from serving.service import DECISION_LOG_ENV, SERVE_ENVIRONMENT, load_router, serve_command, workers_environment
 from training.config import TrainConfig
 from training.workflows import ensure_champion
 
@@ -66,7 +66,7 @@ def bench_paths(config: TrainConfig, paths: Paths) -> Paths:
 
 
 @contextmanager
-def _isolated_tracking() -> Iterator[None]:
+def isolated_tracking() -> Iterator[None]:
     """MLFLOW_TRACKING_URI would point every store at one database: unset it for the benchmark."""
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
     try:
@@ -103,37 +103,51 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class _PeakRss:
-    """Samples the summed RSS of a process and all its descendants in a background thread, MiB."""
+@dataclass(frozen=True)
+class MemoryPeaks:
+    """Peaks of a process tree's summed memory, MiB. `rss_mb` counts a page shared by k processes k
+    times (mapped files, libraries); `pss_mb` counts it once (1/k per process): the tree's footprint;
+    `uss_mb` counts only private pages."""
 
-    def __init__(self, pid: int) -> None:
+    rss_mb: float
+    pss_mb: float
+    uss_mb: float
+
+
+class PeakMemory:
+    """Samples the summed RSS, PSS and USS of a process and all its descendants in a background thread."""
+
+    def __init__(self, pid: int, sample_seconds: float = RSS_SAMPLE_SECONDS) -> None:
         self.process = psutil.Process(pid)
-        self.peak_mb = 0.0
+        self.sample_seconds = sample_seconds
+        self.peaks = MemoryPeaks(0.0, 0.0, 0.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def current_mb(self) -> float:
-        total = 0
+    def current(self) -> MemoryPeaks:
+        rss = pss = uss = 0
         for process in [self.process, *self.process.children(recursive=True)]:
             try:
-                total += process.memory_info().rss
+                memory = process.memory_full_info()  # Linux: /proc/<pid>/smaps_rollup
             except psutil.NoSuchProcess:
                 continue
-        return total / 2**20
+            rss, pss, uss = rss + memory.rss, pss + memory.pss, uss + memory.uss
+        return MemoryPeaks(rss / 2**20, pss / 2**20, uss / 2**20)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.peak_mb = max(self.peak_mb, self.current_mb())
+                now = self.current()
             except psutil.NoSuchProcess:
                 return
-            self._stop.wait(RSS_SAMPLE_SECONDS)
+            self.peaks = MemoryPeaks(*(max(a, b) for a, b in zip(astuple(self.peaks), astuple(now), strict=True)))
+            self._stop.wait(self.sample_seconds)
 
-    def stop(self) -> float:
+    def stop(self) -> MemoryPeaks:
         self._stop.set()
         self._thread.join()
-        return self.peak_mb
+        return self.peaks
 
 
 @dataclass
@@ -145,11 +159,17 @@ class RunningServer:
 
 @contextmanager
 def running_service(
-    paths: Paths, decision_log: Path, log_path: Path, timeout: float, progress: Progress = SILENT
+    paths: Paths,
+    decision_log: Path,
+    log_path: Path,
+    timeout: float,
+    workers: int = 1,
+    progress: Progress = SILENT,
 ) -> Iterator[RunningServer]:
-    """`bentoml serve` on a free loopback port with `paths` as its stores; yields once /readyz
-    answers 200 and stops the whole process group on exit. Raises RuntimeError if it dies or times out.
-    While it waits, `progress` gets a step every `READY_REPORT_SECONDS` with the time waited."""
+    """`bentoml serve` with `workers` processes on a free loopback port with `paths` as its stores;
+    yields once /readyz answers 200 and stops the whole process group on exit. Raises RuntimeError
+    if it dies or times out. While it waits, `progress` gets a step every `READY_REPORT_SECONDS` with
+    the time waited."""
     port = _free_port()
     inherited = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     stores = {
@@ -157,7 +177,7 @@ def running_service(
         "PARTNERMATCH_CACHE": str(paths.cache_dir),
         DECISION_LOG_ENV: str(decision_log),
     }
-    environment = SERVE_ENVIRONMENT | inherited | stores
+    environment = SERVE_ENVIRONMENT | inherited | stores | workers_environment(workers)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         # Own session: the server's workers form one process group that we stop by its id.
@@ -206,7 +226,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=30)
 
 
-def _latency_summary(seconds: list[float]) -> dict[str, float]:
+def latency_summary(seconds: list[float]) -> dict[str, float]:
     milliseconds = np.asarray(seconds) * 1e3
     return {
         "p50_ms": float(np.percentile(milliseconds, 50)),
@@ -222,7 +242,7 @@ def measure_service(
 ) -> dict[str, Any]:
     """Send the requests one at a time; latencies, throughput, peak RSS and each response's top ids.
     `progress` counts the measured requests answered."""
-    rss = _PeakRss(server.process.pid)
+    memory = PeakMemory(server.process.pid)
     latencies: list[float] = []
     top_ids: list[list[str]] = []
     scored: list[int] = []
@@ -243,9 +263,9 @@ def measure_service(
             progress.count(len(latencies), len(requests))
         wall = time.perf_counter() - started
     return {
-        **_latency_summary(latencies),
+        **latency_summary(latencies),
         "throughput_rps": len(requests) / wall,
-        "server_rss_mb": rss.stop(),
+        "server_rss_mb": memory.stop().rss_mb,
         "candidates_scored_mean": float(np.mean(scored)),
         "top_ids": top_ids,
     }
@@ -283,8 +303,8 @@ def measure_exact(
         eligible.append(scan.candidates.eligible_partners)
         progress.count(len(recalls), len(requests))
     return {
-        "brute_force": {**_latency_summary(brute_latencies), "partners_scored": len(router.context.partner_ids)},
-        "eligible_scan": {**_latency_summary(scan_latencies), "eligible_partners_mean": float(np.mean(eligible))},
+        "brute_force": {**latency_summary(brute_latencies), "partners_scored": len(router.context.partner_ids)},
+        "eligible_scan": {**latency_summary(scan_latencies), "eligible_partners_mean": float(np.mean(eligible))},
         "recall_at_10": float(np.mean(recalls)),
         "brute_force_agrees": bool(agrees),
     }
@@ -292,7 +312,7 @@ def measure_exact(
 
 def bench_route(config: TrainConfig, paths: Paths, requests: int, progress: Progress = SILENT) -> dict[str, Any]:
     """Run the benchmark for `config.ecosystem`; JSON with one object per system plus headline keys."""
-    with _isolated_tracking():
+    with isolated_tracking():
         store = bench_paths(config, paths)
         progress.step(f"model for {config.ecosystem.partners:,} partners (store {store.mlruns_dir})")
         version = ensure_champion(config, store, progress)
@@ -304,7 +324,7 @@ def bench_route(config: TrainConfig, paths: Paths, requests: int, progress: Prog
         started = time.perf_counter()
         bench_dir = store.mlruns_dir.parent
         with running_service(
-            store, bench_dir / "decisions.sqlite", bench_dir / "server.log", READY_TIMEOUT_SECONDS, progress
+            store, bench_dir / "decisions.sqlite", bench_dir / "server.log", READY_TIMEOUT_SECONDS, progress=progress
         ) as server:
             startup_seconds = time.perf_counter() - started
             progress.step(

@@ -5,7 +5,8 @@ Pure Python over the model bundle's pieces (no bentoml): `Router.route(RouteRequ
 - `state`: load-time precomputation into an immutable `RoutingState` (once per bundle);
 - `request`: request validation into a `ParsedRequest` (the request in the state's positions);
 - `stages`: the request-time stages, pure functions passing frozen dataclasses along;
-- `router`: `Router`, which composes them.
+- `router`: `Router`, which composes them;
+- `shared`: the state stored once per bundle as `.npy` files that every server worker maps.
 
 Features are point-in-time as of the bundle's history end: every partner's history up to and
 including `context.history_end` counts, exactly as `features.pairs` computes training rows.
@@ -25,6 +26,7 @@ which is exact; `route(..., exhaustive=True)` always does that (the brute-force 
 
 from serving.routing.request import RoutingConflictError, UnknownPartnerError
 from serving.routing.router import Router
+from serving.routing.shared import shared_routing_state, state_directory
 from serving.routing.stages import merit_order
 from serving.routing.state import RoutingSettings
 
@@ -34,4 +36,6 @@ __all__ = [
     "RoutingSettings",
     "UnknownPartnerError",
     "merit_order",
+    "shared_routing_state",
+    "state_directory",
 ]

@@ -24,6 +24,7 @@ from serving.routing.stages import (
 )
 from serving.routing.state import (
     RoutingSettings,
+    RoutingState,
     ScoringModel,
     build_routing_state,
     single_deal,
@@ -55,6 +56,13 @@ class Router:
         self.state = build_routing_state(
             model, context, index, encoder, partners, history_deals, model_info, settings or RoutingSettings()
         )
+
+    @classmethod
+    def from_state(cls, state: RoutingState) -> Router:
+        """A Router over an already built (or mapped, `serving.routing.shared`) state."""
+        router = cls.__new__(cls)
+        router.state = state
+        return router
 
     @property
     def model(self) -> ScoringModel:

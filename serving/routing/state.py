@@ -128,15 +128,7 @@ def build_routing_state(
     `partners` and `history_deals` are the bundle's partner and deal tables (schema columns);
     `context` and `index` hold the same partners (in any order). Raises ValueError on a mismatch.
     """
-    if len(index) != len(context.partner_ids):
-        raise ValueError(f"the index holds {len(index)} partners, the feature context {len(context.partner_ids)}")
-    if tuple(model.feature_names) != FEATURE_COLUMNS:
-        raise ValueError(f"the model takes features {model.feature_names}, routing computes {FEATURE_COLUMNS}")
-    if encoder.dimension != context.partner_vectors.shape[1]:
-        raise ValueError(
-            f"encoder {encoder.name} gives {encoder.dimension}-d vectors, "
-            f"the partners were embedded in {context.partner_vectors.shape[1]}-d"
-        )
+    check_pieces(model, context, index, encoder)
     # Everything a partner had done by history_end counts: pair_features sees events strictly before.
     as_of_seconds = int(to_seconds([context.history_end])[0]) + 1
     frozen = frozen_at(context, as_of_seconds)
@@ -160,6 +152,19 @@ def build_routing_state(
             history_shortlist_logits(model, frozen, as_of_seconds, encoder, history_deals, settings.prototype_deals)
         ),
     )
+
+
+def check_pieces(model: ScoringModel, context: FeatureContext, index: PartnerIndex, encoder: Encoder) -> None:
+    """Raise ValueError unless the model, context, index and encoder fit together."""
+    if len(index) != len(context.partner_ids):
+        raise ValueError(f"the index holds {len(index)} partners, the feature context {len(context.partner_ids)}")
+    if tuple(model.feature_names) != FEATURE_COLUMNS:
+        raise ValueError(f"the model takes features {model.feature_names}, routing computes {FEATURE_COLUMNS}")
+    if encoder.dimension != context.partner_vectors.shape[1]:
+        raise ValueError(
+            f"encoder {encoder.name} gives {encoder.dimension}-d vectors, "
+            f"the partners were embedded in {context.partner_vectors.shape[1]}-d"
+        )
 
 
 def partner_load_ratio(context: FeatureContext, as_of_seconds: int) -> np.ndarray:

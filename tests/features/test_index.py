@@ -72,13 +72,15 @@ def test_ivf_sizing_rules() -> None:
     assert default_nprobe(8) == 8
 
 
+@pytest.mark.parametrize("mmap", [False, True])
 @pytest.mark.parametrize("kind", ["flat", "ivf"])
-def test_save_load_round_trip_gives_identical_results(tmp_path: Path, kind: IndexKind) -> None:
+def test_save_load_round_trip_gives_identical_results(tmp_path: Path, kind: IndexKind, mmap: bool) -> None:
     vectors = clustered_unit_vectors(2_000, 16, 20, seed=0)
     queries = clustered_unit_vectors(30, 16, 20, seed=1)
     index = PartnerIndex.build(partner_ids(2_000), vectors, kind=kind, nprobe=4 if kind == "ivf" else None)
     index.save(tmp_path / "index")
-    loaded = PartnerIndex.load(tmp_path / "index")
+    loaded = PartnerIndex.load(tmp_path / "index", mmap=mmap)
+    assert isinstance(loaded.vectors, np.memmap) == mmap
     assert (loaded.kind, loaded.nprobe, loaded.dimension, len(loaded)) == (index.kind, index.nprobe, 16, 2_000)
     np.testing.assert_array_equal(loaded.partner_ids, index.partner_ids)
     np.testing.assert_array_equal(loaded.vectors, vectors)

@@ -68,3 +68,25 @@ def test_bench_route_at_a_tiny_size(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         "partners",
     }
     json.dumps(results)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_bench_load_with_one_and_two_workers_at_a_tiny_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from partnermatch.bench.load import LoadSettings, bench_load
+    from training.config import load_train_config
+
+    monkeypatch.setenv("PARTNERMATCH_CACHE", str(tmp_path / "cache"))
+    config = load_train_config(overrides={"encoder": "hashing-32", "ecosystem": {"partners": 300, "deals": 2000}})
+    settings = LoadSettings(concurrency=4, seconds=2.0, workers=(1, 2), distinct_deals=20)
+    results = bench_load(config, Paths.from_environment(), settings)
+    for workers in (1, 2):
+        run = results[f"workers_{workers}"]
+        assert run["workers"] == workers and run["errors"] == 0
+        assert run["requests_ok"] > 0 and run["throughput_rps"] > 0
+        assert 0 < run["latency"]["p50_ms"] <= run["latency"]["p99_ms"]
+        assert run["healthz"]["polls"] > 0 and run["healthz"]["errors"] == 0
+        assert 0 < run["peak_uss_mb"] <= run["peak_pss_mb"] <= run["peak_rss_mb"]
+    assert results["ratios"]["workers"] == [1, 2]
+    assert results["workers_2"]["peak_pss_mb"] > results["workers_1"]["peak_pss_mb"]  # one more process
+    json.dumps(results)
