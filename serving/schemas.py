@@ -12,8 +12,9 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import JsonDict
 
-from features.schema import MAX_CERT_LEVEL
+from features.schema import MAX_CERT_LEVEL, SEGMENTS
 
 MAX_RESULTS_LIMIT = 50
 MAX_CANDIDATE_POOL = 2000
@@ -26,9 +27,14 @@ CandidateSource = Literal["retrieval", "candidate_pool", "all_eligible"]
 
 
 class _Strict(BaseModel):
-    """Unknown keys are errors, so a misspelt option cannot be silently ignored."""
+    """Unknown keys are errors, so a misspelt option cannot be silently ignored; types are strict and
+    strings are taken as sent, so the requests accepted are exactly those the OpenAPI document allows
+    (`"5"` is no number, `" dach"` no region)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+_UNIQUE: JsonDict = {"uniqueItems": True}  # documents `_unique` in the JSON schema
 
 
 def _unique(values: list[str], what: str) -> list[str]:
@@ -44,11 +50,19 @@ class DealIn(_Strict):
         min_length=1, max_length=MAX_TEXT_CHARS, description="What the customer needs, in words."
     )
     products: list[str] = Field(
-        min_length=1, max_length=12, description="Products the deal needs (names from the model's vocabulary)."
+        min_length=1,
+        max_length=12,
+        description="Products the deal needs (names from the model's vocabulary).",
+        json_schema_extra=_UNIQUE,
     )
     region: str = Field(min_length=1, max_length=64, description="Region of the customer, e.g. `dach`.")
     amount: float = Field(gt=0, allow_inf_nan=False, description="Deal size in USD, > 0.")
-    segment: str = Field(min_length=1, max_length=64, description="Customer segment, e.g. `enterprise`.")
+    segment: str = Field(
+        min_length=1,
+        max_length=64,
+        examples=list(SEGMENTS),
+        description="Customer segment, e.g. `enterprise`; free text, not a model input (logged with the decision).",
+    )
     registered_partner_id: str | None = Field(
         default=None,
         min_length=1,
@@ -79,6 +93,7 @@ class RouteOptions(_Strict):
         min_length=1,
         max_length=64,
         description="The partner must operate in one of these regions; default: the deal's region.",
+        json_schema_extra=_UNIQUE,
     )
     excluded_partner_ids: list[str] = Field(default_factory=list, max_length=MAX_EXCLUDED_PARTNERS)
     candidate_pool: list[str] | None = Field(
@@ -86,6 +101,7 @@ class RouteOptions(_Strict):
         min_length=1,
         max_length=MAX_CANDIDATE_POOL,
         description="Route among exactly these partners (no retrieval); constraints still apply.",
+        json_schema_extra=_UNIQUE,
     )
     respect_capacity: bool = Field(
         default=True, description="Leave out partners whose last 30 days of deals reach their declared capacity."
