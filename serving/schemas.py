@@ -8,7 +8,7 @@ Validation that needs no model (types, ranges, sizes) happens here, at the edge;
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -182,6 +182,12 @@ class RouteResponse(BaseModel):
     constraints: list[ConstraintReport]
     candidates: CandidateReport
     channel_conflict: ChannelConflict | None
+
+    @field_validator("features_as_of")
+    @classmethod
+    def _in_utc(cls, moment: datetime) -> datetime:
+        """History times are UTC; say so, as RFC 3339 date-times must."""
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class DecisionRecord(BaseModel):

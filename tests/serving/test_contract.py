@@ -1,0 +1,69 @@
+"""The API contract (`/docs.json`) against the service: Schemathesis draws valid and invalid requests
+for every operation from the served document and runs all its checks on each answer (status, content
+type, headers and body conform, invalid data rejected, valid data accepted, auth enforced, 405 with
+`Allow` for undocumented methods), in all its phases (examples, coverage, fuzzing, stateful).
+`make fuzz` runs the same with 1,000 generated cases per operation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import schemathesis
+from schemathesis.engine import Status
+from schemathesis.engine.events import EngineFinished, FatalError, NonFatalError, ScenarioFinished
+
+SMOKE_EXAMPLES = 30
+FUZZ_EXAMPLES = 1000
+
+
+def run_schemathesis(token: str, examples: int) -> tuple[list[str], int]:
+    """Every phase and check of Schemathesis over a fresh ASGI app of the service (its lifespan is
+    started by Schemathesis); returns the failures found (one line each) and the cases sent."""
+    from serving.service import PartnerMatch
+
+    schema = schemathesis.openapi.from_asgi("/docs.json", cast(Any, PartnerMatch).to_asgi())
+    schema.config.update(headers={"Authorization": f"Bearer {token}"}, continue_on_failure=True)
+    schema.config.generation.update(max_examples=examples, deterministic=True)
+    failures: list[str] = []
+    cases = 0
+    for event in schemathesis.engine.from_schema(schema).execute():
+        if isinstance(event, ScenarioFinished):
+            cases += len(event.recorder.interactions)
+            for checks in event.recorder.checks.values():
+                failures.extend(
+                    f"{event.label} {check.name}: "
+                    + (f"{check.failure_info.failure.title} {check.failure_info.failure.message}" if check.failure_info else "")
+                    for check in checks
+                    if check.status in (Status.FAILURE, Status.ERROR)
+                )
+        elif isinstance(event, NonFatalError | FatalError):
+            failures.append(f"{type(event).__name__}: {event}")
+        elif isinstance(event, EngineFinished):
+            failures.extend(str(failure) for failure in event.failures)
+    return failures, cases
+
+
+@pytest.fixture
+def metrics_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BentoML's /metrics in process needs a Prometheus multiprocess directory (`bentoml serve` makes one)."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+
+
+@pytest.mark.usefixtures("metrics_dir")
+def test_every_operation_keeps_the_contract(smoke_store: Path, admin_token: str) -> None:
+    failures, cases = run_schemathesis(admin_token, SMOKE_EXAMPLES)
+    print(f"schemathesis: {cases} cases, {len(failures)} failures")
+    assert not failures, "\n".join(failures)
+    assert cases >= 2 * SMOKE_EXAMPLES
+
+
+@pytest.mark.slow
+@pytest.mark.fuzz
+@pytest.mark.usefixtures("metrics_dir")
+def test_fuzz_every_operation(smoke_store: Path, admin_token: str) -> None:
+    failures, cases = run_schemathesis(admin_token, FUZZ_EXAMPLES)
+    print(f"schemathesis: {cases} cases, {len(failures)} failures")
+    assert not failures, "\n".join(failures)
+    assert cases >= 2 * FUZZ_EXAMPLES
