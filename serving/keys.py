@@ -163,7 +163,7 @@ class KeyStore:
         return [_key(row) for row in rows]
 
     def revoke(self, key_id: str) -> ApiKey:
-        """Revoke a key (again is harmless). Raises KeyError for an unknown id."""
+        """Revoke a key (again is harmless). Raises ValueError for an unknown id."""
         with self._engine.begin() as connection:
             connection.execute(
                 _KEYS.update()
@@ -172,7 +172,7 @@ class KeyStore:
             )
             row = connection.execute(sa.select(_KEYS).where(_KEYS.c.key_id == key_id)).mappings().first()
         if row is None:
-            raise KeyError(f"no API key {key_id!r}")
+            raise ValueError(f"no API key {key_id!r}; `partnermatch keys list` shows them")
         return _key(row)
 
     def authenticate(self, token: str) -> ApiKey | None:

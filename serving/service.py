@@ -63,9 +63,14 @@ def decision_log_path(paths: Paths) -> Path:
     return Path(os.environ.get(DECISION_LOG_ENV) or paths.mlruns_dir / "decisions.sqlite")
 
 
+def key_store_beside(decision_log: Path) -> Path:
+    """The default key store of a decision log: `api-keys.sqlite` in the same directory."""
+    return decision_log.parent / "api-keys.sqlite"
+
+
 def key_store_path(paths: Paths) -> Path:
-    """Where API keys are stored: `$PARTNERMATCH_API_KEYS`, else `api-keys.sqlite` beside the decision log."""
-    return Path(os.environ.get(KEY_STORE_ENV) or decision_log_path(paths).parent / "api-keys.sqlite")
+    """Where API keys are stored: `$PARTNERMATCH_API_KEYS`, else beside the decision log."""
+    return Path(os.environ.get(KEY_STORE_ENV) or key_store_beside(decision_log_path(paths)))
 
 
 def local_key_path(paths: Paths) -> Path:

@@ -42,9 +42,18 @@ from features.progress import SILENT, Progress
 from features.synthetic import EcosystemConfig, generate_ecosystem
 from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, version_by_alias
 from models.win import WinModel
+from serving.keys import KeyStore, Scope, sqlite_url
+from serving.ratelimit import RateLimit
 from serving.routing import Router, merit_order
 from serving.schemas import RouteRequest
-from serving.service import DECISION_LOG_ENV, SERVE_ENVIRONMENT, load_router, serve_command
+from serving.service import (
+    DECISION_LOG_ENV,
+    KEY_STORE_ENV,
+    SERVE_ENVIRONMENT,
+    key_store_beside,
+    load_router,
+    serve_command,
+)
 from training.config import TrainConfig
 from training.train import run_training
 from training.workflows import demo_ecosystem
@@ -54,6 +63,7 @@ WARMUP_REQUESTS = 20
 MAX_RESULTS = 10
 READY_TIMEOUT_SECONDS = 1800.0  # loading a 100k-partner bundle and its shortlists takes minutes on 2 cores
 RSS_SAMPLE_SECONDS = 0.1
+BENCH_RATE_LIMIT = RateLimit(per_second=1e6, burst=1_000_000)  # measure the service, not its rate limiter
 
 
 def bench_paths(config: TrainConfig, paths: Paths) -> Paths:
@@ -150,19 +160,32 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    api_key: str  # a token with every scope and no practical rate limit
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
 
 
 @contextmanager
 def running_service(paths: Paths, decision_log: Path, log_path: Path, timeout: float) -> Iterator[RunningServer]:
-    """`bentoml serve` on a free loopback port with `paths` as its stores; yields once /readyz
-    answers 200 and stops the whole process group on exit. Raises RuntimeError if it dies or times out."""
+    """`bentoml serve` on a free loopback port with `paths` as its stores (API keys beside the decision
+    log, one created for the caller); yields once /readyz answers 200 and stops the whole process group
+    on exit. Raises RuntimeError if it dies or times out."""
     port = _free_port()
     inherited = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    key_store = key_store_beside(decision_log)
     stores = {
         "PARTNERMATCH_MLRUNS": str(paths.mlruns_dir),
         "PARTNERMATCH_CACHE": str(paths.cache_dir),
         DECISION_LOG_ENV: str(decision_log),
+        KEY_STORE_ENV: str(key_store),
     }
+    keys = KeyStore(sqlite_url(key_store))
+    try:
+        token = keys.create("bench", set(Scope), BENCH_RATE_LIMIT).token
+    finally:
+        keys.close()
     environment = SERVE_ENVIRONMENT | inherited | stores
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
@@ -174,7 +197,7 @@ def running_service(paths: Paths, decision_log: Path, log_path: Path, timeout: f
             env=environment,
             start_new_session=True,
         )
-    server = RunningServer(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path)
+    server = RunningServer(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path, api_key=token)
     try:
         _wait_ready(server, timeout)
         yield server
@@ -224,7 +247,7 @@ def measure_service(server: RunningServer, warmup: list[RouteRequest], requests:
     latencies: list[float] = []
     top_ids: list[list[str]] = []
     scored: list[int] = []
-    with httpx.Client(base_url=server.url, timeout=60.0) as client:
+    with httpx.Client(base_url=server.url, timeout=60.0, headers=server.headers) as client:
         for request in warmup:
             client.post("/route", json=request.model_dump(mode="json")).raise_for_status()
         started = time.perf_counter()

@@ -34,7 +34,11 @@ def run_schemathesis(token: str, examples: int) -> tuple[list[str], int]:
             for checks in event.recorder.checks.values():
                 failures.extend(
                     f"{event.label} {check.name}: "
-                    + (f"{check.failure_info.failure.title} {check.failure_info.failure.message}" if check.failure_info else "")
+                    + (
+                        f"{check.failure_info.failure.title} {check.failure_info.failure.message}"
+                        if check.failure_info
+                        else ""
+                    )
                     for check in checks
                     if check.status in (Status.FAILURE, Status.ERROR)
                 )
