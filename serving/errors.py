@@ -18,7 +18,7 @@ from serving.schemas import ErrorResponse, FieldProblem
 
 # Every status the service answers with besides 200, and what it means to a caller.
 ERROR_STATUSES: dict[int, str] = {
-    400: "A malformed header, such as an `Idempotency-Key` that is empty or longer than 255 characters.",
+    400: "A malformed header: an `Idempotency-Key` that is empty or longer than 255 characters.",
     401: "No API key, or a wrong or revoked one (`Authorization: Bearer <key>` or `X-API-Key: <key>`).",
     403: "The API key lacks the scope this operation needs.",
     404: "No such decision, partner id or endpoint.",

@@ -41,7 +41,7 @@ def retry_claim(owner: str, header: str | None, request: RouteRequest, now: date
     header, no deal_id). Raises IdempotencyKeyError for an empty or over-long header."""
     since = now - REPLAY_WINDOW
     if header is not None:
-        if not header.strip() or len(header) > MAX_IDEMPOTENCY_KEY_CHARS:
+        if not 1 <= len(header) <= MAX_IDEMPOTENCY_KEY_CHARS:
             raise IdempotencyKeyError(
                 _HEADER_FIELD, f"must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters, not {len(header)}"
             )

@@ -34,7 +34,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-_UNIQUE: JsonDict = {"uniqueItems": True}  # documents `_unique` in the JSON schema
+def _unique_items(schema: JsonDict) -> None:
+    """Documents `_unique` in the JSON schema: `uniqueItems` on the array, inside `anyOf` when optional."""
+    branches = schema.get("anyOf")
+    for branch in [schema, *(branches if isinstance(branches, list) else [])]:
+        if isinstance(branch, dict) and branch.get("type") == "array":
+            branch["uniqueItems"] = True
 
 
 def _unique(values: list[str], what: str) -> list[str]:
@@ -53,7 +58,7 @@ class DealIn(_Strict):
         min_length=1,
         max_length=12,
         description="Products the deal needs (names from the model's vocabulary).",
-        json_schema_extra=_UNIQUE,
+        json_schema_extra=_unique_items,
     )
     region: str = Field(min_length=1, max_length=64, description="Region of the customer, e.g. `dach`.")
     amount: float = Field(gt=0, allow_inf_nan=False, description="Deal size in USD, > 0.")
@@ -93,7 +98,7 @@ class RouteOptions(_Strict):
         min_length=1,
         max_length=64,
         description="The partner must operate in one of these regions; default: the deal's region.",
-        json_schema_extra=_UNIQUE,
+        json_schema_extra=_unique_items,
     )
     excluded_partner_ids: list[str] = Field(default_factory=list, max_length=MAX_EXCLUDED_PARTNERS)
     candidate_pool: list[str] | None = Field(
@@ -101,7 +106,7 @@ class RouteOptions(_Strict):
         min_length=1,
         max_length=MAX_CANDIDATE_POOL,
         description="Route among exactly these partners (no retrieval); constraints still apply.",
-        json_schema_extra=_UNIQUE,
+        json_schema_extra=_unique_items,
     )
     respect_capacity: bool = Field(
         default=True, description="Leave out partners whose last 30 days of deals reach their declared capacity."

@@ -31,22 +31,29 @@ def run_schemathesis(token: str, examples: int) -> tuple[list[str], int]:
     for event in schemathesis.engine.from_schema(schema).execute():
         if isinstance(event, ScenarioFinished):
             cases += len(event.recorder.interactions)
-            for checks in event.recorder.checks.values():
-                failures.extend(
-                    f"{event.label} {check.name}: "
-                    + (
-                        f"{check.failure_info.failure.title} {check.failure_info.failure.message}"
-                        if check.failure_info
-                        else ""
-                    )
-                    for check in checks
-                    if check.status in (Status.FAILURE, Status.ERROR)
-                )
+            failures.extend(
+                _describe(event.recorder, case_id, check)
+                for case_id, checks in event.recorder.checks.items()
+                for check in checks
+                if check.status in (Status.FAILURE, Status.ERROR)
+            )
         elif isinstance(event, NonFatalError | FatalError):
             failures.append(f"{type(event).__name__}: {event}")
         elif isinstance(event, EngineFinished):
             failures.extend(str(failure) for failure in event.failures)
     return failures, cases
+
+
+def _describe(recorder: Any, case_id: str, check: Any) -> str:
+    """One failure: operation, check, what was sent and what came back."""
+    interaction = recorder.interactions.get(case_id)
+    sent = received = ""
+    if interaction is not None:
+        sent = f"{interaction.request.headers} {interaction.request.body!r}"[:600]
+        if interaction.response is not None:
+            received = f"{interaction.response.status_code} {interaction.response.content[:300]!r}"
+    title = check.failure_info.failure.title if check.failure_info else "error"
+    return f"{recorder.label} {check.name}: {title}; sent {sent}; got {received}"
 
 
 @pytest.fixture
