@@ -9,9 +9,9 @@ Validation that needs no model (types, ranges, sizes) happens here, at the edge;
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.json_schema import JsonDict
 
 from features.schema import MAX_CERT_LEVEL, SEGMENTS
@@ -32,6 +32,14 @@ class _Strict(BaseModel):
     (`"5"` is no number, `" dach"` no region)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _whole(value: Any) -> Any:
+    """JSON Schema counts 19.0 as an integer; so do we (strict mode alone would refuse it)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Count = Annotated[int, BeforeValidator(_whole)]
 
 
 def _unique_items(schema: JsonDict) -> None:
@@ -83,13 +91,13 @@ class DealIn(_Strict):
 
 class CertificationRequirement(_Strict):
     product: str = Field(min_length=1, max_length=64)
-    min_level: int = Field(default=1, ge=1, le=MAX_CERT_LEVEL, description="1 associate, 2 professional, 3 expert.")
+    min_level: Count = Field(default=1, ge=1, le=MAX_CERT_LEVEL, description="1 associate, 2 professional, 3 expert.")
 
 
 class RouteOptions(_Strict):
     """How to route: result count and hard constraints."""
 
-    max_results: int = Field(default=5, ge=1, le=MAX_RESULTS_LIMIT, description="Partners to return.")
+    max_results: Count = Field(default=5, ge=1, le=MAX_RESULTS_LIMIT, description="Partners to return.")
     required_certifications: list[CertificationRequirement] = Field(
         default_factory=list, max_length=12, description="Every listed certification at least at its level."
     )
