@@ -52,8 +52,6 @@ from serving.schemas import DealIn, DecisionRecord, ModelInfo, RouteOptions, Rou
 logger = logging.getLogger(__name__)
 
 DECISION_LOG_ENV = "PARTNERMATCH_DECISION_LOG"
-
-
 KEY_STORE_ENV = "PARTNERMATCH_API_KEYS"
 LOCAL_KEY_FILE = "api-key"
 

@@ -78,9 +78,9 @@ def test_a_key_without_the_scope_is_403(client: Any, key_store: Any, route_token
     assert client.get(f"/decisions/{decision_id}", headers=bearer(reader)).status_code == 200
 
 
-def test_health_metrics_free_docs_need_no_key(client: Any) -> None:
+def test_health_probes_and_docs_need_no_key(client: Any) -> None:
     anonymous = {"Authorization": ""}
-    for path in ("/healthz", "/livez", "/readyz", "/docs", "/docs.json", "/"):
+    for path in ("/healthz", "/livez", "/readyz", "/docs", "/docs.json", "/", "/static_content/swagger-ui.css"):
         assert client.get(path, headers=anonymous).status_code == 200, path
 
 

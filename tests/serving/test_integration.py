@@ -37,7 +37,7 @@ def test_bentoml_serve_answers_route_health_and_metrics(smoke_store: Path, tmp_p
             assert client.post("/route", json={"deal": DEAL | {"amount": -1}}).status_code == 422
             for probe in ("/healthz", "/livez", "/readyz"):
                 assert client.get(probe).status_code == 200
-            metrics = client.get("/metrics")
+            metrics = client.get("/metrics", headers={"Authorization": ""})  # no key needed
             assert metrics.status_code == 200
             assert "bentoml_service_request_total" in metrics.text
             assert 'endpoint="/route"' in metrics.text
