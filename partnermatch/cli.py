@@ -266,8 +266,12 @@ def _announce_local_key(url: str) -> None:
         console.print("API keys: `partnermatch keys create --name NAME --scopes route,read_decisions`")
         return
     if local.created:
-        console.print(f"created a local admin API key (every scope); its token is in {local.path} (mode 0600)")
-    console.print(f'try: curl -H "Authorization: Bearer $(cat {local.path})" {url}/decisions/<decision_id>')
+        console.print(
+            f"created a local admin API key (every scope); its token is in {local.path} (mode 0600)", soft_wrap=True
+        )
+    console.print(
+        f'try: curl -H "Authorization: Bearer $(cat {local.path})" {url}/decisions/<decision_id>', soft_wrap=True
+    )
 
 
 @keys_app.command("create")
