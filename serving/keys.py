@@ -3,7 +3,8 @@
 A token reads `pm_<key id>_<secret>`: the key id (16 hex digits) finds the stored key, and the secret
 (43 URL-safe characters, 256 random bits) is checked against its SHA-256 digest in constant time. Only
 the digest is stored; the token is shown once, when the key is created. A revoked key stops working
-at once (every request reads the store).
+within `recheck_seconds` (a store may keep what it read about a key that long, which saves a
+database read per request).
 
 Scopes (`Scope`): one name per capability; `admin` grants every scope, including ones added later.
 The store takes a SQLAlchemy database URL (`sqlite:///<path>` by default, see `sqlite_url`), so it can
@@ -17,7 +18,8 @@ import hmac
 import os
 import re
 import secrets
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -125,12 +127,16 @@ def sqlite_url(path: Path) -> str:
 
 
 class KeyStore:
-    """Create, list, revoke and authenticate API keys in the database at `url`."""
+    """Create, list, revoke and authenticate API keys in the database at `url`. `authenticate` reads a
+    key again once its last read is `recheck_seconds` old (0: on every call)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, recheck_seconds: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
         # SQLite waits out another process's short write lock instead of failing at once.
         self._engine = sa.create_engine(url, connect_args={"timeout": 30.0} if url.startswith("sqlite") else {})
         _METADATA.create_all(self._engine)
+        self.recheck_seconds = recheck_seconds
+        self._clock = clock
+        self._read: dict[str, tuple[float, str, ApiKey]] = {}  # key id -> (read at, secret digest, key)
 
     def create(self, name: str, scopes: Iterable[Scope], rate_limit: RateLimit | None = None) -> IssuedKey:
         """A new key (default rate limit: `RateLimit()`); its token is in the result and nowhere else."""
@@ -181,11 +187,17 @@ class KeyStore:
         if parsed is None:
             return None
         key_id, secret = parsed
-        with self._engine.connect() as connection:
-            row = connection.execute(sa.select(_KEYS).where(_KEYS.c.key_id == key_id)).mappings().first()
-        if row is None or not hmac.compare_digest(row["secret_sha256"], secret_digest(secret)):
+        now = self._clock()
+        read = self._read.get(key_id)
+        if read is None or now - read[0] >= self.recheck_seconds:
+            with self._engine.connect() as connection:
+                row = connection.execute(sa.select(_KEYS).where(_KEYS.c.key_id == key_id)).mappings().first()
+            if row is None:  # unknown ids are not kept: a caller cannot grow this map
+                return None
+            read = self._read[key_id] = (now, row["secret_sha256"], _key(row))
+        _, digest, key = read
+        if not hmac.compare_digest(digest, secret_digest(secret)):
             return None
-        key = _key(row)
         return key if key.revoked_at is None else None
 
     def close(self) -> None:

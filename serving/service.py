@@ -76,9 +76,18 @@ def local_key_path(paths: Paths) -> Path:
     return key_store_path(paths).parent / LOCAL_KEY_FILE
 
 
-def open_key_store(paths: Paths | None = None) -> KeyStore:
-    """The key store of these paths (default: from the environment)."""
-    return KeyStore(sqlite_url(key_store_path(paths or Paths.from_environment())))
+def open_key_store(paths: Paths | None = None, recheck_seconds: float = 0.0) -> KeyStore:
+    """The key store of these paths (default: from the environment); see `KeyStore`."""
+    return KeyStore(sqlite_url(key_store_path(paths or Paths.from_environment())), recheck_seconds)
+
+
+# The service reads a key at most once a second: a revocation takes effect within a second, and most
+# requests need no database read (~0.3-1 ms each through SQLAlchemy on 2 cores).
+KEY_RECHECK_SECONDS = 1.0
+
+
+def _service_key_store() -> KeyStore:
+    return open_key_store(recheck_seconds=KEY_RECHECK_SECONDS)
 
 
 # One worker serves one request at a time; two onnxruntime threads embed a deal's text in ~4.5 ms
@@ -263,5 +272,5 @@ class PartnerMatch:
 _service = cast("bentoml.Service[PartnerMatch]", PartnerMatch)
 _service.add_asgi_middleware(JsonErrors)
 _service.add_asgi_middleware(SwaggerAtDocs)
-_service.add_asgi_middleware(ApiKeyAuth, policy=ACCESS, open_store=open_key_store)
+_service.add_asgi_middleware(ApiKeyAuth, policy=ACCESS, open_store=_service_key_store)
 _service.add_asgi_middleware(BodyLimits, paths=frozenset({"/route"}), max_bytes=MAX_BODY_BYTES)

@@ -4,6 +4,7 @@ service serves (vocabularies, statuses, security)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +14,7 @@ from models.registry import Paths
 from serving.decision_log import DecisionLog
 from serving.keys import Scope
 from serving.ratelimit import RateLimit
-from serving.service import MAX_BODY_BYTES, decision_log_path
+from serving.service import KEY_RECHECK_SECONDS, MAX_BODY_BYTES, decision_log_path
 from tests.serving.conftest import UNLIMITED
 from tests.serving.test_service import DEAL
 
@@ -57,6 +58,7 @@ def test_no_wrong_or_revoked_key_is_401(client: Any, key_store: Any, route_token
     assert wrong.headers["www-authenticate"].startswith("Bearer")
     assert client.post("/route", json=BODY, headers=bearer(route_token)).status_code == 200
     key_store.revoke(route_token.split("_")[1])
+    time.sleep(KEY_RECHECK_SECONDS)  # the service reads a key again after this long
     error_of(client.post("/route", json=BODY, headers=bearer(route_token)), 401)
     error_of(client.get("/decisions/anything", headers={"Authorization": ""}), 401)
 

@@ -57,6 +57,20 @@ def test_wrong_malformed_and_revoked_tokens_are_refused(store: KeyStore) -> None
         store.revoke("0000000000000000")
 
 
+def test_a_key_read_recently_is_not_read_again_until_the_recheck_time(tmp_path: Path) -> None:
+    now = [0.0]
+    url = sqlite_url(tmp_path / "keys.sqlite")
+    service, admin = KeyStore(url, recheck_seconds=1.0, clock=lambda: now[0]), KeyStore(url)
+    issued = admin.create("crm", {Scope.ROUTE})
+    assert service.authenticate(issued.token) is not None
+    admin.revoke(issued.key.key_id)
+    assert service.authenticate(issued.token) is not None  # as read at 0 s, not read again
+    now[0] = 1.0
+    assert service.authenticate(issued.token) is None
+    wrong = issued.token[:-4] + "AAAA"
+    assert service.authenticate(wrong) is None
+
+
 def test_admin_grants_every_scope(store: KeyStore) -> None:
     route_only = store.create("crm", {Scope.ROUTE}).key
     admin = store.create("ops", {Scope.ADMIN}).key
