@@ -311,7 +311,7 @@ def keys_list() -> None:
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (`keys list`).")]) -> None:
-    """Revoke an API key: it is refused from the next request on."""
+    """Revoke an API key: the service refuses it within a second."""
     from serving.service import open_key_store
 
     with _user_errors():
