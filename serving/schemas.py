@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_serializer, field_validator
 from pydantic.json_schema import JsonDict
 
 from features.schema import MAX_CERT_LEVEL, SEGMENTS
@@ -60,7 +60,11 @@ class DealIn(_Strict):
     """A deal to route, as the CRM knows it now."""
 
     requirement_text: str = Field(
-        min_length=1, max_length=MAX_TEXT_CHARS, description="What the customer needs, in words."
+        min_length=1,
+        max_length=MAX_TEXT_CHARS,
+        # Spelt out rather than \S: regex engines disagree on which Unicode characters are spaces.
+        pattern=r"[^ \t\n\r\f\v]",
+        description="What the customer needs, in words (not only spaces).",
     )
     products: list[str] = Field(
         min_length=1,
@@ -196,10 +200,9 @@ class RouteResponse(BaseModel):
     candidates: CandidateReport
     channel_conflict: ChannelConflict | None
 
-    @field_validator("features_as_of")
-    @classmethod
-    def _in_utc(cls, moment: datetime) -> datetime:
-        """History times are UTC; say so, as RFC 3339 date-times must."""
+    @field_serializer("features_as_of", when_used="json")
+    def _in_utc(self, moment: datetime) -> datetime:
+        """History times are UTC: say so in JSON, as RFC 3339 date-times must."""
         return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 

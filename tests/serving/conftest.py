@@ -134,3 +134,31 @@ def client(smoke_store: Path, admin_token: str) -> Iterator[Any]:
     app = cast(Any, PartnerMatch).to_asgi()
     with TestClient(app, headers={"Authorization": f"Bearer {admin_token}"}) as test_client:
         yield test_client
+
+
+class AlreadyStarted:
+    """An ASGI app whose lifespan someone else runs: lifespan events are acknowledged here and
+    requests go to the app. Schemathesis starts and stops the lifespan of the app it tests around
+    each test; this lets it test the `client` fixture's app, the only one a process can have (BentoML
+    registers each app's Prometheus metrics in one registry)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            await send({"type": f"{message['type']}.complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+
+
+@pytest.fixture(scope="session")
+def served_schema(client: Any) -> Any:
+    """The contract the service serves, as a Schemathesis schema that sends its requests to the app."""
+    import schemathesis
+
+    return schemathesis.openapi.from_asgi("/docs.json", AlreadyStarted(client.app))

@@ -52,7 +52,7 @@ def test_text_404_and_405_become_json_naming_path_and_method(client: TestClient)
     assert "/nowhere" in missing.json()["reason"]
     wrong = client.delete("/ok")
     assert (wrong.status_code, wrong.json()["field"]) == (405, "method")
-    assert wrong.headers["allow"] == "GET, HEAD"
+    assert set(wrong.headers["allow"].split(", ")) == {"GET", "HEAD"}
 
 
 def test_bentoml_validation_400_becomes_422_listing_every_field(client: TestClient) -> None:

@@ -20,13 +20,9 @@ FUZZ_EXAMPLES = 1000
 API_OPERATIONS = ("POST /route", "GET /decisions/{decision_id}")  # the others have no inputs to vary
 
 
-def run_schemathesis(token: str, examples: int) -> tuple[list[str], Counter[str]]:
-    """Every phase and check of Schemathesis over a fresh ASGI app of the service (its lifespan is
-    started by Schemathesis); returns the failures found (one line each) and the requests sent per
-    operation (`POST /route`: count)."""
-    from serving.service import PartnerMatch
-
-    schema = schemathesis.openapi.from_asgi("/docs.json", cast(Any, PartnerMatch).to_asgi())
+def run_schemathesis(schema: Any, token: str, examples: int) -> tuple[list[str], Counter[str]]:
+    """Every phase and check of Schemathesis over the service app of `schema`; returns the failures
+    found (one line each) and the requests sent per operation (`POST /route`: count)."""
     schema.config.update(headers={"Authorization": f"Bearer {token}"}, continue_on_failure=True)
     schema.config.generation.update(max_examples=examples, deterministic=True)
     failures: list[str] = []
@@ -66,8 +62,8 @@ def metrics_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("metrics_dir")
-def test_every_operation_keeps_the_contract(smoke_store: Path, admin_token: str) -> None:
-    failures, cases = run_schemathesis(admin_token, SMOKE_EXAMPLES)
+def test_every_operation_keeps_the_contract(served_schema: Any, admin_token: str) -> None:
+    failures, cases = run_schemathesis(served_schema, admin_token, SMOKE_EXAMPLES)
     print(f"schemathesis: {dict(cases)}, {len(failures)} failures")
     assert not failures, "\n".join(failures)
     assert min(cases[API_OPERATIONS[0]], cases[API_OPERATIONS[1]]) >= SMOKE_EXAMPLES
@@ -76,8 +72,8 @@ def test_every_operation_keeps_the_contract(smoke_store: Path, admin_token: str)
 @pytest.mark.slow
 @pytest.mark.fuzz
 @pytest.mark.usefixtures("metrics_dir")
-def test_fuzz_every_operation(smoke_store: Path, admin_token: str) -> None:
-    failures, cases = run_schemathesis(admin_token, FUZZ_EXAMPLES)
+def test_fuzz_every_operation(served_schema: Any, admin_token: str) -> None:
+    failures, cases = run_schemathesis(served_schema, admin_token, FUZZ_EXAMPLES)
     print(f"schemathesis: {dict(cases)}, {len(failures)} failures")
     assert not failures, "\n".join(failures)
     assert min(cases[API_OPERATIONS[0]], cases[API_OPERATIONS[1]]) >= FUZZ_EXAMPLES
