@@ -8,7 +8,7 @@ SHARED_DATA ?= ../shared/data
 OUT ?= bench-results
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve test lint unit generate train evaluate-leads evaluate-olist evaluate-maven bench-train bench-generate bench-route clean
+.PHONY: help install serve test fuzz lint unit generate train evaluate-leads evaluate-olist evaluate-maven bench-train bench-generate bench-route clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ serve: install ## install, train a first model if none is registered, serve on l
 
 test: install lint ## install, lint, type-check and run the tests (not the opt-in slow ones)
 	$(BIN)/pytest -m "not slow" -q
+
+fuzz: install ## Schemathesis, every check, 1,000 generated cases per API operation (a few minutes)
+	$(BIN)/pytest -m fuzz -q -s tests/serving/test_contract.py
 
 lint: install ## ruff (lint + format check), mypy and the architecture contract (import-linter)
 	$(BIN)/ruff check .

@@ -31,9 +31,13 @@ app = typer.Typer(help="PartnerMatch: partner matching and predictive lead routi
 evaluate_app = typer.Typer(help="Honest evaluations on real public data sets.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that write JSON.", no_args_is_help=True)
 data_app = typer.Typer(help="Prepare data files.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys of the routing service (stored hashed beside the decision log).", no_args_is_help=True
+)
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
+app.add_typer(keys_app, name="keys")
 # soft_wrap: long lines are not cut at 80 columns when stderr is a file or a pipe (a terminal wraps them itself).
 console = Console(stderr=True, soft_wrap=True)
 
@@ -232,12 +236,86 @@ def serve(
 
     with _user_errors(), show_progress(console) as progress:
         version = ensure_champion(load_train_config(), Paths.from_environment(), progress)
+    _announce_local_key(f"http://{host}:{port}")
     console.print(f"serving partnermatch-win v{version} on http://{host}:{port} (Swagger UI at /docs)")
     sys.stdout.flush()
     # Replace this process: Ctrl-C and signals from a supervisor reach bentoml directly.
     command = serve_command(host, port)
     # An explicit OMP_NUM_THREADS wins; --workers wins over an inherited BentoML override.
     os.execve(command[0], command, SERVE_ENVIRONMENT | os.environ | workers_environment(workers))
+
+
+def _announce_local_key(url: str) -> None:
+    """Create the local admin key on first start (see `serving.keys.ensure_local_key`) and say how to use it."""
+    from models.registry import Paths
+    from serving.keys import ensure_local_key
+    from serving.service import local_key_path, open_key_store
+
+    paths = Paths.from_environment()
+    store = open_key_store(paths)
+    try:
+        local = ensure_local_key(store, local_key_path(paths))
+    finally:
+        store.close()
+    if local is None:
+        console.print("API keys: `partnermatch keys create --name NAME --scopes route,read_decisions`")
+        return
+    if local.created:
+        console.print(
+            f"created a local admin API key (every scope); its token is in {local.path} (mode 0600)", soft_wrap=True
+        )
+    console.print(
+        f'try: curl -H "Authorization: Bearer $(cat {local.path})" {url}/decisions/<decision_id>', soft_wrap=True
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who or what uses the key, e.g. `crm-prod`.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated scopes: route, read_decisions, admin (every scope).")],
+    rate: Annotated[float, typer.Option(help="Sustained requests per second (per worker).")] = 50.0,
+    burst: Annotated[int, typer.Option(help="Requests allowed at once above the rate.")] = 100,
+) -> None:
+    """Create an API key; prints its token (on stdout) once: it is stored only as a hash."""
+    from serving.keys import parse_scopes
+    from serving.ratelimit import RateLimit
+    from serving.service import open_key_store
+
+    with _user_errors():
+        store = open_key_store()
+        try:
+            issued = store.create(name, parse_scopes(scopes), RateLimit(rate, burst))
+        finally:
+            store.close()
+    console.print(f"created API key {issued.key.key_id} ({issued.key.name}); the token is shown only this once:")
+    typer.echo(issued.token)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every API key (never a token) as JSON, revoked ones included."""
+    from serving.service import open_key_store
+
+    store = open_key_store()
+    try:
+        keys = [key.as_json() for key in store.all_keys()]
+    finally:
+        store.close()
+    _emit({"keys": keys}, None)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key id (`keys list`).")]) -> None:
+    """Revoke an API key: the service refuses it within a second."""
+    from serving.service import open_key_store
+
+    with _user_errors():
+        store = open_key_store()
+        try:
+            key = store.revoke(key_id)
+        finally:
+            store.close()
+    console.print(f"revoked API key {key.key_id} ({key.name})")
 
 
 @app.command()

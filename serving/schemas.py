@@ -8,12 +8,13 @@ Validation that needs no model (types, ranges, sizes) happens here, at the edge;
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_serializer, field_validator
+from pydantic.json_schema import JsonDict
 
-from features.schema import LOAD_WINDOW, MAX_CERT_LEVEL
+from features.schema import LOAD_WINDOW, MAX_CERT_LEVEL, SEGMENTS
 
 MAX_RESULTS_LIMIT = 50
 MAX_CANDIDATE_POOL = 2000
@@ -26,9 +27,27 @@ CandidateSource = Literal["retrieval", "candidate_pool", "all_eligible"]
 
 
 class _Strict(BaseModel):
-    """Unknown keys are errors, so a misspelt option cannot be silently ignored."""
+    """Unknown keys are errors, so a misspelt option cannot be silently ignored; types are strict and
+    strings are taken as sent, so the requests accepted are exactly those the OpenAPI document allows
+    (`"5"` is no number, `" dach"` no region)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _whole(value: Any) -> Any:
+    """JSON Schema counts 19.0 as an integer; so do we (strict mode alone would refuse it)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Count = Annotated[int, BeforeValidator(_whole)]
+
+
+def _unique_items(schema: JsonDict) -> None:
+    """Documents `_unique` in the JSON schema: `uniqueItems` on the array, inside `anyOf` when optional."""
+    branches = schema.get("anyOf")
+    for branch in [schema, *(branches if isinstance(branches, list) else [])]:
+        if isinstance(branch, dict) and branch.get("type") == "array":
+            branch["uniqueItems"] = True
 
 
 def _unique(values: list[str], what: str) -> list[str]:
@@ -41,14 +60,26 @@ class DealIn(_Strict):
     """A deal to route, as the CRM knows it now."""
 
     requirement_text: str = Field(
-        min_length=1, max_length=MAX_TEXT_CHARS, description="What the customer needs, in words."
+        min_length=1,
+        max_length=MAX_TEXT_CHARS,
+        # Spelt out rather than \S: regex engines disagree on which Unicode characters are spaces.
+        pattern=r"[^ \t\n\r\f\v]",
+        description="What the customer needs, in words (not only spaces).",
     )
     products: list[str] = Field(
-        min_length=1, max_length=12, description="Products the deal needs (names from the model's vocabulary)."
+        min_length=1,
+        max_length=12,
+        description="Products the deal needs (names from the model's vocabulary).",
+        json_schema_extra=_unique_items,
     )
     region: str = Field(min_length=1, max_length=64, description="Region of the customer, e.g. `dach`.")
     amount: float = Field(gt=0, allow_inf_nan=False, description="Deal size in USD, > 0.")
-    segment: str = Field(min_length=1, max_length=64, description="Customer segment, e.g. `enterprise`.")
+    segment: str = Field(
+        min_length=1,
+        max_length=64,
+        examples=list(SEGMENTS),
+        description="Customer segment, e.g. `enterprise`; free text, not a model input (logged with the decision).",
+    )
     registered_partner_id: str | None = Field(
         default=None,
         min_length=1,
@@ -64,13 +95,13 @@ class DealIn(_Strict):
 
 class CertificationRequirement(_Strict):
     product: str = Field(min_length=1, max_length=64)
-    min_level: int = Field(default=1, ge=1, le=MAX_CERT_LEVEL, description="1 associate, 2 professional, 3 expert.")
+    min_level: Count = Field(default=1, ge=1, le=MAX_CERT_LEVEL, description="1 associate, 2 professional, 3 expert.")
 
 
 class RouteOptions(_Strict):
     """How to route: result count and hard constraints."""
 
-    max_results: int = Field(default=5, ge=1, le=MAX_RESULTS_LIMIT, description="Partners to return.")
+    max_results: Count = Field(default=5, ge=1, le=MAX_RESULTS_LIMIT, description="Partners to return.")
     required_certifications: list[CertificationRequirement] = Field(
         default_factory=list, max_length=12, description="Every listed certification at least at its level."
     )
@@ -79,6 +110,7 @@ class RouteOptions(_Strict):
         min_length=1,
         max_length=64,
         description="The partner must operate in one of these regions; default: the deal's region.",
+        json_schema_extra=_unique_items,
     )
     excluded_partner_ids: list[str] = Field(default_factory=list, max_length=MAX_EXCLUDED_PARTNERS)
     candidate_pool: list[str] | None = Field(
@@ -86,6 +118,7 @@ class RouteOptions(_Strict):
         min_length=1,
         max_length=MAX_CANDIDATE_POOL,
         description="Route among exactly these partners (no retrieval); constraints still apply.",
+        json_schema_extra=_unique_items,
     )
     respect_capacity: bool = Field(
         default=True,
@@ -167,6 +200,11 @@ class RouteResponse(BaseModel):
     constraints: list[ConstraintReport]
     candidates: CandidateReport
     channel_conflict: ChannelConflict | None
+
+    @field_serializer("features_as_of", when_used="json")
+    def _in_utc(self, moment: datetime) -> datetime:
+        """History times are UTC: say so in JSON, as RFC 3339 date-times must."""
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class DecisionRecord(BaseModel):

@@ -1,34 +1,38 @@
-"""The BentoML service: load the champion, call `serving.routing`, map domain errors to 4xx.
+"""The BentoML service: load the champion, wire the API's layers, map domain errors to statuses.
 
     bentoml serve serving.service:PartnerMatch      (what `partnermatch serve` runs)
 
 Endpoints: `POST /route` (RouteRequest -> RouteResponse), `GET /decisions/{decision_id}`, Swagger UI
-at `/docs` (and `/`) over the spec at `/docs.json`, and BentoML's `/healthz`, `/livez`, `/readyz`,
-`/metrics` (Prometheus).
+at `/docs` (and `/`) over the contract at `/docs.json` (`serving.contract`: OpenAPI 3.1 with the
+loaded model's vocabularies), and BentoML's `/healthz`, `/livez`, `/readyz`, `/metrics` (Prometheus).
+
+Every endpoint but the health probes, `/metrics` and the docs needs an API key with the endpoint's
+scope (`serving.keys`, `serving.asgi.ApiKeyAuth`), within the key's rate limit. `POST /route` takes
+an `Idempotency-Key` (`serving.idempotency`): a retry gets the original decision back.
 
 The model comes from the MLflow registry (`partnermatch-win@champion`, its bundle carries the
 FAISS index and the history); paths come from the environment (`models.registry.Paths`), the
-decision log from `PARTNERMATCH_DECISION_LOG` (default `<mlruns>/decisions.sqlite`).
+decision log from `PARTNERMATCH_DECISION_LOG` (default `<mlruns>/decisions.sqlite`), the key store
+from `PARTNERMATCH_API_KEYS` (default `api-keys.sqlite` beside the decision log).
 
-Errors: BentoML answers a pydantic validation failure with 400; `ValidationErrorsAs422` turns it
-into 422 with the failing field. Domain errors (`FeatureError` and its subclasses) become 422
-(bad value), 404 (unknown partner) or 409 (constraints leave nobody), always with `field` and
-`reason`.
+Errors all have the one shape of `serving.errors` (statuses listed in `ERROR_STATUSES`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sqlite3
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-import attrs
 import bentoml
+from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI
-from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import Response
 
 from features.embed import CachedEncoder, Encoder, make_encoder
 from features.index import PartnerIndex, set_search_threads
@@ -36,33 +40,55 @@ from features.pairs import FeatureError
 from features.progress import SILENT, Progress
 from models.bundle import INDEX_DIR, ModelBundle
 from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, local_bundle, version_by_alias
+from serving.asgi import ApiKeyAuth, BodyLimits, JsonErrors, SwaggerAtDocs, caller
+from serving.contract import Operation, Vocabulary, api_document
 from serving.decision_log import DecisionLog
-from serving.routing import (
-    Router,
-    RoutingConflictError,
-    RoutingSettings,
-    UnknownPartnerError,
-    shared_routing_state,
-    state_directory,
-)
+from serving.errors import error_json, status_of
+from serving.idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, decide_once, record_decision, retry_claim
+from serving.keys import AccessPolicy, KeyStore, Scope, sqlite_url
+from serving.routing import Router, RoutingSettings, shared_routing_state, state_directory
 from serving.routing.state import RoutingState
-from serving.schemas import (
-    DealIn,
-    DecisionRecord,
-    ErrorResponse,
-    FieldProblem,
-    ModelInfo,
-    RouteOptions,
-    RouteRequest,
-    RouteResponse,
-)
+from serving.schemas import DealIn, DecisionRecord, ModelInfo, RouteOptions, RouteRequest, RouteResponse
+
+logger = logging.getLogger(__name__)
 
 DECISION_LOG_ENV = "PARTNERMATCH_DECISION_LOG"
+KEY_STORE_ENV = "PARTNERMATCH_API_KEYS"
+LOCAL_KEY_FILE = "api-key"
 
 
 def decision_log_path(paths: Paths) -> Path:
     """Where decisions are logged: `$PARTNERMATCH_DECISION_LOG`, else `<mlruns>/decisions.sqlite`."""
     return Path(os.environ.get(DECISION_LOG_ENV) or paths.mlruns_dir / "decisions.sqlite")
+
+
+def key_store_beside(decision_log: Path) -> Path:
+    """The default key store of a decision log: `api-keys.sqlite` in the same directory."""
+    return decision_log.parent / "api-keys.sqlite"
+
+
+def key_store_path(paths: Paths) -> Path:
+    """Where API keys are stored: `$PARTNERMATCH_API_KEYS`, else beside the decision log."""
+    return Path(os.environ.get(KEY_STORE_ENV) or key_store_beside(decision_log_path(paths)))
+
+
+def local_key_path(paths: Paths) -> Path:
+    """The token of `partnermatch serve`'s local admin key: `api-key` beside the key store (mode 0600)."""
+    return key_store_path(paths).parent / LOCAL_KEY_FILE
+
+
+def open_key_store(paths: Paths | None = None, recheck_seconds: float = 0.0) -> KeyStore:
+    """The key store of these paths (default: from the environment); see `KeyStore`."""
+    return KeyStore(sqlite_url(key_store_path(paths or Paths.from_environment())), recheck_seconds)
+
+
+# The service reads a key at most once a second: a revocation takes effect within a second, and most
+# requests need no database read (~0.3-1 ms each through SQLAlchemy on 2 cores).
+KEY_RECHECK_SECONDS = 1.0
+
+
+def _service_key_store() -> KeyStore:
+    return open_key_store(recheck_seconds=KEY_RECHECK_SECONDS)
 
 
 # One worker serves one request at a time; two onnxruntime threads embed a deal's text in ~4.5 ms
@@ -168,125 +194,62 @@ def route_once(request: RouteRequest, paths: Paths, progress: Progress = SILENT)
     return response
 
 
-def _error_status(error: FeatureError) -> int:
-    """HTTP status of a domain error: 404 unknown partner, 409 unsatisfiable request, else 422."""
-    if isinstance(error, UnknownPartnerError):
-        return 404
-    if isinstance(error, RoutingConflictError):
-        return 409
-    return 422
+# The API: its operations (statuses each can answer besides 200), who may call what, body limit.
+MAX_BODY_BYTES = 1_048_576  # the largest valid request (10,000 excluded ids, a 10,000-character text) is ~200 KB
+_ALWAYS = (401, 403, 429, 500, 503)
+OPERATIONS = (
+    Operation("/route", "post", "RouteResponse", (400, *_ALWAYS, 404, 409, 413, 415, 422), Scope.ROUTE, "RouteRequest"),
+    Operation("/decisions/{decision_id}", "get", "DecisionRecord", (*_ALWAYS, 404), Scope.READ_DECISIONS),
+)
+ACCESS = AccessPolicy(
+    public_paths=frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/"}),
+    public_prefixes=("/static_content", "/assets"),  # the Swagger UI's files
+    scoped_prefixes=(("/route", Scope.ROUTE), ("/decisions", Scope.READ_DECISIONS)),
+)
 
 
-def _error_body(problems: list[FieldProblem], model_version: str | None) -> ErrorResponse:
-    first = problems[0]
-    return ErrorResponse(
-        error=f"{first.field}: {first.reason}",
-        field=first.field,
-        reason=first.reason,
-        problems=problems,
-        model_version=model_version,
-    )
+class OpenAPIDocument:
+    """What BentoML serves at `/docs.json` (it calls `asdict()`)."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.document = document
+
+    def asdict(self) -> dict[str, Any]:
+        return self.document
 
 
-def _error_response(status: int, field: str, reason: str, model_version: str | None) -> JSONResponse:
-    body = _error_body([FieldProblem(field=field, reason=reason)], model_version)
-    return JSONResponse(body.model_dump(), status_code=status)
-
-
-def record_decision(log: DecisionLog, request: RouteRequest, response: RouteResponse) -> None:
-    """Append one decision (request, response, model) to the log."""
-    log.append(
-        response.decision_id,
-        response.model.name,
-        response.model.version,
-        request.model_dump_json(),
-        response.model_dump_json(),
-    )
-
-
-class ValidationErrorsAs422:
-    """ASGI middleware: BentoML answers request-validation failures with 400 and pydantic's error
-    list; rewrite those to 422 with the first failing field as a dotted path (`deal.amount`)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        held: list[Message] = []
-
-        async def send_rewritten(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 400:
-                held.append(message)
-                return
-            if not held:
-                await send(message)
-                return
-            held.append(message)
-            if message.get("more_body", False):
-                return
-            body = b"".join(part.get("body", b"") for part in held[1:])
-            rewritten = _as_422(body)
-            start = held[0] if rewritten is None else _start_message(held[0], 422, len(rewritten))
-            await send(start)
-            await send({"type": "http.response.body", "body": body if rewritten is None else rewritten})
-
-        await self.app(scope, receive, send_rewritten)
-
-
-class SwaggerAtDocs:
-    """ASGI middleware: BentoML serves its Swagger UI at `/`; serve the same page at `/docs` too (its
-    relative asset and spec URLs resolve the same from there)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/docs":
-            scope = {**scope, "path": "/", "raw_path": b"/"}
-        await self.app(scope, receive, send)
-
-
-def _start_message(original: Message, status: int, length: int) -> Message:
-    headers = [(key, value) for key, value in original.get("headers", []) if key.lower() != b"content-length"]
-    return {**original, "status": status, "headers": [*headers, (b"content-length", str(length).encode())]}
-
-
-def _as_422(body: bytes) -> bytes | None:
-    """BentoML's validation-error body -> our 422 body; None when `body` is some other 400."""
+def _loaded_vocabulary() -> Vocabulary | None:
+    """The vocabulary of the model this worker serves; None before it is loaded."""
     try:
-        payload: Any = json.loads(body)
-    except ValueError:
+        instance = bentoml.get_current_service()
+    except BentoMLException:
         return None
-    errors = payload.get("detail") if isinstance(payload, dict) else None
-    if not isinstance(errors, list) or not errors:
-        return None
-    problems = [
-        FieldProblem(
-            field=".".join(str(part) for part in error.get("loc", ())) or "body",
-            reason=str(error.get("msg", "invalid")),
-        )
-        for error in errors
-    ]
-    return _error_body(problems, model_version=None).model_dump_json().encode()
+    served = isinstance(instance, cast("bentoml.Service[PartnerMatch]", PartnerMatch).inner)
+    return Vocabulary.of(instance.router.context) if served else None
 
 
-class OpenAPI31Service(bentoml.Service):
-    """BentoML labels its spec OpenAPI 3.0.2, but pydantic 2 writes JSON Schema 2020-12 (nullable as
-    `anyOf [..., {type: null}]`, numeric `exclusiveMinimum`), which is what OpenAPI 3.1 uses."""
+class ContractService(bentoml.Service):
+    """Serves `serving.contract.api_document` instead of BentoML's own document."""
 
     @property
     def openapi_spec(self) -> Any:
-        return attrs.evolve(super().openapi_spec, openapi="3.1.0")
+        base = super().openapi_spec.asdict()
+        return OpenAPIDocument(
+            api_document(base, OPERATIONS, ACCESS.public_paths, _loaded_vocabulary(), MAX_BODY_BYTES)
+        )
+
+
+def _answer(ctx: bentoml.Context, status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
+    # BentoML applies the context's status code to a returned Response too.
+    ctx.response.status_code = status
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 decisions_app = FastAPI(title="decisions")
 
 
 @bentoml.asgi_app(decisions_app, path="/decisions")
-@bentoml.service(name=SERVICE_NAME, service_class=OpenAPI31Service, workers=1, traffic={"timeout": 60})
+@bentoml.service(name=SERVICE_NAME, service_class=ContractService, workers=1, traffic={"timeout": 60})
 class PartnerMatch:
     """Partner routing: the champion win model over a FAISS partner index, with a decision log."""
 
@@ -296,28 +259,30 @@ class PartnerMatch:
         self.decisions = DecisionLog(decision_log_path(paths))
 
     @bentoml.api(route="/route", input_spec=RouteRequest, output_spec=RouteResponse)
-    def route(self, deal: DealIn, options: RouteOptions) -> RouteResponse | JSONResponse:
+    def route(self, deal: DealIn, options: RouteOptions, ctx: bentoml.Context) -> Response:
         """Rank partners for a deal: calibrated win probabilities, reasons, constraints, channel conflict."""
         request = RouteRequest(deal=deal, options=options)
+        version = self.router.model_info.version
         try:
-            response = self.router.route(request)
+            owner = caller(ctx.request.scope).key_id
+            retry = retry_claim(owner, ctx.request.headers.get(IDEMPOTENCY_HEADER), request, datetime.now(UTC))
+            decided = decide_once(self.decisions, request, retry, self.router.route)
         except FeatureError as error:
-            return _error_response(_error_status(error), error.field, error.reason, self.router.model_info.version)
-        record_decision(self.decisions, request, response)
-        return response
+            return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
+        except sqlite3.OperationalError:
+            logger.exception("the decision log could not be written")
+            body = error_json("server", "the decision log is unavailable", version)
+            return _answer(ctx, 503, body, {"Retry-After": "1"})
+        headers = {REPLAYED_HEADER: "true"} if decided.replayed else None
+        return _answer(ctx, 200, decided.response_json.encode(), headers)
 
-    @decisions_app.get(
-        "/{decision_id}",
-        response_model=DecisionRecord,
-        responses={404: {"model": ErrorResponse, "description": "No decision with this id."}},
-    )
-    def decision(self, decision_id: str) -> DecisionRecord | JSONResponse:
+    @decisions_app.get("/{decision_id}", response_model=DecisionRecord)
+    def decision(self, decision_id: str) -> DecisionRecord | Response:
         """A logged decision: the request, the response and the model version that answered."""
         logged = self.decisions.get(decision_id)
         if logged is None:
-            return _error_response(
-                404, "decision_id", f"no decision {decision_id!r} is logged", self.router.model_info.version
-            )
+            body = error_json("decision_id", f"no decision {decision_id!r} is logged", self.router.model_info.version)
+            return Response(body, status_code=404, media_type="application/json")
         response = RouteResponse.model_validate_json(logged.response_json)
         return DecisionRecord(
             decision_id=logged.decision_id,
@@ -328,6 +293,9 @@ class PartnerMatch:
         )
 
 
-# The decorators turned the class into a bentoml.Service (mypy sees the class).
-for _middleware in (ValidationErrorsAs422, SwaggerAtDocs):
-    cast("bentoml.Service[PartnerMatch]", PartnerMatch).add_asgi_middleware(_middleware)
+# The decorators turned the class into a bentoml.Service (mypy sees the class); outermost first.
+_service = cast("bentoml.Service[PartnerMatch]", PartnerMatch)
+_service.add_asgi_middleware(JsonErrors)
+_service.add_asgi_middleware(SwaggerAtDocs)
+_service.add_asgi_middleware(ApiKeyAuth, policy=ACCESS, open_store=_service_key_store)
+_service.add_asgi_middleware(BodyLimits, paths=frozenset({"/route"}), max_bytes=MAX_BODY_BYTES)

@@ -15,7 +15,8 @@ for, or keeps the heap of, building it. Then, per worker count W:
    peak memory of the whole server process tree (`PeakMemory`: RSS, PSS and USS summed).
 
 The client shares the machine with the server: on 2 cores its event loop takes CPU from the workers.
-`PARTNERMATCH_API_KEY`, when set, is sent as `Authorization: Bearer <key>`.
+Requests carry the key that `running_service` creates for the benchmark (every scope, no practical
+rate limit).
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ from serving.service import load_router
 from training.config import TrainConfig
 from training.workflows import ensure_champion
 
-API_KEY_ENV = "PARTNERMATCH_API_KEY"
 REQUEST_TIMEOUT_SECONDS = 30.0
 HEALTH_INTERVAL_SECONDS = 0.1
 WARMUP_PER_TASK = 2
@@ -65,12 +65,6 @@ class LoadSettings:
     seconds: float = 30.0
     workers: tuple[int, ...] = (1, 2)
     distinct_deals: int = 500
-
-
-def auth_headers() -> dict[str, str]:
-    """`Authorization: Bearer $PARTNERMATCH_API_KEY` when the variable is set, else nothing."""
-    key = os.environ.get(API_KEY_ENV)
-    return {"Authorization": f"Bearer {key}"} if key else {}
 
 
 def mapping_workers(pid: int) -> int:
@@ -96,9 +90,11 @@ def wait_for_workers(server: RunningServer, workers: int, timeout: float) -> Non
         time.sleep(0.5)
 
 
-async def drive_load(url: str, bodies: list[dict[str, Any]], concurrency: int, seconds: float) -> dict[str, Any]:
-    """Keep `concurrency` requests in flight for `seconds` (after a warm-up), polling /healthz beside."""
-    headers = auth_headers()
+async def drive_load(
+    url: str, headers: dict[str, str], bodies: list[dict[str, Any]], concurrency: int, seconds: float
+) -> dict[str, Any]:
+    """Keep `concurrency` requests in flight for `seconds` (after a warm-up), polling /healthz beside;
+    `headers` go with every request (the API key)."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     timeout = httpx.Timeout(REQUEST_TIMEOUT_SECONDS)
     deals = itertools.cycle(bodies)
@@ -181,7 +177,7 @@ def measure_workers(store: Paths, workers: int, bodies: list[dict[str, Any]], se
         wait_for_workers(server, workers, READY_TIMEOUT_SECONDS)
         startup = time.perf_counter() - started
         memory = PeakMemory(server.process.pid, MEMORY_SAMPLE_SECONDS)
-        loaded = asyncio.run(drive_load(server.url, bodies, settings.concurrency, settings.seconds))
+        loaded = asyncio.run(drive_load(server.url, server.headers, bodies, settings.concurrency, settings.seconds))
         peaks = memory.stop()
     return {
         "workers": workers,

@@ -42,9 +42,19 @@ from features.progress import SILENT, Progress
 from features.synthetic import EcosystemConfig, generate_ecosystem
 from models.registry import Paths
 from models.win import WinModel
+from serving.keys import KeyStore, Scope, sqlite_url
+from serving.ratelimit import RateLimit
 from serving.routing import Router, merit_order
 from serving.schemas import RouteRequest
-from serving.service import DECISION_LOG_ENV, SERVE_ENVIRONMENT, load_router, serve_command, workers_environment
+from serving.service import (
+    DECISION_LOG_ENV,
+    KEY_STORE_ENV,
+    SERVE_ENVIRONMENT,
+    key_store_beside,
+    load_router,
+    serve_command,
+    workers_environment,
+)
 from training.config import TrainConfig
 from training.workflows import ensure_champion
 
@@ -54,6 +64,7 @@ MAX_RESULTS = 10
 READY_TIMEOUT_SECONDS = 1800.0  # loading a 100k-partner bundle and its shortlists takes minutes on 2 cores
 RSS_SAMPLE_SECONDS = 0.1
 READY_REPORT_SECONDS = 15.0  # how often the wait for /readyz says how long it has waited
+BENCH_RATE_LIMIT = RateLimit(per_second=1e6, burst=1_000_000)  # measure the service, not its rate limiter
 
 
 def bench_paths(config: TrainConfig, paths: Paths) -> Paths:
@@ -155,6 +166,11 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    api_key: str  # a token with every scope and no practical rate limit
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
 
 
 @contextmanager
@@ -166,17 +182,24 @@ def running_service(
     workers: int = 1,
     progress: Progress = SILENT,
 ) -> Iterator[RunningServer]:
-    """`bentoml serve` with `workers` processes on a free loopback port with `paths` as its stores;
-    yields once /readyz answers 200 and stops the whole process group on exit. Raises RuntimeError
-    if it dies or times out. While it waits, `progress` gets a step every `READY_REPORT_SECONDS` with
-    the time waited."""
+    """`bentoml serve` with `workers` processes on a free loopback port with `paths` as its stores (API
+    keys beside the decision log, one created for the caller); yields once /readyz answers 200 and
+    stops the whole process group on exit. Raises RuntimeError if it dies or times out. While it
+    waits, `progress` gets a step every `READY_REPORT_SECONDS` with the time waited."""
     port = _free_port()
     inherited = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    key_store = key_store_beside(decision_log)
     stores = {
         "PARTNERMATCH_MLRUNS": str(paths.mlruns_dir),
         "PARTNERMATCH_CACHE": str(paths.cache_dir),
         DECISION_LOG_ENV: str(decision_log),
+        KEY_STORE_ENV: str(key_store),
     }
+    keys = KeyStore(sqlite_url(key_store))
+    try:
+        token = keys.create("bench", set(Scope), BENCH_RATE_LIMIT).token
+    finally:
+        keys.close()
     environment = SERVE_ENVIRONMENT | inherited | stores | workers_environment(workers)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
@@ -188,7 +211,7 @@ def running_service(
             env=environment,
             start_new_session=True,
         )
-    server = RunningServer(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path)
+    server = RunningServer(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path, api_key=token)
     try:
         progress.step(f"starting the service on {server.url}, waiting for /readyz (server log: {log_path})")
         _wait_ready(server, timeout, progress)
@@ -246,7 +269,7 @@ def measure_service(
     latencies: list[float] = []
     top_ids: list[list[str]] = []
     scored: list[int] = []
-    with httpx.Client(base_url=server.url, timeout=60.0) as client:
+    with httpx.Client(base_url=server.url, timeout=60.0, headers=server.headers) as client:
         for request in warmup:
             client.post("/route", json=request.model_dump(mode="json")).raise_for_status()
         started = time.perf_counter()

@@ -1,5 +1,6 @@
 """Serving fixtures: a Router over a small synthetic world (unit tests), and a smoke-sized champion
-registered in an isolated MLflow store behind the BentoML ASGI app (HTTP tests)."""
+registered in an isolated MLflow store behind the BentoML ASGI app (HTTP tests), with an API key
+store beside its decision log."""
 
 from __future__ import annotations
 
@@ -99,12 +100,65 @@ def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def client(smoke_store: Path) -> Iterator[Any]:
-    """Starlette TestClient over the service's ASGI app (lifespan started: the model is loaded)."""
+def key_store(smoke_store: Path) -> Iterator[Any]:
+    """The service's API key store (a serving.keys.KeyStore) in the smoke store."""
+    from serving.service import open_key_store
+
+    store = open_key_store()
+    yield store
+    store.close()
+
+
+# Tests send many requests at once: a limit they never reach.
+UNLIMITED = {"per_second": 1e6, "burst": 1_000_000}
+
+
+@pytest.fixture(scope="session")
+def admin_token(key_store: Any) -> str:
+    """A token with every scope and no practical rate limit."""
+    from serving.keys import Scope
+    from serving.ratelimit import RateLimit
+
+    return str(key_store.create("tests", set(Scope), RateLimit(**UNLIMITED)).token)
+
+
+@pytest.fixture(scope="session")
+def client(smoke_store: Path, admin_token: str) -> Iterator[Any]:
+    """Starlette TestClient over the service's ASGI app (lifespan started: the model is loaded),
+    sending the admin key on every request unless a test overrides the header."""
     from starlette.testclient import TestClient
 
     from serving.service import PartnerMatch
 
     # The bentoml decorators made the class a Service (mypy still sees the class).
-    with TestClient(cast(Any, PartnerMatch).to_asgi()) as test_client:
+    app = cast(Any, PartnerMatch).to_asgi()
+    with TestClient(app, headers={"Authorization": f"Bearer {admin_token}"}) as test_client:
         yield test_client
+
+
+class AlreadyStarted:
+    """An ASGI app whose lifespan someone else runs: lifespan events are acknowledged here and
+    requests go to the app. Schemathesis starts and stops the lifespan of the app it tests around
+    each test; this lets it test the `client` fixture's app, the only one a process can have (BentoML
+    registers each app's Prometheus metrics in one registry)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            await send({"type": f"{message['type']}.complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+
+
+@pytest.fixture(scope="session")
+def served_schema(client: Any) -> Any:
+    """The contract the service serves, as a Schemathesis schema that sends its requests to the app."""
+    import schemathesis
+
+    return schemathesis.openapi.from_asgi("/docs.json", AlreadyStarted(client.app))

@@ -1,14 +1,17 @@
-"""The decision log: round trip, durability across connections, WAL journal, unique ids."""
+"""The decision log: round trip, durability across connections, WAL journal, unique ids, retry
+claims written atomically with their decision."""
 
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from serving.decision_log import DecisionLog
+from serving.decision_log import DecisionLog, RetryClaim
 
 
 def test_round_trip_survives_reopening(tmp_path: Path) -> None:
@@ -49,3 +52,47 @@ def test_two_writers_share_one_file(tmp_path: Path) -> None:
     assert len(first) == len(second) == 20
     first.close()
     second.close()
+
+
+def test_a_live_retry_claim_returns_the_earlier_decision_and_writes_nothing(tmp_path: Path) -> None:
+    log = DecisionLog(tmp_path / "decisions.sqlite")
+    claim = RetryClaim("key-1", "header:abc", since=datetime.now(UTC) - timedelta(hours=1))
+    first = log.append("d1", "m", "1", '{"a": 1}', '{"r": 1}', claim)
+    second = log.append("d2", "m", "1", '{"a": 1}', '{"r": 2}', claim)
+    assert second == first
+    assert log.find_retry(claim) == first
+    assert len(log) == 1
+    other_owner = RetryClaim("key-2", "header:abc", since=claim.since)
+    assert log.find_retry(other_owner) is None
+    assert log.append("d3", "m", "1", "{}", "{}", other_owner).decision_id == "d3"
+    log.close()
+
+
+def test_an_expired_claim_is_replaced(tmp_path: Path) -> None:
+    log = DecisionLog(tmp_path / "decisions.sqlite")
+    log.append("d1", "m", "1", "{}", "{}", RetryClaim("k", "deal:1", since=datetime.now(UTC) - timedelta(hours=1)))
+    later = RetryClaim("k", "deal:1", since=datetime.now(UTC))  # d1's claim is older than this
+    assert log.find_retry(later) is None
+    assert log.append("d2", "m", "1", "{}", "{}", later).decision_id == "d2"
+    assert log.find_retry(later) == log.get("d2")
+    log.close()
+
+
+def test_concurrent_retries_from_two_processes_log_one_decision(tmp_path: Path) -> None:
+    """Two connections (as two workers would have) race on one claim: one decision is logged, and
+    every racer gets that decision back."""
+    path = tmp_path / "decisions.sqlite"
+    logs = [DecisionLog(path), DecisionLog(path)]
+    claim = RetryClaim("key-1", "header:race", since=datetime.now(UTC) - timedelta(hours=1))
+    start = threading.Barrier(8)
+
+    def racer(index: int) -> str:
+        start.wait()
+        return logs[index % 2].append(f"d{index}", "m", "1", "{}", "{}", claim).decision_id
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        winners = set(pool.map(racer, range(8)))
+    assert len(winners) == 1
+    assert len(logs[0]) == 1
+    for log in logs:
+        log.close()

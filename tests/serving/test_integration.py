@@ -12,6 +12,9 @@ import pytest
 
 from models.registry import Paths
 from partnermatch.bench.route import running_service
+from serving.keys import KeyStore, Scope, sqlite_url
+from serving.ratelimit import RateLimit
+from serving.service import MAX_BODY_BYTES, key_store_beside
 from tests.serving.test_service import DEAL
 
 STARTUP_LIMIT_SECONDS = 60.0
@@ -24,7 +27,7 @@ def test_bentoml_serve_answers_route_health_and_metrics(smoke_store: Path, tmp_p
         Paths.from_environment(), tmp_path / "decisions.sqlite", tmp_path / "server.log", STARTUP_LIMIT_SECONDS
     ) as server:
         startup = time.monotonic() - started
-        with httpx.Client(base_url=server.url, timeout=30.0) as client:
+        with httpx.Client(base_url=server.url, timeout=30.0, headers=server.headers) as client:
             routed = client.post("/route", json={"deal": DEAL, "options": {"max_results": 3}})
             assert routed.status_code == 200, routed.text
             body = routed.json()
@@ -34,13 +37,72 @@ def test_bentoml_serve_answers_route_health_and_metrics(smoke_store: Path, tmp_p
             assert client.post("/route", json={"deal": DEAL | {"amount": -1}}).status_code == 422
             for probe in ("/healthz", "/livez", "/readyz"):
                 assert client.get(probe).status_code == 200
-            metrics = client.get("/metrics")
+            metrics = client.get("/metrics", headers={"Authorization": ""})  # no key needed
             assert metrics.status_code == 200
             assert "bentoml_service_request_total" in metrics.text
             assert 'endpoint="/route"' in metrics.text
         process = server.process
     assert startup < STARTUP_LIMIT_SECONDS
     assert process.poll() is not None  # stopped with its workers
+
+
+def _error(response: httpx.Response, status: int) -> dict[str, object]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body: dict[str, object] = response.json()
+    assert {"error", "field", "reason", "problems"} <= body.keys()
+    return body
+
+
+@pytest.mark.integration
+def test_bentoml_serve_guards_the_api_and_replays_retries(smoke_store: Path, tmp_path: Path) -> None:
+    """Over real HTTP: the served contract has the model's vocabularies; 401, 403, 413, 415, 429 and
+    unknown paths answer the one error shape; a retried request gets its original decision back."""
+    decision_log = tmp_path / "decisions.sqlite"
+    with running_service(
+        Paths.from_environment(), decision_log, tmp_path / "server.log", STARTUP_LIMIT_SECONDS
+    ) as server:
+        keys = KeyStore(sqlite_url(key_store_beside(decision_log)))
+        reader = keys.create("reader", {Scope.READ_DECISIONS}).token
+        slow = keys.create("slow", {Scope.ROUTE}, RateLimit(per_second=0.01, burst=1)).token
+        keys.close()
+        body = {"deal": DEAL, "options": {"max_results": 2}}
+        with httpx.Client(base_url=server.url, timeout=30.0, headers=server.headers) as client:
+            spec = client.get("/docs.json", headers={"Authorization": ""}).json()
+            region = spec["components"]["schemas"]["DealIn"]["properties"]["region"]
+            assert DEAL["region"] in region["enum"]
+            assert set(spec["paths"]["/route"]["post"]["responses"]) >= {"401", "403", "413", "415", "422", "429"}
+
+            assert "Bearer" in _error(client.post("/route", json=body, headers={"Authorization": ""}), 401)["error"]
+            _error(client.post("/route", json=body, headers={"Authorization": f"Bearer {reader}"}), 403)
+            _error(
+                client.post(
+                    "/route", content=b"x" * (MAX_BODY_BYTES + 1), headers={"content-type": "application/json"}
+                ),
+                413,
+            )
+            _error(
+                client.post("/route", content=b"deal=1", headers={"content-type": "multipart/form-data; boundary=x"}),
+                415,
+            )
+            _error(client.get("/no-such-path"), 404)
+            _error(client.get("/route"), 405)
+
+            limited = {"Authorization": f"Bearer {slow}"}
+            assert client.post("/route", json=body, headers=limited).status_code == 200
+            throttled = client.post("/route", json=body, headers=limited)
+            _error(throttled, 429)
+            assert int(throttled.headers["retry-after"]) >= 1
+
+            retry = {"Idempotency-Key": "crm-42"}
+            first = client.post("/route", json=body, headers=retry)
+            again = client.post("/route", json=body, headers=retry)
+            assert first.status_code == again.status_code == 200
+            assert again.json() == first.json()
+            assert again.headers["idempotent-replayed"] == "true"
+            assert "idempotent-replayed" not in first.headers
+            changed = {"deal": DEAL, "options": {"max_results": 3}}
+            _error(client.post("/route", json=changed, headers=retry), 409)
 
 
 @pytest.mark.slow
