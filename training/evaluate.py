@@ -6,11 +6,13 @@ LightGBM's lambdarank and the pair-feature frames use.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy.stats import spearmanr
 from sklearn.metrics import log_loss as _sk_log_loss
 from sklearn.metrics import roc_auc_score
 
@@ -157,3 +159,28 @@ def ndcg_by_slice(
         label: ndcg_at_k(gains_arr[labels == label], scores_arr[labels == label], groups_arr[labels == label], k)
         for label in sorted(set(labels.tolist()))
     }
+
+
+def spearman(values: npt.ArrayLike, reference: npt.ArrayLike) -> float:
+    """Spearman rank correlation in [-1, 1] (ties get mean ranks); NaN when either side is constant."""
+    values_arr, reference_arr = np.asarray(values, dtype=float), np.asarray(reference, dtype=float)
+    if values_arr.size < 2 or np.ptp(values_arr) == 0 or np.ptp(reference_arr) == 0:
+        return float("nan")
+    return float(spearmanr(values_arr, reference_arr).statistic)
+
+
+def bootstrap_interval(
+    statistic: Callable[[np.ndarray], float], size: int, resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of `statistic(indices)` over `resamples` draws of `size` indices
+    with replacement (seeded); e.g. units = entities or partners. NaN draws are ignored."""
+    if size < 1:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    draws = np.array([statistic(rng.integers(0, size, size)) for _ in range(resamples)])
+    draws = draws[~np.isnan(draws)]
+    if draws.size == 0:
+        return float("nan"), float("nan")
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(draws, [tail, 1.0 - tail])
+    return float(low), float(high)
