@@ -215,7 +215,7 @@ def white_space(ecosystem: schema.Ecosystem, lookback_days: int = WHITE_SPACE_LO
 def _cell_supply(partners: pd.DataFrame) -> pd.DataFrame:
     """Per (product, region): partners selling the product there and their declared capacity, each
     partner's capacity split evenly over its product x region cells."""
-    rows = []
+    rows: list[tuple[str, str, float]] = []
     for prospect in partners_as_prospects(partners):
         cells = [(product, region) for product in prospect.products for region in prospect.regions]
         rows.extend((product, region, prospect.capacity / len(cells)) for product, region in cells)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import lightgbm as lgb
@@ -26,9 +26,12 @@ import numpy as np
 import pandas as pd
 
 from features import schema
+from features.embed import Encoder
 from features.index import PartnerIndex
 from features.performance import CELL_REGION, PRODUCT
+from features.progress import SILENT, Progress
 from features.prospects import Prospect
+from models.registry import CHAMPION, REGISTERED_IPP_MODEL, Paths, RegisteredVersion, local_bundle, version_by_alias
 
 FORMAT_VERSION = 1
 BOOSTER_FILE = "ipp_booster.txt"
@@ -37,6 +40,7 @@ REFERENCE_IDS_FILE = "reference_ids.npy"
 REFERENCE_VECTORS_FILE = "reference_vectors.npy"
 REFERENCE_WIN_RATES_FILE = "reference_win_rates.npy"
 PARTNER_SCORES_FILE = "partner_scores.npy"
+SCORE_BATCH = 256  # prospects embedded and scored together
 NEIGHBOURS = 5  # similarity to a group = mean cosine of the prospect's 5 nearest members
 
 TOP_GROUP = "top"
@@ -240,8 +244,8 @@ def prospect_features(
     exclude_ids: Sequence[str] | None = None,
 ) -> np.ndarray:
     """(n, len(FEATURE_NAMES)) float32 in FEATURE_NAMES order; `vectors` (n, d) are the profile
-    embeddings, `deal_flow` (P, R) as in `attribute_features`. Training passes current partners' tenure and their ids to leave each one out of
-    its own reference groups; prospects take the defaults."""
+    embeddings, `deal_flow` (P, R) as in `attribute_features`. Training passes current partners'
+    tenure and their ids to leave each one out of its own reference groups; prospects take the defaults."""
     if len(vectors) != len(prospects):
         raise ValueError(f"{len(vectors)} vectors for {len(prospects)} prospects")
     return np.hstack(
@@ -460,3 +464,51 @@ class IppModel:
             white_space=pd.DataFrame(manifest["white_space"]),
             feature_names=tuple(manifest["feature_names"]),
         )
+
+
+def load_champion(paths: Paths) -> tuple[IppModel, RegisteredVersion]:
+    """The `partnermatch-ipp@champion` model and its version. ValueError when none is registered;
+    `models.registry.RegistryError` when the registry cannot be read."""
+    version = version_by_alias(paths, REGISTERED_IPP_MODEL, CHAMPION)
+    if version is None:
+        raise ValueError(f"no {REGISTERED_IPP_MODEL} champion is registered: run `partnermatch train-ipp` first")
+    return IppModel.load(local_bundle(paths, version)), version
+
+
+def score_in_batches(
+    model: IppModel, prospects: Sequence[Prospect], encoder: Encoder, progress: Progress = SILENT
+) -> list[ProspectScore]:
+    """Embed and score prospects SCORE_BATCH at a time, reporting `progress.count` after each batch."""
+    if encoder.name != model.encoder:
+        raise ValueError(f"the model was trained on {model.encoder} embeddings, not {encoder.name}")
+    scores: list[ProspectScore] = []
+    for start in range(0, len(prospects), SCORE_BATCH):
+        batch = list(prospects[start : start + SCORE_BATCH])
+        scores.extend(model.score(batch, encoder.encode([prospect.profile_text for prospect in batch])))
+        progress.count(len(scores), len(prospects))
+    return scores
+
+
+def scores_frame(scores: Sequence[ProspectScore]) -> pd.DataFrame:
+    """One row per prospect for a CSV: the numbers, and `|`-joined evidence, reasons and white-space cells."""
+    return pd.DataFrame(
+        {
+            "prospect_id": [score.prospect_id for score in scores],
+            "fit_score": [score.fit_score for score in scores],
+            "percentile": [score.percentile for score in scores],
+            "expected_days_to_first_win": [score.expected_days_to_first_win for score in scores],
+            "nearest_top_performers": [
+                schema.join_list([item.partner_id for item in score.nearest_top_performers]) for score in scores
+            ],
+            "raises": [schema.join_list([reason.text for reason in score.raises]) for score in scores],
+            "lowers": [schema.join_list([reason.text for reason in score.lowers]) for score in scores],
+            "white_space": [
+                schema.join_list([f"{cell.product}@{cell.region}" for cell in score.white_space]) for score in scores
+            ],
+        }
+    )
+
+
+def scores_records(scores: Sequence[ProspectScore]) -> list[dict[str, object]]:
+    """The scores as JSON-ready dicts (nested evidence, reasons and cells)."""
+    return [asdict(score) for score in scores]

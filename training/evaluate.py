@@ -184,3 +184,23 @@ def bootstrap_interval(
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(draws, [tail, 1.0 - tail])
     return float(low), float(high)
+
+
+def first_relevant_ranks(scores: np.ndarray, relevant: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(q,) 1-based rank of the best-ranked relevant candidate per query row.
+
+    `scores` (q, c) higher is better; `relevant` (q, c) bool with at least one True per row. Ties
+    are broken at random (seeded), so a constant scorer earns chance-level ranks, not the best.
+    """
+    if scores.shape != relevant.shape or not relevant.any(axis=1).all():
+        raise ValueError("scores and relevant must have one shape and every row a relevant candidate")
+    tie_breaker = np.random.default_rng(seed).random(scores.shape)
+    order = np.lexsort((tie_breaker, -scores), axis=-1)
+    relevant_in_order = np.take_along_axis(relevant, order, axis=1)
+    return relevant_in_order.argmax(axis=1) + 1
+
+
+def ranking_hits(ranks: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-query `top_1`, `top_5` (0/1) and reciprocal rank (`mrr`, in (0, 1]) from 1-based ranks."""
+    ranks = np.asarray(ranks, dtype=float)
+    return {"top_1": (ranks <= 1).astype(float), "top_5": (ranks <= 5).astype(float), "mrr": 1.0 / ranks}

@@ -68,6 +68,7 @@ from models.ipp import (
 from models.registry import CHAMPION, REGISTERED_IPP_MODEL, Paths, RegisteredVersion, local_bundle, version_by_alias
 from training.evaluate import bootstrap_interval, spearman
 from training.tracking import Run, mark_version, start_run
+from training.workflows import demo_ecosystem, load_ecosystem_directory
 
 MODEL_ARTIFACT = "ipp_model"
 BUNDLE_ARTIFACT = "bundle"
@@ -213,7 +214,8 @@ def build_reference(
 
 def rubric_score(features: np.ndarray) -> np.ndarray:
     """(n,) the hand-weighted attribute rubric over `FEATURE_NAMES`-ordered features."""
-    return sum(weight * features[:, FEATURE_NAMES.index(name)] for name, weight in RUBRIC_WEIGHTS.items())
+    weights = np.array([RUBRIC_WEIGHTS.get(name, 0.0) for name in FEATURE_NAMES])
+    return np.nan_to_num(features, nan=0.0) @ weights
 
 
 def centroid_similarity(vectors: np.ndarray, reference: ReferenceSet) -> np.ndarray:
@@ -535,3 +537,15 @@ def train_ipp(
     alias = mark_version(REGISTERED_IPP_MODEL, version.version, promoted)
     metrics = fit.metrics | {"promotion": {"champion_realised_spearman": champion, "promoted": promoted}}
     return IppReport(metrics=metrics, model=fit.model, version=version, alias=alias)
+
+
+def train_ipp_from_options(
+    config: IppConfig, paths: Paths, data_dir: Path | None, progress: Progress = SILENT
+) -> IppReport:
+    """`train_ipp` on an ecosystem directory (its ground truth too, when it has one) or on the demo
+    ecosystem of `config.ecosystem` (generated once, cached)."""
+    if data_dir is not None:
+        ecosystem, truth = load_ecosystem_directory(data_dir)
+    else:
+        ecosystem, truth = demo_ecosystem(config.ecosystem, paths, progress)
+    return train_ipp(config, paths, ecosystem, truth, progress)
