@@ -65,13 +65,20 @@ from models.ipp import (
     prospect_features,
     region_group,
 )
-from models.registry import CHAMPION, REGISTERED_IPP_MODEL, Paths, RegisteredVersion, local_bundle, version_by_alias
+from models.registry import (
+    BUNDLE_ARTIFACT,
+    CHAMPION,
+    REGISTERED_IPP_MODEL,
+    Paths,
+    RegisteredVersion,
+    local_bundle,
+    version_by_alias,
+)
 from training.evaluate import bootstrap_interval, spearman
 from training.tracking import Run, mark_version, start_run
 from training.workflows import demo_ecosystem, load_ecosystem_directory
 
 MODEL_ARTIFACT = "ipp_model"
-BUNDLE_ARTIFACT = "bundle"
 PIP_REQUIREMENTS = ["lightgbm", "numpy", "pandas", "faiss-cpu"]
 ENCODE_BATCH = 256
 LATENT_REFERENCE_DEALS = 400  # typical deals per ecosystem for the latent quality
@@ -527,13 +534,15 @@ def train_ipp(
     progress.step("logging to MLflow and registering partnermatch-ipp")
     champion = _champion_spearman(paths, fit.held_out)
     with tempfile.TemporaryDirectory(prefix="ipp-") as scratch, start_run(paths, "ipp") as run:
-        model_dir = fit.model.save(Path(scratch) / "model")
+        model_dir = fit.model.save(Path(scratch) / BUNDLE_ARTIFACT)  # the folder name is the artifact path
         run.log_params({"ipp": {key: value for key, value in asdict(config).items() if key != "ecosystem"}})
         run.log_params({"ecosystem": asdict(config.ecosystem)})
         run.log_metrics(fit.metrics)
         run.log_artifact(model_dir / MANIFEST_FILE, "ipp")
         version = register_model_directory(run, model_dir, fit.model.feature_names)
-    promoted = champion is None or not fit.metrics["model"]["realised_spearman"] < champion
+    new = fit.metrics["model"]["realised_spearman"]
+    # A champion without a defined score (constant predictions) yields to any version; an undefined one never wins.
+    promoted = champion is None or np.isnan(champion) or bool(new >= champion)
     alias = mark_version(REGISTERED_IPP_MODEL, version.version, promoted)
     metrics = fit.metrics | {"promotion": {"champion_realised_spearman": champion, "promoted": promoted}}
     return IppReport(metrics=metrics, model=fit.model, version=version, alias=alias)
