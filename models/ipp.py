@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import lightgbm as lgb
@@ -40,6 +41,7 @@ REFERENCE_IDS_FILE = "reference_ids.npy"
 REFERENCE_VECTORS_FILE = "reference_vectors.npy"
 REFERENCE_WIN_RATES_FILE = "reference_win_rates.npy"
 PARTNER_SCORES_FILE = "partner_scores.npy"
+PREDICT_THREADS = 1
 SCORE_BATCH = 256  # prospects embedded and scored together
 NEIGHBOURS = 5  # similarity to a group = mean cosine of the prospect's 5 nearest members
 
@@ -323,13 +325,46 @@ class IppModel:
     white_space: pd.DataFrame  # `features.performance.white_space` at training time, best first
     feature_names: tuple[str, ...] = FEATURE_NAMES
 
+    @cached_property
+    def deal_flow(self) -> np.ndarray:
+        """(P, R) deals per 30 days per product x region cell, from the white-space table."""
+        return deal_flow_matrix(self.white_space)
+
+    @cached_property
+    def white_space_cells(self) -> list[WhiteSpaceCell]:
+        """The white-space cells with unmet demand, best first."""
+        table = self.white_space
+        if table.empty:
+            return []
+        table = table[table["excess_unmet_per_month"] > 0]
+        return [
+            WhiteSpaceCell(
+                product=str(product),
+                region=str(region),
+                excess_unmet_per_month=float(excess),
+                deals_per_month=float(deals),
+                recruit_capacity=int(capacity),
+                recruit_certification_level=int(level),
+            )
+            for product, region, excess, deals, capacity, level in zip(
+                table[PRODUCT],
+                table[CELL_REGION],
+                table["excess_unmet_per_month"],
+                table["deals_per_month"],
+                table["recruit_capacity"],
+                table["recruit_certification_level"],
+                strict=True,
+            )
+        ]
+
     def features(self, prospects: Sequence[Prospect], vectors: np.ndarray) -> np.ndarray:
         """(n, F) float32 in `feature_names` order for prospects (tenure 0) embedded as `vectors`."""
-        return prospect_features(prospects, vectors, self.reference, deal_flow_matrix(self.white_space))
+        return prospect_features(prospects, vectors, self.reference, self.deal_flow)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """(n,) expected first-year win rate in [0, 1]."""
-        return np.clip(np.asarray(self.booster.predict(features)), 0.0, 1.0)
+        # One thread: OpenMP start-up costs more than it saves on a few rows.
+        return np.clip(np.asarray(self.booster.predict(features, num_threads=PREDICT_THREADS)), 0.0, 1.0)
 
     def percentile(self, expected_win_rates: np.ndarray) -> np.ndarray:
         """(n,) percent of current partners with a lower expected win rate, in [0, 100]."""
@@ -340,26 +375,14 @@ class IppModel:
 
     def contributions(self, features: np.ndarray) -> np.ndarray:
         """(n, F) TreeSHAP contributions in win-rate units; each row sums with the bias to `predict`."""
-        return np.asarray(self.booster.predict(features, pred_contrib=True))[:, :-1]
+        return np.asarray(self.booster.predict(features, pred_contrib=True, num_threads=PREDICT_THREADS))[:, :-1]
 
     def white_space_for(self, prospect: Prospect) -> list[WhiteSpaceCell]:
         """The white-space cells the prospect would fill (its products x regions with unmet demand), best first."""
-        table = self.white_space
-        fits = table[
-            table[PRODUCT].isin(prospect.products)
-            & table[CELL_REGION].isin(prospect.regions)
-            & (table["excess_unmet_per_month"] > 0)
-        ]
         return [
-            WhiteSpaceCell(
-                product=str(row[PRODUCT]),
-                region=str(row[CELL_REGION]),
-                excess_unmet_per_month=float(row["excess_unmet_per_month"]),
-                deals_per_month=float(row["deals_per_month"]),
-                recruit_capacity=int(row["recruit_capacity"]),
-                recruit_certification_level=int(row["recruit_certification_level"]),
-            )
-            for _, row in fits.iterrows()
+            cell
+            for cell in self.white_space_cells
+            if cell.product in prospect.products and cell.region in prospect.regions
         ]
 
     def score(
@@ -479,8 +502,11 @@ def score_in_batches(
     model: IppModel, prospects: Sequence[Prospect], encoder: Encoder, progress: Progress = SILENT
 ) -> list[ProspectScore]:
     """Embed and score prospects SCORE_BATCH at a time, reporting `progress.count` after each batch."""
-    if encoder.name != model.encoder:
-        raise ValueError(f"the model was trained on {model.encoder} embeddings, not {encoder.name}")
+    if encoder.dimension != model.reference.vectors.shape[1]:
+        raise ValueError(
+            f"the model was trained on {model.encoder} embeddings ({model.reference.vectors.shape[1]}-d), "
+            f"not {encoder.name} ({encoder.dimension}-d)"
+        )
     scores: list[ProspectScore] = []
     for start in range(0, len(prospects), SCORE_BATCH):
         batch = list(prospects[start : start + SCORE_BATCH])

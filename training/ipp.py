@@ -319,6 +319,7 @@ def fit_ipp(
     progress: Progress = SILENT,
 ) -> IppFit:
     """Fit the IPP model and its baselines on one ecosystem; evaluate on held-out partners.
+    `encoder` is the one `config.encoder` names (the model records that name).
 
     Metrics: per system (`model`, `centroid_similarity`, `attribute_rubric`) the Spearman
     correlation on held-out partners with their realised first-year win rate (`realised_spearman`)
@@ -385,7 +386,7 @@ def fit_ipp(
     model = IppModel(
         booster=booster,
         reference=reference,
-        encoder=encoder.name,
+        encoder=config.encoder,
         partner_scores=np.zeros(0),
         first_win=FirstWinBands(edges=(), median_days=(float("nan"),), observed_days=0.0),
         white_space=pd.DataFrame(),
