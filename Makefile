@@ -8,7 +8,7 @@ SHARED_DATA ?= ../shared/data
 OUT ?= bench-results
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve test fuzz lint unit generate train evaluate-leads evaluate-olist evaluate-maven bench-train bench-generate bench-route clean
+.PHONY: help install serve test fuzz lint unit generate train evaluate-leads evaluate-olist evaluate-maven bench-train bench-generate bench-route train-ipp evaluate-lookalike bench-ipp clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -62,6 +62,16 @@ bench-generate: install ## partnermatch bench generate (100k partners, 1M rows)
 
 bench-route: install ## partnermatch bench route: the HTTP service at 100k partners vs brute force
 	$(PM) bench route --partners 100000 --requests 1000 --json $(OUT)/bench-route-100k.json
+
+train-ipp: install ## partnermatch train-ipp: the ideal-partner-profile model on the demo ecosystem
+	$(PM) train-ipp --json $(OUT)/train-ipp.json
+
+evaluate-lookalike: install ## YC investors: lookalike fit ranking vs popularity and TF-IDF centroid
+	$(PM) data yc-lookalike --source $(SHARED_DATA)/yc-startups-2005-2014/Startups.csv --out data/yc-lookalike.csv
+	$(PM) evaluate lookalike --data data/yc-lookalike.csv --cutoff 2012-01-01 --json $(OUT)/lookalike-yc.json
+
+bench-ipp: install ## partnermatch bench ipp: prospects per second in batch, p50/p99 per prospect
+	$(PM) bench ipp --json $(OUT)/bench-ipp.json
 
 clean: ## remove caches and local MLflow runs (keeps .venv)
 	rm -rf .cache mlruns/mlflow.db mlruns/artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -31,6 +31,7 @@ from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from features.io import write_atomically
 
 REGISTERED_WIN_MODEL = "partnermatch-win"
+REGISTERED_IPP_MODEL = "partnermatch-ipp"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 BUNDLE_ARTIFACT = "bundle"  # the bundle directory inside a logged model's artifacts

@@ -383,3 +383,115 @@ def bench_load(
     with _user_errors(), show_progress(console) as progress:
         results = run(load_train_config(config, overrides), Paths.from_environment(), settings, progress)
     _emit(results, json_path)
+
+
+@app.command("train-ipp")
+def train_ipp(
+    data: Annotated[Path | None, typer.Option(help="Ecosystem directory (from `generate`); default: the demo.")] = None,
+    partners: Annotated[int | None, typer.Option(help="Demo ecosystem size (partners).")] = None,
+    deals: Annotated[int | None, typer.Option(help="Demo ecosystem size (deals).")] = None,
+    encoder: Annotated[str | None, typer.Option(help="hashing-<d> | minilm | minilm-onnx-int8")] = None,
+    json_path: JsonOption = None,
+) -> None:
+    """Train the ideal-partner-profile model with its baselines, log to MLflow, register partnermatch-ipp."""
+    from dataclasses import replace
+
+    from models.registry import Paths
+    from training.ipp import IppConfig, train_ipp_from_options
+
+    with _user_errors(), show_progress(console) as progress:
+        config = IppConfig()
+        ecosystem = replace(
+            config.ecosystem,
+            partners=partners or config.ecosystem.partners,
+            deals=deals or config.ecosystem.deals,
+        )
+        config = replace(config, ecosystem=ecosystem, encoder=encoder or config.encoder)
+        report = train_ipp_from_options(config, Paths.from_environment(), data, progress)
+    console.print(f"registered {report.version.name} v{report.version.version} as {report.alias}")
+    _emit(report.metrics, json_path)
+
+
+@app.command()
+def ipp(
+    prospects: Annotated[Path, typer.Option(help="CSV or JSON of prospects (profile_text, products, ...).")],
+    out: Annotated[Path, typer.Option(help="Scores: .json (full) or .csv (one row per prospect).")],
+) -> None:
+    """Score prospects with the partnermatch-ipp champion: fit, percentile, evidence, reasons, white space."""
+    import pandas as pd
+
+    from features.embed import make_encoder
+    from features.prospects import read_prospects
+    from models.ipp import load_champion, score_in_batches, scores_frame, scores_records
+    from models.registry import Paths
+
+    with _user_errors(), show_progress(console) as progress:
+        if out.suffix.lower() not in (".json", ".csv"):
+            raise ValueError(f"--out {out}: expected a .json or .csv file")
+        records = read_prospects(prospects)
+        paths = Paths.from_environment()
+        model, version = load_champion(paths)
+        progress.step(f"scoring {len(records)} prospects with {version.name} v{version.version}")
+        scores = score_in_batches(model, records, make_encoder(model.encoder, paths.cache_dir), progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".csv":
+        frame: pd.DataFrame = scores_frame(scores).assign(model=version.name, model_version=version.version)
+        frame.to_csv(out, index=False)
+    else:
+        payload = {"model": version.name, "model_version": version.version, "encoder": model.encoder}
+        out.write_text(json.dumps(payload | {"prospects": scores_records(scores)}, indent=2) + "\n")
+    console.print(f"wrote {len(scores)} scores to {out}")
+
+
+@evaluate_app.command("lookalike")
+def evaluate_lookalike(
+    data: Annotated[Path, typer.Option(help="CSV with entity_id, text, date, chosen_by.")],
+    cutoff: Annotated[
+        str, typer.Option(help="Profiles from rows before this date; entities on or after it are ranked.")
+    ],
+    encoder: Annotated[str, typer.Option(help="hashing-<d> | minilm | minilm-onnx-int8")] = "minilm-onnx-int8",
+    json_path: JsonOption = None,
+) -> None:
+    """Fit ranking on real data: top-1, top-5 and MRR of the model vs popularity and TF-IDF centroid."""
+    from models.registry import Paths
+    from training.lookalike import LookalikeConfig
+    from training.lookalike import evaluate_lookalike as run
+
+    with _user_errors(), show_progress(console) as progress:
+        results = run(data, cutoff, LookalikeConfig(encoder=encoder), Paths.from_environment().cache_dir, progress)
+    _emit(results, json_path)
+
+
+@data_app.command("yc-lookalike")
+def yc_lookalike(
+    source: Annotated[Path, typer.Option(help="YC Startups.csv")],
+    out: Annotated[Path, typer.Option(help="Lookalike CSV to write")],
+    cutoff: Annotated[str, typer.Option(help="Investors need enough portfolio before this date")] = "2012-01-01",
+    min_portfolio: Annotated[int, typer.Option(min=1, help="Companies an investor backed before the cutoff")] = 3,
+) -> None:
+    """Convert the YC startups file into a lookalike CSV (company, text, batch year, investor)."""
+    from features.lookalike import yc_lookalike as run
+
+    with _user_errors():
+        rows = run(source, out, cutoff=cutoff, min_portfolio=min_portfolio)
+    console.print(f"wrote {out}: {len(rows)} rows, {rows['entity_id'].nunique()} companies")
+
+
+@bench_app.command("ipp")
+def bench_ipp(
+    partners: Annotated[int, typer.Option(min=100, help="Partners in the benchmark ecosystem.")] = 4000,
+    deals: Annotated[int | None, typer.Option(help="Historical deals (default: 10 per partner).")] = None,
+    singles: Annotated[int, typer.Option(min=1, help="Prospects scored one at a time.")] = 500,
+    encoder: Annotated[str, typer.Option(help="hashing-<d> | minilm | minilm-onnx-int8")] = "minilm-onnx-int8",
+    json_path: JsonOption = None,
+) -> None:
+    """IPP scoring speed: prospects per second in batch, p50/p99 ms per single prospect in process."""
+    from features.synthetic import EcosystemConfig
+    from models.registry import Paths
+    from partnermatch.bench.ipp import bench_ipp as run
+    from training.ipp import IppConfig
+
+    config = IppConfig(ecosystem=EcosystemConfig(partners=partners, deals=deals or 10 * partners), encoder=encoder)
+    with _user_errors(), show_progress(console) as progress:
+        results = run(config, Paths.from_environment(), singles, progress)
+    _emit(results, json_path)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from models.calibration import log_loss
@@ -150,6 +151,8 @@ def bootstrap_interval(
     """
     columns = [np.asarray(values) for values in arrays]
     rows = columns[0].shape[0]
+    if rows == 0:
+        return float("nan"), float("nan")
     draws = np.random.default_rng(seed).integers(0, rows, size=(resamples, rows))
     values = np.array([statistic(*(column[draw] for column in columns)) for draw in draws], dtype=np.float64)
     tail = (1.0 - level) / 2.0
@@ -188,3 +191,31 @@ def ndcg_by_slice(
         label: ndcg_at_k(gains_arr[labels == label], scores_arr[labels == label], groups_arr[labels == label], k)
         for label in sorted(set(labels.tolist()))
     }
+
+
+def spearman(values: npt.ArrayLike, reference: npt.ArrayLike) -> float:
+    """Spearman rank correlation in [-1, 1] (ties get mean ranks); NaN when either side is constant."""
+    values_arr, reference_arr = np.asarray(values, dtype=float), np.asarray(reference, dtype=float)
+    if values_arr.size < 2 or np.ptp(values_arr) == 0 or np.ptp(reference_arr) == 0:
+        return float("nan")
+    return float(spearmanr(values_arr, reference_arr).statistic)
+
+
+def first_relevant_ranks(scores: np.ndarray, relevant: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(q,) 1-based rank of the best-ranked relevant candidate per query row.
+
+    `scores` (q, c) higher is better; `relevant` (q, c) bool with at least one True per row. Ties
+    are broken at random (seeded), so a constant scorer earns chance-level ranks, not the best.
+    """
+    if scores.shape != relevant.shape or not relevant.any(axis=1).all():
+        raise ValueError("scores and relevant must have one shape and every row a relevant candidate")
+    tie_breaker = np.random.default_rng(seed).random(scores.shape)
+    order = np.lexsort((tie_breaker, -scores), axis=-1)
+    relevant_in_order = np.take_along_axis(relevant, order, axis=1)
+    return relevant_in_order.argmax(axis=1) + 1
+
+
+def ranking_hits(ranks: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-query `top_1`, `top_5` (0/1) and reciprocal rank (`mrr`, in (0, 1]) from 1-based ranks."""
+    ranks = np.asarray(ranks, dtype=float)
+    return {"top_1": (ranks <= 1).astype(float), "top_5": (ranks <= 5).astype(float), "mrr": 1.0 / ranks}
