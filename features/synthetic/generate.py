@@ -556,7 +556,10 @@ def _form_team_deal_teams(
 
 def _concatenate_deals(first: _DealDraws, second: _DealDraws) -> _DealDraws:
     return _DealDraws(
-        **{name: np.concatenate((getattr(first, name), getattr(second, name))) for name in _DealDraws.__dataclass_fields__}
+        **{
+            name: np.concatenate((getattr(first, name), getattr(second, name)))
+            for name in _DealDraws.__dataclass_fields__
+        }
     )
 
 
@@ -730,9 +733,17 @@ def generate_ecosystem(config: EcosystemConfig, progress: Progress = SILENT) -> 
     if config.team_deals:
         team_draws = _draw_deals(team_rng, config.team_deals, window, _TEAM_EXTRA_PRODUCT_WEIGHTS)
         team_attempts = _form_team_deal_teams(team_rng, config, partner_draws, team_draws, (ally_lows, ally_highs))
-        team_deal_ids = np.array([f"D{number:07d}" for number in range(config.deals + 1, config.deals + config.team_deals + 1)])
+        team_deal_ids = np.array(
+            [f"D{number:07d}" for number in range(config.deals + 1, config.deals + config.team_deals + 1)]
+        )
         team_deals_table = _deals_table(
-            team_rng, team_rng, replace(config, registration_share=0.0), team_deal_ids, partner_ids, team_draws, team_attempts
+            team_rng,
+            team_rng,
+            replace(config, registration_share=0.0),
+            team_deal_ids,
+            partner_ids,
+            team_draws,
+            team_attempts,
         )
         deals = pd.concat([deals, team_deals_table], ignore_index=True)
         deal_ids = np.concatenate((deal_ids, team_deal_ids))
