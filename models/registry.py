@@ -27,6 +27,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 REGISTERED_WIN_MODEL = "partnermatch-win"
+REGISTERED_TEAM_MODEL = "partnermatch-team"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 BUNDLE_ARTIFACT = "bundle"  # the bundle directory inside a logged model's artifacts

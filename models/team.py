@@ -217,9 +217,10 @@ def apply_limits(instance: TeamInstance, limits: TeamLimits) -> tuple[TeamInstan
     for k, product in enumerate(limited.products):
         if limited.candidates(k).size == 0:
             raise uncovered_requirement(product)
-    required = np.array(
+    required = np.concatenate(
         [np.flatnonzero(instance.partner_ids == partner)[:1] for partner in limits.required_partner_ids]
-    ).reshape(-1)
+        + [np.empty(0, dtype=np.int64)]
+    ).astype(np.int64)
     if required.size != len(limits.required_partner_ids) or np.isnan(limited.fit[:, required]).all(axis=0).any():
         raise ValueError("every required partner must be an eligible candidate for some requirement")
     if required.size > limits.max_members:

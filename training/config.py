@@ -34,6 +34,8 @@ class WinModelConfig:
     reg_lambda: float = 1.0
     early_stopping_rounds: int = 30
     calibration: CalibrationMethod = "platt"
+    # Per feature (in the trainer's feature order): +1 increasing, -1 decreasing, 0 free; empty: none.
+    monotone_constraints: tuple[int, ...] = ()
     threads: int = 2
     seed: int = 0
 
@@ -69,6 +71,40 @@ class TrainConfig:
     encoder: str = "minilm-onnx-int8"
     # Lower is better: the proper scoring rule covers both ranking and calibration.
     promotion_metric: str = "log_loss"
+
+
+@dataclass(frozen=True)
+class TeamConfig:
+    """Team model training and evaluation (`training.team`). Team deals come from the synthetic
+    ecosystem's `team_deals`; the win model that gives member fits is fitted on the same split."""
+
+    ecosystem: EcosystemConfig = field(
+        default_factory=lambda: EcosystemConfig(partners=1000, deals=10000, team_deals=3000)
+    )
+    win_model: WinModelConfig = field(default_factory=WinModelConfig)
+    # Fits up, load down: keeps the optimiser from exploiting regions that legacy teams never reached.
+    team_model: WinModelConfig = field(
+        default_factory=lambda: WinModelConfig(
+            n_estimators=300,
+            learning_rate=0.05,
+            num_leaves=7,
+            min_child_samples=20,
+            monotone_constraints=(1, 1, 1, 1, 0, 0, -1, -1, 1, 1, 1),  # models.team.TEAM_FEATURES order
+        )
+    )
+    split: SplitConfig = field(default_factory=SplitConfig)
+    encoder: str = "hashing-64"
+    candidates_per_requirement: int = 20  # FAISS nearest by text, plus as many strongest by win model
+    max_members: int = 7  # as many as requirements: the per-requirement baseline has no limit either
+    evaluation_deals: int = 200  # held-out team deals whose assembled teams are scored by the truth
+    exact_candidates: int = 5  # per requirement, for the optimiser-vs-exhaustive comparison
+    batch_deals: int = 1000  # global vs greedy assignment
+    batch_candidates: int = 10  # per deal, by win probability
+    batch_capacity: int = 1  # deals of the batch one partner can take (capacity-tight)
+    exposure_share: float = 0.6  # of the batch's assigned deals, to emerging partners (above greedy's ~0.5)
+    emerging_tenure_days: float = 365.0  # emerging: joined less than this before, or below-median capacity
+    bootstrap: int = 2000
+    seed: int = 0
 
 
 ConfigT = TypeVar("ConfigT")

@@ -274,7 +274,7 @@ def run_training(
             {"encoder": encoder.name, "features": ",".join(win_model.feature_names)},
         )
         new_score = validation["model"][config.promotion_metric]
-        promoted, decision = _promotion_decision(config.promotion_metric, new_score, champion_before, champion_score)
+        promoted, decision = promotion_decision(config.promotion_metric, new_score, champion_before, champion_score)
         alias = tracking.mark_version(REGISTERED_WIN_MODEL, version.version, promoted)
         run.set_tags({"alias": alias, "decision": decision})
     return TrainReport(
@@ -289,7 +289,7 @@ def run_training(
     )
 
 
-def _promotion_decision(
+def promotion_decision(
     metric: str, new_score: float, champion_version: str | None, champion_score: float | None
 ) -> tuple[bool, str]:
     if champion_version is None:

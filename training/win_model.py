@@ -76,6 +76,8 @@ class WinModelTrainer:
             "deterministic": True,
             "verbosity": -1,
         }
+        if config.monotone_constraints:
+            params["monotone_constraints"] = list(config.monotone_constraints)
         if config.objective == "lambdarank":
             params["metric"] = "ndcg"
             params["eval_at"] = [10]
