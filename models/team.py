@@ -281,14 +281,16 @@ def assemble_teams(
     scorer: TeamScorer,
     limits: TeamLimits = TeamLimits(),
     top_k: int = 3,
-    beam_width: int = 4,
+    beam_width: int = 6,
     max_rounds: int = 25,
+    pair_candidates: int = 6,
 ) -> list[ScoredTeam]:
     """Up to `top_k` distinct feasible teams, best first, by `scorer`.
 
-    Beam local search: the beam starts at the MILP seed; each round scores every single-requirement
-    swap of every beam team and keeps the best `beam_width` distinct feasible teams seen; it stops
-    when the best score stops improving. Every returned team is feasible, so its score never
+    Beam local search: the beam starts at the MILP seed; each round scores the neighbours of every
+    beam team (`_neighbours`: one requirement to any candidate, a member replaced everywhere, two
+    requirements at once among their `pair_candidates` best) and keeps the best `beam_width`
+    distinct feasible teams seen; it stops when the best score stops improving. Every returned team is feasible, so its score never
     exceeds `exact_best_team`'s.
     """
     limited, required = apply_limits(instance, limits)
@@ -298,13 +300,7 @@ def assemble_teams(
     candidates = [limited.candidates(k) for k in range(len(limited.products))]
     best = max(seen.values())
     for _ in range(max_rounds):
-        moves = [
-            np.where(np.arange(len(candidates)) == k, row, team)
-            for team in beam
-            for k, rows in enumerate(candidates)
-            for row in rows.tolist()
-        ]
-        batch = np.unique(np.array(moves, dtype=np.int64), axis=0)
+        batch = np.unique(np.concatenate([_neighbours(team, candidates, pair_candidates) for team in beam]), axis=0)
         batch = batch[[team.tobytes() not in seen for team in batch]]
         batch = batch[feasible(limited, batch, limits, required)]
         if batch.size:
@@ -317,6 +313,33 @@ def assemble_teams(
         best = ranked[0][1]
     ranked = sorted(seen.items(), key=lambda item: -item[1])[:top_k]
     return [ScoredTeam(np.frombuffer(key, dtype=np.int64).copy(), score) for key, score in ranked]
+
+
+def _neighbours(team: IntArray, candidates: Sequence[IntArray], pair_candidates: int) -> IntArray:
+    """(moves, K) teams one move away from `team`: a requirement reassigned to any of its
+    candidates; a member replaced in all its requirements by a partner that is a candidate for
+    each of them; two requirements reassigned together among their `pair_candidates` best."""
+    moves = [team[None, :]]
+    for k, rows in enumerate(candidates):
+        single = np.repeat(team[None, :], rows.size, axis=0)
+        single[:, k] = rows
+        moves.append(single)
+    for member in np.unique(team).tolist():
+        slots = np.flatnonzero(team == member)
+        shared = candidates[slots[0]]
+        for slot in slots[1:].tolist():
+            shared = np.intersect1d(shared, candidates[slot])
+        replaced = np.repeat(team[None, :], shared.size, axis=0)
+        replaced[:, slots] = shared[:, None]
+        moves.append(replaced)
+    for first, second in itertools.combinations(range(team.size), 2):
+        grid = np.array(np.meshgrid(candidates[first][:pair_candidates], candidates[second][:pair_candidates])).reshape(
+            2, -1
+        )
+        paired = np.repeat(team[None, :], grid.shape[1], axis=0)
+        paired[:, first], paired[:, second] = grid[0], grid[1]
+        moves.append(paired)
+    return np.concatenate(moves).astype(np.int64)
 
 
 def exact_best_team(
