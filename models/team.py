@@ -290,8 +290,8 @@ def assemble_teams(
     Beam local search: the beam starts at the MILP seed; each round scores the neighbours of every
     beam team (`_neighbours`: one requirement to any candidate, a member replaced everywhere, two
     requirements at once among their `pair_candidates` best) and keeps the best `beam_width`
-    distinct feasible teams seen; it stops when the best score stops improving. Every returned team is feasible, so its score never
-    exceeds `exact_best_team`'s.
+    distinct feasible teams seen; it stops when the best score stops improving. Every returned team
+    is feasible, so its score never exceeds `exact_best_team`'s.
     """
     limited, required = apply_limits(instance, limits)
     seed = milp_seed(limited, limits, required)
