@@ -184,7 +184,7 @@ def validate_table(frame: pd.DataFrame, spec: TableSpec, path: Path) -> pd.DataF
     repeated key; the first bad row of the first bad column (in spec order) is reported.
     """
     path = Path(path)
-    _require_columns(path, frame, [column for column in spec.columns if column not in spec.may_be_absent])
+    _require_columns(path, frame, spec.required_columns)
     parsed = frame.copy()
     for column, kind in spec.columns.items():
         if column not in frame.columns:

@@ -120,6 +120,11 @@ class TableSpec:
     optional: frozenset[str] = frozenset()
     may_be_absent: frozenset[str] = frozenset()
 
+    @property
+    def required_columns(self) -> list[str]:
+        """The columns every file of this table has, in spec order."""
+        return [column for column in self.columns if column not in self.may_be_absent]
+
 
 PARTNERS = TableSpec(
     name="partners",

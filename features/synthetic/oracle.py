@@ -193,6 +193,8 @@ def attempt_probability(
         )
     )
     probability = solo.copy()
+    if team_codes.size == 0:
+        return probability
     team_deal_rows = np.zeros(solo.shape, dtype=bool)
     if covers is not None and covers.size:
         team_deal_rows = (team_codes >= 0) & covers.any(axis=1)
