@@ -185,9 +185,11 @@ def validate_table(frame: pd.DataFrame, spec: TableSpec, path: Path) -> pd.DataF
     repeated key; the first bad row of the first bad column (in spec order) is reported.
     """
     path = Path(path)
-    _require_columns(path, frame, list(spec.columns))
+    _require_columns(path, frame, spec.required_columns)
     parsed = frame.copy()
     for column, kind in spec.columns.items():
+        if column not in frame.columns:
+            continue
         values = frame[column]
         missing = _missing_mask(values)
         if column not in spec.optional:

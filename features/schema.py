@@ -6,7 +6,9 @@ and every table has a `TableSpec` that `features.io` validates files against.
 Tables (one row each):
 - partners:        a partner (reseller, MSP, integrator) and its declared profile
 - deals:           a deal (opportunity) as the CRM knew it when it was created
-- outcomes:        one (deal, partner) attempt and its result; co-sell teams share a `team_id`
+- outcomes:        one (deal, partner) attempt and its result; co-sell teams share a `team_id`; on team
+                   deals (several requirements, won or lost as a team) `covers_product` lists the
+                   requirements each member covers
 - engagement:      one partner engagement event (portal login, training, ...)
 - communications:  one partner message (email, ticket, QBR note)
 
@@ -94,6 +96,7 @@ REGISTERED_PARTNER_ID = "registered_partner_id"  # deal registration (channel co
 WON = "won"
 CLOSED_AT = "closed_at"
 TEAM_ID = "team_id"  # rows of one co-sell team share it; empty for a solo attempt
+COVERS_PRODUCT = "covers_product"  # team deals only: the deal requirements (products) this member covers
 
 EVENT_KIND = "kind"
 OCCURRED_AT = "occurred_at"
@@ -108,12 +111,19 @@ ColumnKind = Literal["str", "float", "int", "bool", "datetime", "list"]
 
 @dataclass(frozen=True)
 class TableSpec:
-    """The columns a table must have and the kind of value each holds; `optional` may be empty."""
+    """The columns a table must have and the kind of value each holds; `optional` may be empty and
+    `may_be_absent` (a subset of `optional`) may be missing from a file altogether."""
 
     name: str
     columns: Mapping[str, ColumnKind]
     key: tuple[str, ...]
     optional: frozenset[str] = frozenset()
+    may_be_absent: frozenset[str] = frozenset()
+
+    @property
+    def required_columns(self) -> list[str]:
+        """The columns every file of this table has, in spec order."""
+        return [column for column in self.columns if column not in self.may_be_absent]
 
 
 PARTNERS = TableSpec(
@@ -149,9 +159,17 @@ DEALS = TableSpec(
 )
 OUTCOMES = TableSpec(
     name="outcomes",
-    columns={DEAL_ID: "str", PARTNER_ID: "str", WON: "bool", CLOSED_AT: "datetime", TEAM_ID: "str"},
+    columns={
+        DEAL_ID: "str",
+        PARTNER_ID: "str",
+        WON: "bool",
+        CLOSED_AT: "datetime",
+        TEAM_ID: "str",
+        COVERS_PRODUCT: "list",
+    },
     key=(DEAL_ID, PARTNER_ID),
-    optional=frozenset({TEAM_ID}),
+    optional=frozenset({TEAM_ID, COVERS_PRODUCT}),
+    may_be_absent=frozenset({COVERS_PRODUCT}),  # ecosystems without team deals have no such column
 )
 ENGAGEMENT = TableSpec(
     name="engagement",
@@ -234,6 +252,7 @@ class Outcome:
     won: bool
     closed_at: datetime
     team_id: str | None = None
+    covers_product: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

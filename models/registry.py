@@ -32,6 +32,7 @@ from features.io import write_atomically
 
 REGISTERED_WIN_MODEL = "partnermatch-win"
 REGISTERED_IPP_MODEL = "partnermatch-ipp"
+REGISTERED_TEAM_MODEL = "partnermatch-team"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 BUNDLE_ARTIFACT = "bundle"  # the bundle directory inside a logged model's artifacts

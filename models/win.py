@@ -7,7 +7,8 @@ LightGBM's own text format and a JSON calibrator, so a bundle never unpickles pr
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightgbm as lgb
@@ -35,6 +36,8 @@ class WinModel:
     booster: lgb.Booster  # holds exactly the trees to use (the best iteration when it was saved)
     calibrator: Calibrator
     feature_names: tuple[str, ...]
+    # Wording of each feature (raises, lowers); the team model (`models.team`) brings its own.
+    reasons: Mapping[str, tuple[str, str]] = field(default_factory=lambda: FEATURE_REASONS)
 
     def _matrix(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         """A frame (columns selected by name) or an (n, F) array already in `feature_names` order."""
@@ -57,20 +60,23 @@ class WinModel:
         gains = self.booster.feature_importance(importance_type="gain")
         return pd.Series(gains, index=list(self.feature_names)).sort_values(ascending=False)
 
+    def contributions(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """(n, F) TreeSHAP log-odds contribution of each feature (the bias column dropped)."""
+        return np.asarray(self.booster.predict(self._matrix(features), pred_contrib=True))[:, :-1]
+
     def explain(self, features: pd.DataFrame | np.ndarray, top_k: int = 3) -> list[list[Reason]]:
         """Top `top_k` reasons per row from TreeSHAP contributions. TreeSHAP costs far more per row
         than a prediction (10 rows cost about twice a 200-row predict with the default model): explain
         only the rows you return."""
-        contributions = np.asarray(self.booster.predict(self._matrix(features), pred_contrib=True))[:, :-1]
         reasons: list[list[Reason]] = []
-        for row in contributions:
+        for row in self.contributions(features):
             order = np.argsort(-np.abs(row))[:top_k]
             reasons.append(
                 [
                     Reason(
                         feature=self.feature_names[index],
                         contribution=float(row[index]),
-                        text=FEATURE_REASONS[self.feature_names[index]][0 if row[index] >= 0 else 1],
+                        text=self.reasons[self.feature_names[index]][0 if row[index] >= 0 else 1],
                     )
                     for index in order
                 ]
@@ -84,10 +90,11 @@ class WinModel:
         (directory / CALIBRATOR_FILE).write_text(json.dumps(payload, indent=2))
 
     @classmethod
-    def load(cls, directory: Path) -> WinModel:
+    def load(cls, directory: Path, reasons: Mapping[str, tuple[str, str]] = FEATURE_REASONS) -> WinModel:
         payload = json.loads((directory / CALIBRATOR_FILE).read_text())
         return cls(
             booster=lgb.Booster(model_str=(directory / BOOSTER_FILE).read_text()),
             calibrator=Calibrator.from_dict(payload["calibrator"]),
             feature_names=tuple(payload["feature_names"]),
+            reasons=reasons,
         )

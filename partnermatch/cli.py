@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from features.progress import Progress
 from partnermatch.progress import show_progress
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -494,4 +495,67 @@ def bench_ipp(
     config = IppConfig(ecosystem=EcosystemConfig(partners=partners, deals=deals or 10 * partners), encoder=encoder)
     with _user_errors(), show_progress(console) as progress:
         results = run(config, Paths.from_environment(), singles, progress)
+    _emit(results, json_path)
+
+
+def _team_report(
+    partners: int, deals: int, team_deals: int, evaluation_deals: int, progress: Progress
+) -> dict[str, Any]:
+    from features.synthetic import EcosystemConfig, generate_ecosystem
+    from models.registry import Paths
+    from training.config import TeamConfig
+    from training.team import run_team_training
+
+    config = TeamConfig(
+        ecosystem=EcosystemConfig(partners=partners, deals=deals, team_deals=team_deals),
+        evaluation_deals=evaluation_deals,
+    )
+    ecosystem, truth = generate_ecosystem(config.ecosystem, progress)
+    report = run_team_training(config, Paths.from_environment(), ecosystem, truth, progress)
+    console.print(f"registered {report.version.name} v{report.version.version} as {report.alias}: {report.decision}")
+    return report.metrics
+
+
+TeamSize = Annotated[int, typer.Option(min=2, help="Synthetic ecosystem: partners.")]
+
+
+@app.command("train-team")
+def train_team(
+    partners: TeamSize = 1000,
+    deals: Annotated[int, typer.Option(min=10, help="Regular deals.")] = 10000,
+    team_deals: Annotated[int, typer.Option(min=10, help="Team deals (2-7 requirements each).")] = 3000,
+    evaluation_deals: Annotated[int, typer.Option(min=1, help="Held-out team deals to assemble.")] = 200,
+    json_path: JsonOption = None,
+) -> None:
+    """Train the team model (`partnermatch-team`) with its baselines and evaluations, register it."""
+    with _user_errors(), show_progress(console) as progress:
+        metrics = _team_report(partners, deals, team_deals, evaluation_deals, progress)
+    _emit(metrics, json_path)
+
+
+@evaluate_app.command("teams")
+def evaluate_teams(
+    partners: TeamSize = 1000,
+    deals: Annotated[int, typer.Option(min=10, help="Regular deals.")] = 10000,
+    team_deals: Annotated[int, typer.Option(min=10, help="Team deals (2-7 requirements each).")] = 3000,
+    evaluation_deals: Annotated[int, typer.Option(min=1, help="Held-out team deals to assemble.")] = 200,
+    json_path: JsonOption = None,
+) -> None:
+    """Teams vs best-single and random teams under the latent truth; optimiser vs exact; global vs greedy."""
+    with _user_errors(), show_progress(console) as progress:
+        metrics = _team_report(partners, deals, team_deals, evaluation_deals, progress)
+    _emit(metrics, json_path)
+
+
+@bench_app.command("team")
+def bench_team(
+    partners: Annotated[int, typer.Option(min=50, help="Partners the candidates are drawn from.")] = 100000,
+    instances: Annotated[int, typer.Option(min=1, help="Team problems to time.")] = 50,
+    json_path: JsonOption = None,
+) -> None:
+    """Optimiser p50/p99 on 7 requirements x 50 candidates, against exhaustive search."""
+    from partnermatch.bench.team import bench_team as run_bench
+
+    with _user_errors(), show_progress(console) as progress:
+        results = run_bench(partners, instances, progress=progress)
     _emit(results, json_path)

@@ -76,6 +76,39 @@ class TrainConfig:
     promotion_metric: str = "log_loss"
 
 
+@dataclass(frozen=True)
+class TeamConfig:
+    """Team model training and evaluation (`training.team`). Team deals come from the synthetic
+    ecosystem's `team_deals`; the win model that gives member fits is fitted on the same split."""
+
+    ecosystem: EcosystemConfig = field(
+        default_factory=lambda: EcosystemConfig(partners=1000, deals=10000, team_deals=3000)
+    )
+    win_model: WinModelConfig = field(default_factory=WinModelConfig)
+    # Monotone as models.team.TEAM_MONOTONE_DIRECTIONS says (fits up, load down).
+    team_model: WinModelConfig = field(
+        default_factory=lambda: WinModelConfig(
+            n_estimators=300,
+            learning_rate=0.05,
+            num_leaves=7,
+            min_child_samples=20,
+        )
+    )
+    split: SplitConfig = field(default_factory=SplitConfig)
+    encoder: str = "hashing-64"
+    candidates_per_requirement: int = 20  # FAISS nearest by text, plus as many strongest by win model
+    max_members: int = 7  # as many as requirements: the per-requirement baseline has no limit either
+    evaluation_deals: int = 200  # held-out team deals whose assembled teams are scored by the truth
+    exact_candidates: int = 5  # per requirement, for the optimiser-vs-exhaustive comparison
+    batch_deals: int = 1000  # global vs greedy assignment
+    batch_candidates: int = 10  # per deal, by win probability
+    batch_capacity: int = 1  # deals of the batch one partner can take (capacity-tight)
+    exposure_share: float = 0.6  # of the batch's assigned deals, to emerging partners (above greedy's ~0.5)
+    emerging_tenure_days: float = 365.0  # emerging: joined less than this before, or below-median capacity
+    bootstrap: int = 2000
+    seed: int = 0
+
+
 ConfigT = TypeVar("ConfigT")
 
 

@@ -102,11 +102,32 @@ class _BundlePyfunc(PythonModel):
         return self.bundle.win_model.predict_win_probability(model_input)
 
 
+class _TeamPyfunc(PythonModel):
+    """pyfunc face of a team bundle: predict(team feature frame) -> calibrated team win probability."""
+
+    def load_context(self, context: Any) -> None:
+        from models.team import load_team_model
+
+        self.team_model = load_team_model(Path(context.artifacts[BUNDLE_ARTIFACT]))
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        return self.team_model.predict_win_probability(model_input)
+
+
+PYFUNCS: dict[str, type[PythonModel]] = {"win": _BundlePyfunc, "team": _TeamPyfunc}
+
+
 def register_bundle(
-    run: Run, bundle_dir: Path, model_name: str, feature_names: tuple[str, ...], tags: Mapping[str, str]
+    run: Run,
+    bundle_dir: Path,
+    model_name: str,
+    feature_names: tuple[str, ...],
+    tags: Mapping[str, str],
+    pyfunc: str = "win",
 ) -> RegisteredVersion:
-    """Log the bundle directory as a pyfunc model (input: a frame of `feature_names` floats; output:
-    the win probability) and register a new version of `model_name`, tagged with `tags`."""
+    """Log the bundle directory as a pyfunc model (`PYFUNCS[pyfunc]`; input: a frame of
+    `feature_names` floats; output: the win probability) and register a new version of `model_name`,
+    tagged with `tags`."""
     signature = ModelSignature(
         inputs=Schema([ColSpec("float", name) for name in feature_names]),
         outputs=Schema([ColSpec("double", "win_probability")]),
@@ -117,7 +138,7 @@ def register_bundle(
     with store_errors(run.paths, "write"), quiet_pickle_notice:
         info = mlflow.pyfunc.log_model(
             name=MODEL_ARTIFACT,
-            python_model=_BundlePyfunc(),
+            python_model=PYFUNCS[pyfunc](),
             artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
             signature=signature,
             # One placeholder row: shows callers the columns and dtype (its values mean nothing).

@@ -12,7 +12,7 @@ than the training frame (early stopping + probability calibration).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -80,9 +80,15 @@ class WinModelTrainer:
 
     name = "model"
 
-    def __init__(self, config: WinModelConfig | None = None, feature_names: tuple[str, ...] = FEATURE_COLUMNS) -> None:
+    def __init__(
+        self,
+        config: WinModelConfig | None = None,
+        feature_names: tuple[str, ...] = FEATURE_COLUMNS,
+        monotone_directions: Mapping[str, int] = MONOTONE_DIRECTIONS,
+    ) -> None:
         self.config = config or WinModelConfig()
         self.feature_names = feature_names
+        self.monotone_directions = monotone_directions  # feature name -> +1 / -1; others free
 
     def _params(self) -> dict[str, object]:
         config = self.config
@@ -101,7 +107,7 @@ class WinModelTrainer:
             "verbosity": -1,
         }
         if config.monotone_constraints:
-            params["monotone_constraints"] = [MONOTONE_DIRECTIONS.get(name, 0) for name in self.feature_names]
+            params["monotone_constraints"] = [self.monotone_directions.get(name, 0) for name in self.feature_names]
         if config.objective == "lambdarank":
             params["metric"] = "ndcg"
             params["eval_at"] = [10]

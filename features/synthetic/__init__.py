@@ -11,6 +11,8 @@ from features.synthetic.generate import EcosystemConfig, generate_ecosystem
 from features.synthetic.oracle import (
     oracle_probability,
     recent_attempt_counts,
+    team_deal_probability,
+    true_team_deal_probability,
     true_team_probability,
     true_win_logit,
 )
@@ -21,6 +23,7 @@ from features.synthetic.truth import (
     PARTNER_A,
     PARTNER_B,
     GroundTruth,
+    TeamCoefficients,
     TruthCoefficients,
 )
 
@@ -32,10 +35,13 @@ __all__ = [
     "PARTNER_B",
     "EcosystemConfig",
     "GroundTruth",
+    "TeamCoefficients",
     "TruthCoefficients",
     "generate_ecosystem",
     "oracle_probability",
     "recent_attempt_counts",
+    "team_deal_probability",
+    "true_team_deal_probability",
     "true_team_probability",
     "true_win_logit",
 ]

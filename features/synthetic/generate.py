@@ -15,6 +15,11 @@ How the world works:
   joined by then, weighted towards a noisy skill proxy for the deal's primary product (selection
   bias, as in real CRMs). A share of multi-product deals is worked by a co-sell pair.
 - Outcomes are Bernoulli draws of the true probability; both rows of a team share one draw.
+- Team deals (`EcosystemConfig.team_deals`, off by default): deals needing 2-7 products, worked by
+  a team that legacy assembly put together requirement by requirement (skill proxy, allies and
+  members already on the team preferred); one outcome row per member with `covers_product`, all
+  sharing a `team_id` and one draw of `oracle.true_team_deal_probability`. They follow the regular
+  deals in the deals table (ids continue) and in the outcomes table.
 - During disengagement episodes partners win less, engage much less (and less already in the 60
   days before) and write more negative messages.
 
@@ -82,6 +87,10 @@ _ALLIES_PER_PARTNER = 1.5
 _ALLY_PREFERENCE = 0.8  # a team lead takes a known ally when it can work the deal
 _ROUTING_PROXY_NOISE = 0.8  # sd of the legacy router's error about a partner's product skill
 _CAPACITY_HEADROOM = 2.0  # true capacity / mean routed load, before partner-level spread
+_EXTRA_PRODUCT_WEIGHTS = (0.55, 0.30, 0.15)  # regular deals: 0-2 products beside the primary
+_TEAM_EXTRA_PRODUCT_WEIGHTS = (0.0, 0.25, 0.25, 0.2, 0.15, 0.1, 0.05)  # team deals: 2-7 products
+_TEAM_ALLY_BOOST = 4.0  # legacy team assembly: weight multiplier for allies of members already chosen
+_TEAM_REUSE_BOOST = 2.0  # ... and for members already on the team (one member may cover several)
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,7 @@ class EcosystemConfig:
     days: int = 730  # length of the deal window
     attempts_per_deal: float = 5.0  # mean partners who worked one deal; outcome rows ~ deals x this
     team_deal_share: float = 0.1  # share of multi-product deals worked by a co-sell pair
+    team_deals: int = 0  # extra deals needing 2-7 products, each worked by a multi-partner team
     engagement_per_partner_month: float = 1.0  # baseline events per active partner and 30 days
     messages_per_partner_month: float = 0.25
     registration_share: float = 0.05  # deals registered by one of their attempting partners
@@ -103,8 +113,8 @@ class EcosystemConfig:
     coefficients: TruthCoefficients = field(default_factory=TruthCoefficients)
 
     def __post_init__(self) -> None:
-        if self.partners < 1 or self.deals < 0 or self.days < 1:
-            raise ValueError("partners >= 1, deals >= 0 and days >= 1 are required")
+        if self.partners < 1 or self.deals < 0 or self.days < 1 or self.team_deals < 0:
+            raise ValueError("partners >= 1, deals >= 0, team_deals >= 0 and days >= 1 are required")
         if self.attempts_per_deal < 1:
             raise ValueError(f"attempts_per_deal must be >= 1, got {self.attempts_per_deal}")
         for name in ("team_deal_share", "registration_share", "routing_skill_share"):
@@ -157,11 +167,13 @@ class _DealDraws:
 
 @dataclass(frozen=True)
 class _Attempts:
-    """Outcomes rows before their outcome: (rows,) deal index, partner position and team code."""
+    """Outcomes rows before their outcome: (rows,) deal index, partner position and team code; on
+    team deals (rows, P) `covers`, the products each member covers."""
 
     deal: IntArray
     partner: IntArray
     team: IntArray
+    covers: BoolArray | None = None
 
 
 def _weighted_subset(rng: np.random.Generator, weights: FloatArray, counts: IntArray) -> BoolArray:
@@ -347,9 +359,12 @@ def _draw_affinity(rng: np.random.Generator, home: IntArray) -> tuple[IntArray, 
     return keys // n, keys % n, affinity
 
 
-def _draw_deals(rng: np.random.Generator, config: EcosystemConfig, window: _Window) -> _DealDraws:
-    """Creation time, region, segment, products (primary + co-occurring companions) and amount."""
-    d, products = config.deals, len(schema.PRODUCTS)
+def _draw_deals(
+    rng: np.random.Generator, count: int, window: _Window, extra_product_weights: tuple[float, ...]
+) -> _DealDraws:
+    """Creation time, region, segment, products (primary + co-occurring companions, their number
+    drawn from `extra_product_weights` over 0, 1, ...) and amount of `count` deals."""
+    d, products = count, len(schema.PRODUCTS)
     # Arrival density grows linearly by `growth` over the window; inverse-CDF sampling.
     growth = 0.3
     fraction = np.sort(rng.random(d))
@@ -362,7 +377,7 @@ def _draw_deals(rng: np.random.Generator, config: EcosystemConfig, window: _Wind
     co_occurrence = 1.0 + 8.0 * ((families.T @ families) > 0)
     companion_weights = co_occurrence[primary] * np.array(PRODUCT_POPULARITY)
     companion_weights[np.arange(d), primary] = 0.0
-    extra = rng.choice(3, size=d, p=(0.55, 0.30, 0.15))
+    extra = rng.choice(len(extra_product_weights), size=d, p=extra_product_weights)
     chosen = _weighted_subset(rng, companion_weights, extra)
     chosen[np.arange(d), primary] = True
     log_median = np.log(np.array(SEGMENT_MEDIAN_AMOUNT))[segment] + 0.35 * (chosen.sum(axis=1) - 1)
@@ -485,6 +500,67 @@ def _form_teams(
     team = np.concatenate((team, team_number[~existing]))
     order = np.argsort(deal_index, kind="stable")
     return _Attempts(deal=deal_index[order], partner=partner[order], team=team[order])
+
+
+def _form_team_deal_teams(
+    rng: np.random.Generator,
+    config: EcosystemConfig,
+    partners: _PartnerDraws,
+    deals: _DealDraws,
+    affinity_pairs: tuple[IntArray, IntArray],
+) -> _Attempts:
+    """Legacy team assembly for team deals: requirement by requirement, one member among the
+    partners operating in the deal's region and joined by then, weighted like legacy routing by a
+    noisy skill proxy, with allies of chosen members and chosen members themselves preferred.
+    Returns one row per (deal, member), deal indices local to `deals`, team code = deal index."""
+    products = len(schema.PRODUCTS)
+    proxy = partners.product_skill + rng.normal(0.0, _ROUTING_PROXY_NOISE, partners.product_skill.shape)
+    share = config.routing_skill_share
+    weight = np.exp(proxy + 0.3 * partners.tier[:, None])
+    weight = share * weight / weight.mean(axis=0) + (1.0 - share)
+    allies: dict[int, list[int]] = {}
+    for low, high in zip(*(side.tolist() for side in affinity_pairs), strict=True):
+        allies.setdefault(low, []).append(high)
+        allies.setdefault(high, []).append(low)
+    rows_deal: list[int] = []
+    rows_partner: list[int] = []
+    rows_covers: list[np.ndarray] = []
+    for deal in range(deals.created_seconds.size):
+        eligible = np.flatnonzero(
+            partners.operating[:, deals.region[deal]] & (partners.joined_seconds <= deals.created_seconds[deal])
+        )
+        if eligible.size == 0:
+            continue
+        boost = np.ones(partners.joined_seconds.size)
+        covers: dict[int, np.ndarray] = {}
+        for product in np.flatnonzero(deals.products[deal]).tolist():
+            chances = weight[eligible, product] * boost[eligible]
+            member = int(eligible[np.searchsorted(np.cumsum(chances), rng.random() * chances.sum(), side="right")])
+            if member not in covers:
+                covers[member] = np.zeros(products, dtype=bool)
+                boost[allies.get(member, [])] *= _TEAM_ALLY_BOOST
+                boost[member] = _TEAM_REUSE_BOOST
+            covers[member][product] = True
+        for member, mask in covers.items():
+            rows_deal.append(deal)
+            rows_partner.append(member)
+            rows_covers.append(mask)
+    deal_index = np.array(rows_deal, dtype=np.int64)
+    return _Attempts(
+        deal=deal_index,
+        partner=np.array(rows_partner, dtype=np.int64),
+        team=deal_index.copy(),
+        covers=np.array(rows_covers, dtype=bool).reshape(-1, products),
+    )
+
+
+def _concatenate_deals(first: _DealDraws, second: _DealDraws) -> _DealDraws:
+    return _DealDraws(
+        **{
+            name: np.concatenate((getattr(first, name), getattr(second, name)))
+            for name in _DealDraws.__dataclass_fields__
+        }
+    )
 
 
 def _deals_table(
@@ -628,7 +704,8 @@ def generate_ecosystem(config: EcosystemConfig, progress: Progress = SILENT) -> 
         engagement_rng,
         message_rng,
         message_text_rng,
-    ) = (np.random.default_rng(seed) for seed in np.random.SeedSequence(config.seed).spawn(10))
+        team_rng,  # team deals: their draws never touch the other streams
+    ) = (np.random.default_rng(seed) for seed in np.random.SeedSequence(config.seed).spawn(11))
     start_seconds = int(np.datetime64(config.start, "s").astype(np.int64))
     window = _Window(start_seconds, start_seconds + config.days * SECONDS_PER_DAY)
 
@@ -642,7 +719,7 @@ def generate_ecosystem(config: EcosystemConfig, progress: Progress = SILENT) -> 
     progress.step(f"partners: {config.partners}, disengagement episodes: {episode_positions.size}")
 
     deal_ids = _ids("D", config.deals, 7)
-    deal_draws = _draw_deals(deal_rng, config, window)
+    deal_draws = _draw_deals(deal_rng, config.deals, window, _EXTRA_PRODUCT_WEIGHTS)
     routed_deals, routed_partners = _route_attempts(routing_rng, config, partner_draws, deal_draws)
     attempts = _form_teams(
         routing_rng, config, partner_draws, deal_draws, (ally_lows, ally_highs), routed_deals, routed_partners
@@ -651,6 +728,34 @@ def generate_ecosystem(config: EcosystemConfig, progress: Progress = SILENT) -> 
     progress.step(
         f"deals: {config.deals}, attempts: {attempts.deal.size}, teams: {int(attempts.team.max(initial=-1)) + 1}"
     )
+    pair_teams = int(attempts.team.max(initial=-1)) + 1
+    regular_rows, regular_deals = attempts.deal.size, config.deals
+    if config.team_deals:
+        team_draws = _draw_deals(team_rng, config.team_deals, window, _TEAM_EXTRA_PRODUCT_WEIGHTS)
+        team_attempts = _form_team_deal_teams(team_rng, config, partner_draws, team_draws, (ally_lows, ally_highs))
+        team_deal_ids = np.array(
+            [f"D{number:07d}" for number in range(config.deals + 1, config.deals + config.team_deals + 1)]
+        )
+        team_deals_table = _deals_table(
+            team_rng,
+            team_rng,
+            replace(config, registration_share=0.0),
+            team_deal_ids,
+            partner_ids,
+            team_draws,
+            team_attempts,
+        )
+        deals = pd.concat([deals, team_deals_table], ignore_index=True)
+        deal_ids = np.concatenate((deal_ids, team_deal_ids))
+        deal_draws = _concatenate_deals(deal_draws, team_draws)
+        assert team_attempts.covers is not None
+        attempts = _Attempts(
+            deal=np.concatenate((attempts.deal, team_attempts.deal + regular_deals)),
+            partner=np.concatenate((attempts.partner, team_attempts.partner)),
+            team=np.concatenate((attempts.team, team_attempts.team + pair_teams)),
+            covers=np.concatenate((np.zeros((regular_rows, len(schema.PRODUCTS)), dtype=bool), team_attempts.covers)),
+        )
+        progress.step(f"team deals: {config.team_deals}, member rows: {team_attempts.deal.size}")
 
     draft = GroundTruth(
         partner_ids=partner_ids,
@@ -684,15 +789,29 @@ def generate_ecosystem(config: EcosystemConfig, progress: Progress = SILENT) -> 
         deal_draws.region,
         deal_draws.amount,
         attempts.team,
+        attempts.covers,
     )
-    draw = outcome_rng.random(attempts.deal.size)
-    team_draw = outcome_rng.random(int(attempts.team.max(initial=-1)) + 1)
+    draw = outcome_rng.random(regular_rows)
+    team_draw = outcome_rng.random(pair_teams)
+    # Team deals draw from their own stream, after the regular draws (which stay as they were).
+    team_draw = np.concatenate((team_draw, team_rng.random(config.team_deals)))
+    draw = np.concatenate((draw, np.zeros(attempts.deal.size - regular_rows)))
     in_team = attempts.team >= 0
     draw[in_team] = team_draw[attempts.team[in_team]]
     won = draw < probability
     # Sales cycles of 10-120 days, longer for larger deals; all rows of a deal close together.
+    log_cycle = np.log(20.0) + 0.35 * np.log(deal_draws.amount / 1e4)
     cycle_days = np.clip(
-        np.exp(outcome_rng.normal(np.log(20.0) + 0.35 * np.log(deal_draws.amount / 1e4), 0.3)), 10.0, 120.0
+        np.exp(
+            np.concatenate(
+                (
+                    outcome_rng.normal(log_cycle[:regular_deals], 0.3),
+                    team_rng.normal(log_cycle[regular_deals:], 0.3),
+                )
+            )
+        ),
+        10.0,
+        120.0,
     )
     closed_seconds = deal_draws.created_seconds + (cycle_days * SECONDS_PER_DAY).astype(np.int64)
     team_ids = np.concatenate(([""], _ids("T", team_draw.size, 7)))[attempts.team + 1]
@@ -705,6 +824,10 @@ def generate_ecosystem(config: EcosystemConfig, progress: Progress = SILENT) -> 
             schema.TEAM_ID: team_ids,
         }
     )
+    if attempts.covers is not None:
+        outcomes[schema.COVERS_PRODUCT] = [
+            schema.join_list([schema.PRODUCTS[p] for p in np.flatnonzero(mask)]) for mask in attempts.covers
+        ]
     progress.step(f"outcomes: {len(outcomes)}, win rate {won.mean() if won.size else float('nan'):.3f}")
 
     engagement = _engagement_table(engagement_rng, config, window, partner_ids, partner_draws, draft.episodes)

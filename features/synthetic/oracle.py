@@ -1,9 +1,10 @@
 """The true win model of a synthetic ecosystem, and the oracle that applies it to any candidates.
 
 The true model lives in one place, `true_win_logit` (solo attempts) with `true_team_probability`
-(co-sell pairs); `attempt_probability` combines them for the generator and for
+(co-sell pairs) and `true_team_deal_probability` (team deals: several requirements, each covered by
+one member, won or lost as a team); `attempt_probability` combines them for the generator and for
 `oracle_probability`, which scores any (deal, candidate partner) slate so that evaluations can
-compare a ranking with the oracle's.
+compare a ranking with the oracle's. `team_deal_probability` scores any candidate team of any deal.
 
 Load, precisely: the load ratio of partner p for a deal created at t is the number of outcomes rows
 of p whose deal was created in [t - schema.LOAD_WINDOW, t) (`features.pairs.recent_attempts`),
@@ -85,6 +86,75 @@ def true_team_probability(
     return _sigmoid(either_logit + truth.coefficients.affinity * affinity)
 
 
+def true_team_deal_probability(
+    truth: GroundTruth, required: BoolArray, member_positions: IntArray, slot_logits: FloatArray
+) -> FloatArray:
+    """(B,) true win probability of B teams on team deals, in [0, 1); 0 when a requirement is uncovered.
+
+    Each requirement r is delivered with q_r = sigmoid(solo logit of its member on r alone +
+    requirement_shift); the deal is won with
+        sigmoid(logit(prod_r q_r) + affinity * mean pair affinity of the distinct members
+                - coordination * (distinct members - 1)),
+    so the weakest member, every requirement, how well the members work together and (through the
+    solo logits) their load all matter.
+
+    required: (B, P) bool, the deal's products (columns schema.PRODUCTS); member_positions: (B, P)
+    rows of `truth` covering each product, -1 where nobody does (ignored where not required);
+    slot_logits: (B, P) `true_win_logit` of that member on that single product (ignored elsewhere).
+    """
+    coefficients = truth.team_coefficients
+    covered = required & (member_positions >= 0)
+    complete = (covered == required).all(axis=1)
+    log_delivered = np.where(
+        covered,
+        -np.logaddexp(0.0, -(np.nan_to_num(slot_logits, nan=0.0) + coefficients.requirement_shift)),
+        0.0,
+    ).sum(axis=1)
+    log_delivered = np.minimum(log_delivered, -1e-12)  # a team with no requirement is not a team
+    all_logit = log_delivered - np.log(-np.expm1(log_delivered))
+    members = np.sort(np.where(covered, member_positions, -1), axis=1)
+    distinct = np.where(np.diff(members, axis=1, prepend=-1) != 0, members, -1)
+    first, second = np.triu_indices(distinct.shape[1], k=1)
+    pair_a, pair_b = distinct[:, first], distinct[:, second]
+    real_pair = (pair_a >= 0) & (pair_b >= 0)
+    affinity = np.zeros(pair_a.shape)
+    affinity[real_pair] = truth.pair_affinity(pair_a[real_pair], pair_b[real_pair])
+    mean_affinity = affinity.sum(axis=1) / np.maximum(real_pair.sum(axis=1), 1)
+    size = (distinct >= 0).sum(axis=1)
+    probability = _sigmoid(
+        all_logit + coefficients.affinity * mean_affinity - coefficients.coordination * np.maximum(size - 1, 0)
+    )
+    return np.where(complete, probability, 0.0)
+
+
+def team_slot_logits(
+    truth: GroundTruth,
+    member_positions: IntArray,
+    deal_region_index: IntArray,
+    amount: FloatArray,
+    created_seconds: IntArray,
+    load_ratio: FloatArray,
+    tenure_days: FloatArray,
+) -> FloatArray:
+    """(B, P) solo logit of each (team, product) slot's member on that single product; NaN where
+    the slot is empty (member -1). Per-team arrays are (B,), load_ratio and tenure_days (B, P)."""
+    team, product = np.nonzero(member_positions >= 0)
+    one_product = np.zeros((team.size, len(schema.PRODUCTS)), dtype=bool)
+    one_product[np.arange(team.size), product] = True
+    logits = np.full(member_positions.shape, np.nan)
+    logits[team, product] = true_win_logit(
+        truth,
+        member_positions[team, product],
+        one_product,
+        deal_region_index[team],
+        amount[team],
+        created_seconds[team],
+        load_ratio[team, product],
+        tenure_days[team, product],
+    )
+    return logits
+
+
 def attempt_probability(
     truth: GroundTruth,
     load_history: pairs.EventSums,
@@ -96,12 +166,15 @@ def attempt_probability(
     deal_region: IntArray,
     deal_amount: FloatArray,
     team_codes: IntArray,
+    covers: BoolArray | None = None,
 ) -> FloatArray:
     """(m,) true probability of attempts (partner_positions[i] on deal deal_positions[i]).
 
     load_history: `load_events` of the recorded attempts; joined_seconds: (n,) per row of `truth`.
     Per-deal arrays are indexed by `deal_positions`; `team_codes` (m,) pairs rows into teams
-    (-1 solo, or empty for all solo). The generator and `oracle_probability` both end here.
+    (-1 solo, or empty for all solo). `covers` (m, P) bool marks, on team deals, the products each
+    member covers: teams with covering rows follow `true_team_deal_probability`, the other teams
+    are co-sell pairs. The generator and `oracle_probability` both end here.
     """
     seconds = deal_seconds[deal_positions]
     load_ratio = (
@@ -119,9 +192,28 @@ def attempt_probability(
             (seconds - joined_seconds[partner_positions]) / pairs.SECONDS_PER_DAY,
         )
     )
-    in_team = np.flatnonzero(team_codes >= 0)
+    probability = solo.copy()
+    if team_codes.size == 0:
+        return probability
+    team_deal_rows = np.zeros(solo.shape, dtype=bool)
+    if covers is not None and covers.size:
+        team_deal_rows = (team_codes >= 0) & covers.any(axis=1)
+        probability[team_deal_rows] = _team_deal_rows_probability(
+            truth,
+            team_codes[team_deal_rows],
+            partner_positions[team_deal_rows],
+            deal_positions[team_deal_rows],
+            covers[team_deal_rows],
+            deal_products,
+            deal_region,
+            deal_amount,
+            deal_seconds,
+            load_ratio[team_deal_rows],
+            (seconds - joined_seconds[partner_positions])[team_deal_rows] / pairs.SECONDS_PER_DAY,
+        )
+    in_team = np.flatnonzero((team_codes >= 0) & ~team_deal_rows)
     if in_team.size == 0:
-        return solo
+        return probability
     rows = in_team[np.argsort(team_codes[in_team], kind="stable")]
     first, second = rows[0::2], rows[1::2]
     if (
@@ -134,10 +226,90 @@ def attempt_probability(
     team = true_team_probability(
         truth, solo[first], solo[second], truth.pair_affinity(partner_positions[first], partner_positions[second])
     )
-    probability = solo.copy()
     probability[first] = team
     probability[second] = team
     return probability
+
+
+def _team_deal_rows_probability(
+    truth: GroundTruth,
+    team_codes: IntArray,
+    partner_positions: IntArray,
+    deal_positions: IntArray,
+    covers: BoolArray,
+    deal_products: BoolArray,
+    deal_region: IntArray,
+    deal_amount: FloatArray,
+    deal_seconds: IntArray,
+    load_ratio: FloatArray,
+    tenure_days: FloatArray,
+) -> FloatArray:
+    """(k,) the team probability of each team-deal row (all rows of one team share it)."""
+    teams, team_of_row = np.unique(team_codes, return_inverse=True)
+    team_deal = np.zeros(teams.size, dtype=np.int64)
+    team_deal[team_of_row] = deal_positions
+    shape = (teams.size, len(schema.PRODUCTS))
+    members = np.full(shape, -1, dtype=np.int64)
+    slot_load, slot_tenure = np.zeros(shape), np.zeros(shape)
+    row, product = np.nonzero(covers)
+    members[team_of_row[row], product] = partner_positions[row]
+    slot_load[team_of_row[row], product] = load_ratio[row]
+    slot_tenure[team_of_row[row], product] = tenure_days[row]
+    logits = team_slot_logits(
+        truth,
+        members,
+        deal_region[team_deal],
+        deal_amount[team_deal],
+        deal_seconds[team_deal],
+        slot_load,
+        slot_tenure,
+    )
+    team_probability = true_team_deal_probability(truth, deal_products[team_deal], members, logits)
+    return team_probability[team_of_row]
+
+
+def team_deal_probability(
+    truth: GroundTruth,
+    ecosystem: schema.Ecosystem,
+    deal_rows: pd.DataFrame,
+    deal_positions: IntArray,
+    member_ids: np.ndarray,
+) -> FloatArray:
+    """(B,) true win probability of any B candidate teams, each on a deal of `deal_rows`, in [0, 1).
+
+    deal_rows: deals (DEAL_ID, CREATED_AT, DEAL_REGION, DEAL_PRODUCTS, AMOUNT), historical or new;
+    deal_positions: (B,) row of `deal_rows` each team works; member_ids: (B, P) partner id covering
+    each product (columns schema.PRODUCTS), "" where nobody does. A required product nobody covers
+    gives 0. Load ratios and tenure are as in `oracle_probability` (the recorded history).
+    """
+    member_ids = np.asarray(member_ids, dtype=object)
+    filled = member_ids != ""
+    members = np.full(member_ids.shape, -1, dtype=np.int64)
+    members[filled] = truth.positions(member_ids[filled])
+    joined_seconds = np.empty(truth.partner_ids.size, dtype=np.int64)
+    joined_seconds[truth.positions(ecosystem.partners[schema.PARTNER_ID])] = pairs.to_seconds(
+        ecosystem.partners[schema.JOINED_AT]
+    )
+    seconds = pairs.to_seconds(deal_rows[schema.CREATED_AT])[deal_positions]
+    team, product = np.nonzero(filled)
+    load_ratio, tenure_days = np.zeros(members.shape), np.zeros(members.shape)
+    positions = members[team, product]
+    load_ratio[team, product] = (
+        pairs.recent_attempts(_recorded_load(ecosystem, truth.partner_index), positions, seconds[team])
+        / truth.true_capacity[positions]
+    )
+    tenure_days[team, product] = (seconds[team] - joined_seconds[positions]) / pairs.SECONDS_PER_DAY
+    logits = team_slot_logits(
+        truth,
+        members,
+        pairs.positions(deal_rows[schema.DEAL_REGION], pd.Index(schema.REGIONS), schema.DEAL_REGION)[deal_positions],
+        deal_rows[schema.AMOUNT].to_numpy(dtype=np.float64)[deal_positions],
+        seconds,
+        load_ratio,
+        tenure_days,
+    )
+    required = pairs.product_mask(deal_rows[schema.DEAL_PRODUCTS], schema.PRODUCTS)[deal_positions]
+    return true_team_deal_probability(truth, required, members, logits)
 
 
 def load_events(partner_positions: IntArray, created_seconds: IntArray) -> pairs.EventIndex:
@@ -156,7 +328,8 @@ def oracle_probability(
     deal_rows: deals with DEAL_ID (unique), CREATED_AT, DEAL_REGION, DEAL_PRODUCTS and AMOUNT;
         historical or new. candidates: either a pairs frame (DEAL_ID, PARTNER_ID, optional
         TEAM_ID whose non-empty values join exactly two rows of one deal into a co-sell team) or
-        one sequence of partner ids per row of `deal_rows` (all solo). Shorthand for pairs on the
+        one sequence of partner ids per row of `deal_rows` (all solo). A COVERS_PRODUCT column marks
+        team-deal rows (`true_team_deal_probability`, one team per TEAM_ID). Shorthand for pairs on the
         ecosystem's own deals: `oracle_probability(truth, ecosystem, pairs)`.
     Returns (m,) float64 aligned with the pairs frame rows, or with the concatenated slates.
 
@@ -174,6 +347,7 @@ def oracle_probability(
         deal_positions = pairs.positions(candidates[schema.DEAL_ID], deal_index, schema.DEAL_ID)
         partner_ids = candidates[schema.PARTNER_ID].to_numpy(dtype=object)
         team_codes = _team_codes(candidates.get(schema.TEAM_ID))
+        covers = _covers(candidates.get(schema.COVERS_PRODUCT))
     else:
         if len(candidates) != len(deal_rows):
             raise ValueError(f"got {len(candidates)} slates for {len(deal_rows)} deals")
@@ -181,6 +355,7 @@ def oracle_probability(
         deal_positions = np.repeat(np.arange(len(deal_rows), dtype=np.int64), sizes)
         partner_ids = np.array([partner for slate in candidates for partner in slate], dtype=object)
         team_codes = np.full(partner_ids.size, -1, dtype=np.int64)
+        covers = None
 
     joined_seconds = np.empty(truth.partner_ids.size, dtype=np.int64)
     joined_seconds[truth.positions(ecosystem.partners[schema.PARTNER_ID])] = pairs.to_seconds(
@@ -197,6 +372,7 @@ def oracle_probability(
         pairs.positions(deal_rows[schema.DEAL_REGION], pd.Index(schema.REGIONS), schema.DEAL_REGION),
         deal_rows[schema.AMOUNT].to_numpy(dtype=np.float64),
         team_codes,
+        covers,
     )
 
 
@@ -226,6 +402,18 @@ def _team_codes(team_ids: pd.Series | None) -> IntArray:
     values = team_ids.fillna("").to_numpy(dtype=object)
     codes, _ = pd.factorize(values)
     return np.where(values == "", -1, codes).astype(np.int64)
+
+
+def _covers(cells: pd.Series | None) -> BoolArray | None:
+    """(m, P) bool of the products each row covers (COVERS_PRODUCT cells), None without the column."""
+    if cells is None:
+        return None
+    values = cells.fillna("").astype(str)
+    mask = np.zeros((len(values), len(schema.PRODUCTS)), dtype=bool)
+    listed = values.ne("").to_numpy()
+    if listed.any():
+        mask[listed] = pairs.product_mask(values[listed], schema.PRODUCTS)
+    return mask
 
 
 def _recorded_load(ecosystem: schema.Ecosystem, partner_index: pd.Index) -> pairs.EventIndex:

@@ -37,6 +37,7 @@ AFFINITY = "affinity"
 EPISODE_START = "start"
 EPISODE_END = "end"
 TRUTH_DIRNAME = "truth"
+TEAM_COEFFICIENTS_FILE = "team_coefficients.json"
 # The GroundTruth fields stored in truth/arrays.npz, in file order.
 _ARRAY_FIELDS = (
     "partner_ids",
@@ -64,6 +65,16 @@ class TruthCoefficients:
     new_partner: float = 1.0  # at tenure 0, decaying with e-folding time 90 days
     disengaged: float = 1.5  # while the deal date is inside a disengagement episode
     affinity: float = 1.0  # co-sell teams only, per unit of pair affinity in [-1, 1]
+
+
+@dataclass(frozen=True)
+class TeamCoefficients:
+    """The true model of team deals (several requirements, won or lost as a team), in logits; see
+    `features.synthetic.oracle.true_team_deal_probability`."""
+
+    requirement_shift: float = 1.8  # a member delivers its requirement with sigmoid(solo logit + this)
+    affinity: float = 1.2  # per unit of mean pair affinity between members, in [-1, 1]
+    coordination: float = 0.15  # per member beyond the first
 
 
 class EpisodeIndex:
@@ -125,6 +136,8 @@ class GroundTruth:
         non-overlapping per partner.
     outcome_probability: (rows,) float64 in (0, 1): the true win probability of each outcomes row.
     message_sentiment: (messages,) float64 in [-1, 1]: the latent sentiment of each message.
+    team_coefficients: the true model of team deals (saved only when they differ from the defaults,
+        so that truth directories without team deals stay as they were).
     """
 
     partner_ids: StrArray
@@ -138,6 +151,7 @@ class GroundTruth:
     coefficients: TruthCoefficients
     outcome_probability: FloatArray
     message_sentiment: FloatArray
+    team_coefficients: TeamCoefficients = TeamCoefficients()
 
     @cached_property
     def partner_index(self) -> pd.Index:
@@ -188,6 +202,8 @@ class GroundTruth:
         self.affinity.to_parquet(root / "affinity.parquet", index=False)
         self.disengagement.to_parquet(root / "disengagement.parquet", index=False)
         (root / "coefficients.json").write_text(json.dumps(asdict(self.coefficients), indent=2) + "\n")
+        if self.team_coefficients != TeamCoefficients():
+            (root / TEAM_COEFFICIENTS_FILE).write_text(json.dumps(asdict(self.team_coefficients), indent=2) + "\n")
         return root
 
     @classmethod
@@ -201,4 +217,7 @@ class GroundTruth:
             affinity=pd.read_parquet(root / "affinity.parquet"),
             disengagement=pd.read_parquet(root / "disengagement.parquet"),
             coefficients=TruthCoefficients(**json.loads((root / "coefficients.json").read_text())),
+            team_coefficients=TeamCoefficients(**json.loads(team_file.read_text()))
+            if (team_file := root / TEAM_COEFFICIENTS_FILE).is_file()
+            else TeamCoefficients(),
         )
