@@ -27,9 +27,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
 REGISTERED_WIN_MODEL = "partnermatch-win"
+REGISTERED_SENTIMENT_MODEL = "partnermatch-sentiment"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-BUNDLE_ARTIFACT = "bundle"  # the bundle directory inside a logged model's artifacts
+BUNDLE_ARTIFACT = "bundle"  # the model directory (a bundle) inside a logged model's artifacts
 BUNDLE_CACHE_DIR = "bundles"  # under the cache dir: downloaded bundles, one directory per version
 
 

@@ -95,3 +95,24 @@ def load_train_config(path: Path | None = None, overrides: dict[str, Any] | None
         with path.open("rb") as handle:
             config = apply_overrides(config, tomllib.load(handle))
     return apply_overrides(config, overrides or {})
+
+
+@dataclass(frozen=True)
+class SentimentConfig:
+    """Sentiment and frustration heads (`training.sentiment`); sizes and strengths measured on the
+    PhraseBank and GoEmotions held-out parts (README, "Sentiment")."""
+
+    encoder: str = "minilm-onnx-int8"
+    encode_batch_size: int = 32  # bulk encoding; serving encodes one text per request
+    threads: int = 2
+    tfidf_features: int = 2**17  # hashed n-gram columns
+    tfidf_ngram_max: int = 2
+    embedding_c: float = 1.0  # inverse L2 strength of the logistic regressions
+    tfidf_c: float = 10.0
+    blend_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # embedding share, chosen on calibration rows
+    calibration_share: float = 0.15  # of the training rows: blend choice, temperature and Platt scaling
+    validation_share: float = 0.15  # of the training rows (train-sentiment): promotion by macro-F1
+    phrasebank_test_share: float = 0.2  # sentences held out of PhraseBank for the reported test
+    max_iter: int = 300
+    tolerance: float = 1e-3
+    seed: int = 0
