@@ -163,15 +163,18 @@ def evaluate_sentiment(
     test: Annotated[Path, typer.Option(help="Labelled texts to score.")],
     corpus_format: Annotated[str, typer.Option("--format", help="phrasebank | goemotions | csv (text,label)")],
     test_format: Annotated[str | None, typer.Option(help="Format of --test when it differs (out of domain).")] = None,
+    encoder: Annotated[str | None, typer.Option(help="hashing-<d> | minilm | minilm-onnx-int8")] = None,
     json_path: JsonOption = None,
 ) -> None:
     """Sentiment (and, on GoEmotions, frustration) of our model beside VADER: accuracy, macro-F1, F1 per class."""
     from models.registry import Paths
+    from training.config import SentimentConfig
     from training.sentiment import evaluate_sentiment as run
 
+    config = SentimentConfig() if encoder is None else SentimentConfig(encoder=encoder)
     with _user_errors(), console.status("evaluating sentiment") as status:
         cache_dir = Paths.from_environment().cache_dir
-        results = run(train, test, corpus_format, cache_dir, progress=StatusProgress(status), test_format=test_format)
+        results = run(train, test, corpus_format, cache_dir, config, StatusProgress(status), test_format)
     _emit(results, json_path)
 
 

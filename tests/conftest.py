@@ -16,8 +16,12 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
 from features import schema
+from features.embed import ONNX_EXPORT_DIR, export_onnx_int8
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The public data sets sit beside the repository (CI: ../shared/data); PARTNERMATCH_SHARED_DATA points
+# elsewhere (e.g. from a git worktree). Tests that need them skip only when the directory is absent.
+SHARED_DATA = Path(os.environ.get("PARTNERMATCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is absent")
 
 
 def tiny_world(seed: int = 7) -> schema.Ecosystem:
@@ -90,6 +94,14 @@ def tiny_world(seed: int = 7) -> schema.Ecosystem:
 @pytest.fixture
 def world() -> schema.Ecosystem:
     return tiny_world()
+
+
+@pytest.fixture(scope="session")
+def onnx_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache directory holding the ONNX int8 MiniLM export (in ONNX_EXPORT_DIR), made once per session."""
+    cache_dir = tmp_path_factory.mktemp("onnx-cache")
+    export_onnx_int8(cache_dir / ONNX_EXPORT_DIR)
+    return cache_dir
 
 
 @pytest.fixture

@@ -110,6 +110,7 @@ class SentimentConfig:
     embedding_c: float = 1.0  # inverse L2 strength of the logistic regressions
     tfidf_c: float = 10.0
     blend_weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)  # embedding share, chosen on calibration rows
+    balance_sources: bool = True  # equal total weight per training corpus (PhraseBank is 1/10 of GoEmotions)
     calibration_share: float = 0.15  # of the training rows: blend choice, temperature and Platt scaling
     validation_share: float = 0.15  # of the training rows (train-sentiment): promotion by macro-F1
     phrasebank_test_share: float = 0.2  # sentences held out of PhraseBank for the reported test

@@ -40,6 +40,7 @@ from features.sentiment_data import (
 )
 from models.calibration import fit_calibrator
 from models.registry import (
+    BUNDLE_ARTIFACT,
     CHAMPION,
     REGISTERED_SENTIMENT_MODEL,
     Paths,
@@ -96,27 +97,36 @@ def fit_tfidf(texts: Sequence[str], config: SentimentConfig) -> HashedTfidf:
 
 
 def _fit_logistic(
-    features: np.ndarray | sp.csr_matrix, targets: np.ndarray, strength: float, config: SentimentConfig
+    features: np.ndarray | sp.csr_matrix,
+    targets: np.ndarray,
+    weights: np.ndarray,
+    strength: float,
+    config: SentimentConfig,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(weights (d, k), bias (k,)) of an L2 logistic regression; k = 1 for two classes, else one per class."""
+    """(weights (d, k), bias (k,)) of an L2 logistic regression with (n,) row weights; k = 1 for two
+    classes, else one per class."""
     model = LogisticRegression(
         C=strength, solver="saga", max_iter=config.max_iter, tol=config.tolerance, random_state=config.seed
-    ).fit(features, targets)
+    ).fit(features, targets, sample_weight=weights / weights.mean())  # mean 1: C keeps its meaning
     return np.asarray(model.coef_, dtype=np.float64).T, np.asarray(model.intercept_, dtype=np.float64)
 
 
 def _fit_head(
     fit: Views,
     fit_targets: np.ndarray,
+    fit_weights: np.ndarray,
     calibration: Views,
     calibration_targets: np.ndarray,
     config: SentimentConfig,
     quality: Callable[[np.ndarray, np.ndarray], float],
 ) -> LinearHead:
-    """Both views' regressions on `fit`, blended with the weight of `config.blend_weights` that gives
-    the highest `quality(logits, targets)` on `calibration` (ties: the first weight)."""
-    embedding_weights, embedding_bias = _fit_logistic(fit.embeddings, fit_targets, config.embedding_c, config)
-    tfidf_weights, tfidf_bias = _fit_logistic(fit.tfidf, fit_targets, config.tfidf_c, config)
+    """Both views' regressions on `fit` (rows weighted by `fit_weights`), blended with the weight of
+    `config.blend_weights` that gives the highest `quality(logits, targets)` on `calibration` (ties:
+    the first weight)."""
+    embedding_weights, embedding_bias = _fit_logistic(
+        fit.embeddings, fit_targets, fit_weights, config.embedding_c, config
+    )
+    tfidf_weights, tfidf_bias = _fit_logistic(fit.tfidf, fit_targets, fit_weights, config.tfidf_c, config)
     heads = [
         LinearHead(embedding_weights, embedding_bias, tfidf_weights, tfidf_bias, blend)
         for blend in config.blend_weights
@@ -141,20 +151,31 @@ def _macro_f1_of_logits(logits: np.ndarray, targets: np.ndarray) -> float:
 
 
 def fit_sentiment_head(
-    fit: Views, fit_labels: np.ndarray, calibration: Views, calibration_labels: np.ndarray, config: SentimentConfig
+    fit: Views,
+    fit_labels: np.ndarray,
+    fit_weights: np.ndarray,
+    calibration: Views,
+    calibration_labels: np.ndarray,
+    config: SentimentConfig,
 ) -> tuple[LinearHead, float]:
     """(head, temperature): three-class logits blended for macro-F1, temperature for log-loss, on `calibration`."""
-    head = _fit_head(fit, fit_labels, calibration, calibration_labels, config, _macro_f1_of_logits)
+    head = _fit_head(fit, fit_labels, fit_weights, calibration, calibration_labels, config, _macro_f1_of_logits)
     return head, fit_temperature(head.logits(calibration.embeddings, calibration.tfidf), calibration_labels)
 
 
 def fit_frustration_head(
-    fit: Views, fit_labels: np.ndarray, calibration: Views, calibration_labels: np.ndarray, config: SentimentConfig
+    fit: Views,
+    fit_labels: np.ndarray,
+    fit_weights: np.ndarray,
+    calibration: Views,
+    calibration_labels: np.ndarray,
+    config: SentimentConfig,
 ) -> FrustrationHead:
     """One logit blended for average precision, then Platt-scaled, on `calibration`; labels (n,) 0/1."""
     head = _fit_head(
         fit,
         fit_labels,
+        fit_weights,
         calibration,
         calibration_labels,
         config,
@@ -217,6 +238,14 @@ def _frustration_targets(corpus: SentimentCorpus) -> np.ndarray:
     return corpus.frustrated.astype(np.int64)
 
 
+def _source_weights(sizes: Sequence[int], balance: bool) -> np.ndarray:
+    """(sum(sizes),) row weights, corpus after corpus: with `balance`, every corpus carries the same
+    total weight (a small corpus is not drowned by a large one), else every row weighs 1."""
+    if not balance:
+        return np.ones(sum(sizes))
+    return np.concatenate([np.full(size, 1.0 / size) for size in sizes])
+
+
 @dataclass(frozen=True)
 class FittedHeads:
     heads: SentimentHeads
@@ -239,7 +268,10 @@ def fit_heads(
     progress.step(f"fitting the sentiment head on {len(fit_texts):,} texts")
     fit_labels = np.concatenate([part.labels for part, _ in parts])
     calibration_labels = np.concatenate([part.labels for _, part in parts])
-    sentiment_head, temperature = fit_sentiment_head(fit, fit_labels, calibration, calibration_labels, config)
+    fit_weights = _source_weights([len(part) for part, _ in parts], config.balance_sources)
+    sentiment_head, temperature = fit_sentiment_head(
+        fit, fit_labels, fit_weights, calibration, calibration_labels, config
+    )
     rows = {"sentiment_fit": len(fit_texts), "sentiment_calibration": len(calibration_texts)}
 
     fit_frustrated = np.concatenate([_frustration_targets(part) for part, _ in parts])
@@ -251,6 +283,7 @@ def fit_heads(
         frustration = fit_frustration_head(
             fit.rows(fit_rows),
             fit_frustrated[fit_rows],
+            fit_weights[fit_rows],
             calibration.rows(calibration_rows),
             calibration_frustrated[calibration_rows],
             config,
@@ -388,7 +421,7 @@ def train_sentiment(
     with tracking.start_run(paths, "sentiment") as run, tempfile.TemporaryDirectory() as scratch:
         run.log_params(asdict(config))
         run.log_metrics({key: value for key, value in metrics.items() if key not in ("dropped",)})
-        model_dir = model.save(Path(scratch) / "sentiment")
+        model_dir = model.save(Path(scratch) / BUNDLE_ARTIFACT)
         version = tracking.register_sentiment_model(run, model_dir, REGISTERED_SENTIMENT_MODEL, {"decision": decision})
         alias = tracking.mark_version(REGISTERED_SENTIMENT_MODEL, version.version, promoted)
     return SentimentTrainReport(version=version, alias=alias, decision=decision, metrics=metrics)

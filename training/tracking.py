@@ -100,7 +100,10 @@ def register_directory(
     tags: Mapping[str, str],
 ) -> RegisteredVersion:
     """Log `model_dir` as the `BUNDLE_ARTIFACT` of a pyfunc model in the active run and register a new
-    version of `model_name` with `tags`; `models.registry.local_bundle` fetches the directory back."""
+    version of `model_name` with `tags`; `models.registry.local_bundle` fetches the directory back.
+    MLflow keeps the directory's own name, so it must be named `BUNDLE_ARTIFACT`."""
+    if model_dir.name != BUNDLE_ARTIFACT:
+        raise ValueError(f"a registered model directory must be named {BUNDLE_ARTIFACT!r}, got {model_dir.name!r}")
     info = mlflow.pyfunc.log_model(
         name=MODEL_ARTIFACT,
         python_model=python_model,

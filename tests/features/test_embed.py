@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from features.embed import (
+    ONNX_EXPORT_DIR,
     CachedEncoder,
     Encoder,
     HashingEncoder,
@@ -200,8 +201,8 @@ VARIED_TEXTS = [
 
 
 @pytest.fixture(scope="session")
-def onnx_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_onnx_int8(tmp_path_factory.mktemp("onnx-minilm"))
+def onnx_model_dir(onnx_cache_dir: Path) -> Path:
+    return onnx_cache_dir / ONNX_EXPORT_DIR
 
 
 @pytest.fixture(scope="session")
