@@ -347,19 +347,22 @@ class SentimentTrainReport:
     metrics: dict[str, Any]  # JSON-ready: validation and test metrics of the model and VADER
 
 
-def _validation_macro_f1(model: SentimentModel, corpus: SentimentCorpus) -> float:
-    return class_metrics(corpus.labels, model.predict(corpus.texts).probabilities.argmax(axis=1), SENTIMENT_CLASSES)[
-        PROMOTION_METRIC
+def _validation_macro_f1(model: SentimentModel, validations: Sequence[SentimentCorpus]) -> float:
+    """The mean over the validation corpora of the model's macro-F1: each domain counts the same."""
+    scores = [
+        class_metrics(corpus.labels, model.predict(corpus.texts).probabilities.argmax(axis=1), SENTIMENT_CLASSES)
+        for corpus in validations
     ]
+    return float(np.mean([score[PROMOTION_METRIC] for score in scores]))
 
 
-def _champion_macro_f1(paths: Paths, validation: SentimentCorpus, config: SentimentConfig) -> float | None:
-    """The current champion's macro-F1 on `validation`; None when there is no champion."""
+def _champion_macro_f1(paths: Paths, validations: Sequence[SentimentCorpus], config: SentimentConfig) -> float | None:
+    """The current champion's `_validation_macro_f1` on `validations`; None when there is no champion."""
     champion = version_by_alias(paths, REGISTERED_SENTIMENT_MODEL, CHAMPION)
     if champion is None:
         return None
     champion_model = SentimentModel.from_directory(local_bundle(paths, champion), paths.cache_dir, config.threads)
-    return _validation_macro_f1(champion_model, validation)
+    return _validation_macro_f1(champion_model, validations)
 
 
 def train_sentiment(
@@ -374,8 +377,9 @@ def train_sentiment(
     PhraseBank (`phrasebank_path`, any agreement file) loses `config.phrasebank_test_share` of its
     sentences to its test part; GoEmotions trains on `train.tsv` and is tested on `dev.tsv`. From each
     training part `config.validation_share` of the texts is held out for promotion: the new version
-    becomes champion when its macro-F1 on the pooled validation rows is at least the champion's on the
-    same rows, else challenger. Metrics of the model and VADER on every part are logged in one run.
+    becomes champion when its validation macro-F1, the mean of the two sets' (each domain counts the
+    same, as in training), is at least the champion's on the same rows, else challenger. Metrics of
+    the model and VADER on every part are logged in one run.
     """
     config = config or SentimentConfig()
     phrasebank_train, phrasebank_test = _split(read_phrasebank(phrasebank_path), config.phrasebank_test_share, "test")
@@ -398,15 +402,15 @@ def train_sentiment(
     for name, corpus in parts.items():
         prediction = model.predict(corpus.texts)
         metrics[name] = compare_on(corpus, prediction.probabilities, prediction.frustration)
-    validation = splits[0][1].concatenate(splits[1][1])
-    new_score = _validation_macro_f1(model, validation)
-    champion_score = _champion_macro_f1(paths, validation, config)
+    validations = [validation for _, validation in splits]
+    new_score = _validation_macro_f1(model, validations)
+    champion_score = _champion_macro_f1(paths, validations, config)
     promoted = champion_score is None or new_score >= champion_score
     decision = (
         "no champion yet"
         if champion_score is None
-        else f"validation macro-F1 {new_score:.4f} vs champion {champion_score:.4f}"
-        f" on the same {len(validation):,} texts"
+        else f"validation macro-F1 (mean of PhraseBank and GoEmotions) {new_score:.4f} vs champion"
+        f" {champion_score:.4f} on the same {sum(len(part) for part in validations):,} texts"
     )
     metrics["validation"] = {"model_macro_f1": new_score, "champion_macro_f1": champion_score}
     metrics["rows"] = fitted.rows | {name: len(corpus) for name, corpus in parts.items()}
