@@ -160,9 +160,9 @@ def test_train_sentiment_registers_and_promotes_by_validation_macro_f1(
 @pytest.mark.integration
 @needs_shared_data
 def test_real_minilm_on_real_phrasebank_subset_beats_vader(onnx_cache_dir: Path) -> None:
-    corpus = read_phrasebank(SHARED_DATA / "financial-phrasebank" / "Sentences_66Agree.txt")
+    corpus = read_phrasebank(SHARED_DATA / "financial-phrasebank" / "Sentences_AllAgree.txt")
     test_rows = held_out(corpus.texts, 0.2, "test")
-    train, test = corpus.subset(np.flatnonzero(~test_rows)[:1200]), corpus.subset(np.flatnonzero(test_rows)[:400])
+    train, test = corpus.subset(~test_rows), corpus.subset(test_rows)
     config = SentimentConfig(encode_batch_size=32)
     encoder = make_encoder(config.encoder, onnx_cache_dir, threads=config.threads, batch_size=config.encode_batch_size)
     fitted = fit_heads([train], encoder, config)
