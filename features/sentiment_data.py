@@ -74,18 +74,6 @@ class SentimentCorpus:
             dropped=self.dropped,
         )
 
-    def concatenate(self, other: SentimentCorpus) -> SentimentCorpus:
-        """This corpus's rows, then `other`'s; source and drops are this corpus's, frustration labels
-        are kept only when both have them."""
-        both = self.frustrated is not None and other.frustrated is not None
-        return SentimentCorpus(
-            source=self.source,
-            texts=self.texts + other.texts,
-            labels=np.concatenate([self.labels, other.labels]),
-            frustrated=np.concatenate([self.frustrated, other.frustrated]) if both else None,
-            dropped=self.dropped,
-        )
-
     def class_counts(self) -> dict[str, int]:
         """Rows per class, every class named."""
         counts = np.bincount(self.labels, minlength=len(SENTIMENT_CLASSES))

@@ -99,8 +99,8 @@ def load_train_config(path: Path | None = None, overrides: dict[str, Any] | None
 
 @dataclass(frozen=True)
 class SentimentConfig:
-    """Sentiment and frustration heads (`training.sentiment`); sizes and strengths measured on the
-    PhraseBank and GoEmotions held-out parts (README, "Sentiment")."""
+    """Sentiment and frustration heads (`training.sentiment`). The regularisation strengths are first
+    guesses, not tuned on test data: on PhraseBank embedding_c 3 or tfidf_c 30 moved macro-F1 by < 0.01."""
 
     encoder: str = "minilm-onnx-int8"
     encode_batch_size: int = 32  # bulk encoding; serving encodes one text per request

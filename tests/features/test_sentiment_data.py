@@ -174,14 +174,12 @@ def test_read_corpus_dispatches_and_rejects_unknown_formats(tmp_path: Path) -> N
         read_corpus(path, "tweets")
 
 
-def test_subset_and_concatenate_keep_rows_aligned(tmp_path: Path) -> None:
+def test_subset_keeps_rows_aligned(tmp_path: Path) -> None:
     corpus = read_goemotions(write_goemotions(tmp_path, ["great\t0\ta", "ugh\t2\tb", "ok\t5\tc"]))
     part = corpus.subset(np.array([False, True, True]))
     assert part.texts == ("ugh", "ok") and part.labels.tolist() == [NEGATIVE, NEUTRAL]
     assert part.frustrated is not None and part.frustrated.tolist() == [True, False]
-    both = part.concatenate(read_phrasebank(write_phrasebank(tmp_path / "x.txt", ["Fine .@positive"])))
-    assert both.texts == ("ugh", "ok", "Fine .") and both.labels.tolist() == [NEGATIVE, NEUTRAL, POSITIVE]
-    assert both.frustrated is None
+    assert corpus.subset(np.array([2, 0])).texts == ("ok", "great")
 
 
 @needs_shared_data
