@@ -8,7 +8,7 @@ SHARED_DATA ?= ../shared/data
 OUT ?= bench-results
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve test fuzz lint unit generate train evaluate-leads evaluate-olist evaluate-maven bench-train bench-generate bench-route train-ipp evaluate-lookalike bench-ipp clean
+.PHONY: help install serve test fuzz lint unit generate train evaluate-leads evaluate-olist evaluate-maven evaluate-sentiment train-sentiment bench-train bench-generate bench-route bench-sentiment train-ipp evaluate-lookalike bench-ipp clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -53,6 +53,22 @@ evaluate-olist: install ## Olist funnel MQL -> won, time-split
 
 evaluate-maven: install ## Maven CRM null-control (ROC-AUC ~0.5 leak-free)
 	$(PM) evaluate maven --data-dir $(SHARED_DATA)/maven-crm-sales --json $(OUT)/maven.json
+
+PHRASEBANK := $(SHARED_DATA)/financial-phrasebank/Sentences_50Agree.txt
+GOEMOTIONS := $(SHARED_DATA)/goemotions
+
+evaluate-sentiment: install ## sentiment vs VADER: PhraseBank and GoEmotions held out, and across the two
+	$(PM) data split-phrasebank --source $(PHRASEBANK) --out data/phrasebank
+	$(PM) evaluate sentiment --train data/phrasebank/train.txt --test data/phrasebank/test.txt --format phrasebank --json $(OUT)/sentiment-phrasebank.json
+	$(PM) evaluate sentiment --train $(GOEMOTIONS)/train.tsv --test $(GOEMOTIONS)/dev.tsv --format goemotions --json $(OUT)/sentiment-goemotions.json
+	$(PM) evaluate sentiment --train data/phrasebank/train.txt --test $(GOEMOTIONS)/dev.tsv --format phrasebank --test-format goemotions --json $(OUT)/sentiment-phrasebank-to-goemotions.json
+	$(PM) evaluate sentiment --train $(GOEMOTIONS)/train.tsv --test data/phrasebank/test.txt --format goemotions --test-format phrasebank --json $(OUT)/sentiment-goemotions-to-phrasebank.json
+
+train-sentiment: install ## partnermatch train-sentiment on PhraseBank + GoEmotions, register partnermatch-sentiment
+	$(PM) train-sentiment --phrasebank $(PHRASEBANK) --goemotions $(GOEMOTIONS) --json $(OUT)/train-sentiment.json
+
+bench-sentiment: install ## partnermatch bench sentiment: texts per second at batch 32 (needs train-sentiment)
+	$(PM) bench sentiment --texts $(GOEMOTIONS)/dev.tsv --format goemotions --json $(OUT)/bench-sentiment.json
 
 bench-train: install ## partnermatch bench train (1M rows)
 	$(PM) bench train --json $(OUT)/bench-train.json

@@ -396,9 +396,9 @@ class CachedEncoder:
             self._connection.close()
 
 
-def make_encoder(name: str, cache_dir: Path | None, threads: int = 1) -> Encoder:
+def make_encoder(name: str, cache_dir: Path | None, threads: int = 1, batch_size: int = 1) -> Encoder:
     """Build an encoder by name: "hashing-<dimension>", "minilm" or "minilm-onnx-int8" (which runs on
-    `threads` onnxruntime threads).
+    `threads` onnxruntime threads, `batch_size` texts per run: see `OnnxMiniLMEncoder`).
 
     With `cache_dir`, the encoder is wrapped in a `CachedEncoder` at `cache_dir / "embeddings.sqlite"`;
     "minilm-onnx-int8" keeps its export in `cache_dir / "onnx"` and so requires `cache_dir`.
@@ -412,7 +412,7 @@ def make_encoder(name: str, cache_dir: Path | None, threads: int = 1) -> Encoder
     elif name == "minilm-onnx-int8":
         if cache_dir is None:
             raise ValueError("encoder 'minilm-onnx-int8' needs a cache_dir to hold its ONNX export")
-        encoder = OnnxMiniLMEncoder(Path(cache_dir) / ONNX_EXPORT_DIR, threads=threads)
+        encoder = OnnxMiniLMEncoder(Path(cache_dir) / ONNX_EXPORT_DIR, threads=threads, batch_size=batch_size)
     else:
         raise ValueError(f"unknown encoder {name!r}; valid names: {', '.join(ENCODER_NAMES)}")
     if cache_dir is None:

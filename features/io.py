@@ -37,6 +37,8 @@ from features.schema import (
 CSV_SUFFIX = ".csv"
 PARQUET_SUFFIX = ".parquet"
 TABLE_SUFFIXES: tuple[str, ...] = (CSV_SUFFIX, PARQUET_SUFFIX)
+# Text files whose errors are numbered by line like CSV (e.g. tab-separated or `sentence@label` lines).
+LINE_SUFFIXES: tuple[str, ...] = (CSV_SUFFIX, ".tsv", ".txt")
 CSV_HEADER_LINES = 1
 
 # Accepted spellings of a boolean cell, compared lower-cased and stripped.
@@ -64,8 +66,9 @@ def row_number(path: Path | str, index: int) -> int:
 class DataError(ValueError):
     """A raw data file that cannot be used as it is.
 
-    `row` is the 1-based CSV line number (header = line 1) or the 0-based Parquet row index, None
-    when the problem is not about one row; `column` is None when it is not about one column.
+    `row` is the 1-based line number of a CSV (header = line 1) or text file (LINE_SUFFIXES) or the
+    0-based Parquet row index, None when the problem is not about one row; `column` is None when it
+    is not about one column.
     """
 
     def __init__(self, path: Path | str, reason: str, *, row: int | None = None, column: str | None = None) -> None:
@@ -83,7 +86,8 @@ class DataError(ValueError):
     def _message(self) -> str:
         where = self.path.name
         if self.row is not None:
-            where += f" line {self.row}" if _is_csv(self.path) else f" row {self.row} (0-based)"
+            line_numbered = self.path.suffix.lower() in LINE_SUFFIXES
+            where += f" line {self.row}" if line_numbered else f" row {self.row} (0-based)"
         if self.column is not None:
             where += f", column {self.column}"
         return f"{where}: {self.reason}"

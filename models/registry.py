@@ -33,9 +33,10 @@ from features.io import write_atomically
 REGISTERED_WIN_MODEL = "partnermatch-win"
 REGISTERED_IPP_MODEL = "partnermatch-ipp"
 REGISTERED_TEAM_MODEL = "partnermatch-team"
+REGISTERED_SENTIMENT_MODEL = "partnermatch-sentiment"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-BUNDLE_ARTIFACT = "bundle"  # the bundle directory inside a logged model's artifacts
+BUNDLE_ARTIFACT = "bundle"  # the model directory (a bundle) inside a logged model's artifacts
 BUNDLE_CACHE_DIR = "bundles"  # under the cache dir: downloaded bundles, one directory per version
 SQLITE_URI_PREFIX = "sqlite:///"
 # How long the probe waits for another connection's lock. MLflow itself waits 20 s (a fixed

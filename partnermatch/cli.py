@@ -157,6 +157,57 @@ def evaluate_maven(
     _emit(results, json_path)
 
 
+@evaluate_app.command("sentiment")
+def evaluate_sentiment(
+    train: Annotated[Path, typer.Option(help="Labelled texts to train on.")],
+    test: Annotated[Path, typer.Option(help="Labelled texts to score.")],
+    corpus_format: Annotated[str, typer.Option("--format", help="phrasebank | goemotions | csv (text,label)")],
+    test_format: Annotated[str | None, typer.Option(help="Format of --test when it differs (out of domain).")] = None,
+    encoder: Annotated[str | None, typer.Option(help="hashing-<d> | minilm | minilm-onnx-int8")] = None,
+    json_path: JsonOption = None,
+) -> None:
+    """Sentiment (and, on GoEmotions, frustration) of our model beside VADER: accuracy, macro-F1, F1 per class."""
+    from models.registry import Paths
+    from training.config import SentimentConfig
+    from training.sentiment import evaluate_sentiment as run
+
+    config = SentimentConfig() if encoder is None else SentimentConfig(encoder=encoder)
+    with _user_errors(), show_progress(console) as progress:
+        cache_dir = Paths.from_environment().cache_dir
+        results = run(train, test, corpus_format, cache_dir, config, progress, test_format)
+    _emit(results, json_path)
+
+
+@app.command("train-sentiment")
+def train_sentiment(
+    phrasebank: Annotated[Path, typer.Option(help="Financial PhraseBank Sentences_*Agree.txt file.")],
+    goemotions: Annotated[Path, typer.Option(help="GoEmotions directory (train.tsv, dev.tsv, labels.txt, ...).")],
+    json_path: JsonOption = None,
+) -> None:
+    """Train the sentiment model on both sets, compare with VADER, register partnermatch-sentiment."""
+    from models.registry import Paths
+    from training.sentiment import train_sentiment as run
+
+    with _user_errors(), show_progress(console) as progress:
+        report = run(phrasebank, goemotions, Paths.from_environment(), progress=progress)
+    console.print(f"registered {report.version.name} v{report.version.version} as {report.alias}: {report.decision}")
+    _emit(report.metrics, json_path)
+
+
+@data_app.command("split-phrasebank")
+def split_phrasebank(
+    source: Annotated[Path, typer.Option(help="Financial PhraseBank Sentences_*Agree.txt file")],
+    out: Annotated[Path, typer.Option(help="Directory for train.txt and test.txt")],
+    test_fraction: Annotated[float, typer.Option(min=0.05, max=0.95)] = 0.2,
+) -> None:
+    """Split a PhraseBank file by sentence text (the same side in every agreement file) into train/test."""
+    from features.sentiment_data import split_phrasebank as run
+
+    with _user_errors():
+        train_path, test_path = run(source, out, test_fraction=test_fraction)
+    console.print(f"wrote {train_path} and {test_path}")
+
+
 @data_app.command("split-leads")
 def split_leads(
     source: Annotated[Path, typer.Option(help="X Education Leads.csv")],
@@ -215,6 +266,22 @@ def bench_generate(
 
     with _user_errors(), show_progress(console) as progress:
         results = bench_generation(EcosystemConfig(partners=partners, deals=deals, seed=seed), progress)
+    _emit(results, json_path)
+
+
+@bench_app.command("sentiment")
+def bench_sentiment(
+    texts: Annotated[Path, typer.Option(help="Labelled texts to score (their labels are not used).")],
+    corpus_format: Annotated[str, typer.Option("--format", help="phrasebank | goemotions | csv")] = "goemotions",
+    limit: Annotated[int, typer.Option(min=32, help="Score at most this many texts.")] = 2000,
+    json_path: JsonOption = None,
+) -> None:
+    """Texts per second of the sentiment champion at batch 32, in process, with the uncached serving encoder."""
+    from models.registry import Paths
+    from partnermatch.bench.sentiment import bench_sentiment as run
+
+    with _user_errors(), show_progress(console) as progress:
+        results = run(texts, corpus_format, limit, Paths.from_environment(), progress)
     _emit(results, json_path)
 
 

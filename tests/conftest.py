@@ -3,7 +3,12 @@ a deterministic fake encoder, and isolated MLflow / cache directories."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +21,12 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
 from features import schema
+from features.embed import ONNX_EXPORT_DIR, export_onnx_int8
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The public data sets sit beside the repository (CI: ../shared/data); PARTNERMATCH_SHARED_DATA points
+# elsewhere (e.g. from a git worktree). Tests that need them skip only when the directory is absent.
+SHARED_DATA = Path(os.environ.get("PARTNERMATCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"{SHARED_DATA} is absent")
 
 
 def tiny_world(seed: int = 7) -> schema.Ecosystem:
@@ -104,6 +113,49 @@ class RecordingProgress:
 @pytest.fixture
 def world() -> schema.Ecosystem:
     return tiny_world()
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    cache_dir: Path  # a cache directory holding the export in ONNX_EXPORT_DIR
+    escaped: list[str]  # every warning, WARNING-or-worse log record and stderr output of the export
+
+    @property
+    def model_dir(self) -> Path:
+        return self.cache_dir / ONNX_EXPORT_DIR
+
+
+class RecordingHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(f"log {record.name}: {record.getMessage()}")
+
+
+@pytest.fixture(scope="session")
+def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> OnnxExport:
+    """One ONNX int8 MiniLM export for the session, with whatever it lets through to a user."""
+    cache_dir = tmp_path_factory.mktemp("onnx-cache")
+    handler, stderr = RecordingHandler(), io.StringIO()
+    logging.getLogger().addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(stderr):
+            warnings.simplefilter("always")
+            export_onnx_int8(cache_dir / ONNX_EXPORT_DIR)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    shown = [f"{warning.category.__name__}: {warning.message}" for warning in caught]
+    return OnnxExport(
+        cache_dir, shown + handler.messages + ([f"stderr: {stderr.getvalue()}"] if stderr.getvalue() else [])
+    )
+
+
+@pytest.fixture(scope="session")
+def onnx_cache_dir(onnx_export: OnnxExport) -> Path:
+    """A cache directory holding the ONNX int8 MiniLM export (in ONNX_EXPORT_DIR), made once per session."""
+    return onnx_export.cache_dir
 
 
 @pytest.fixture

@@ -76,3 +76,42 @@ def test_bench_load_rejects_bad_worker_counts() -> None:
         result = runner.invoke(app, ["bench", "load", "--workers", workers])
         assert result.exit_code == 2, result.output
         assert "--workers" in result.output
+
+
+def test_evaluate_sentiment_writes_json_for_both_systems(tmp_path: Path, isolated_paths: Path) -> None:
+    lines = [
+        f"{word} news {i} .@{label}"
+        for i in range(20)
+        for word, label in (("Profit rose", "positive"), ("Loss widened", "negative"), ("Meeting held", "neutral"))
+    ]
+    (tmp_path / "train.txt").write_text("\n".join(lines[:45]) + "\n", encoding="latin-1")
+    (tmp_path / "test.txt").write_text("\n".join(lines[45:]) + "\n", encoding="latin-1")
+    out = tmp_path / "sentiment.json"
+    arguments = ["--train", str(tmp_path / "train.txt"), "--test", str(tmp_path / "test.txt"), "--format", "phrasebank"]
+    result = runner.invoke(app, ["evaluate", "sentiment", *arguments, "--encoder", "hashing-32", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    results = json.loads(out.read_text())
+    assert set(results["model"]) >= {"accuracy", "macro_f1", "f1_negative", "f1_neutral", "f1_positive"}
+    assert results["vader"]["rows"] == results["model"]["rows"] == 15
+
+
+def test_evaluate_sentiment_bad_input_exits_2(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good.txt", tmp_path / "bad.txt"
+    good.write_text("Profit rose .@positive\n", encoding="latin-1")
+    bad.write_text("Profit rose .@positive\nSales fell .@down\n", encoding="latin-1")
+    for arguments, expected in (
+        (["--train", str(good), "--test", str(bad), "--format", "phrasebank"], "bad.txt line 2: label 'down'"),
+        (["--train", str(good), "--test", str(good), "--format", "tweets"], "unknown format 'tweets'"),
+        (["--train", str(tmp_path / "none.tsv"), "--test", str(good), "--format", "goemotions"], "labels.txt"),
+    ):
+        result = runner.invoke(app, ["evaluate", "sentiment", *arguments, "--encoder", "hashing-32"])
+        assert result.exit_code == 2, result.output
+        assert expected in result.output
+
+
+def test_bench_sentiment_without_a_champion_exits_2(tmp_path: Path, isolated_paths: Path) -> None:
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Profit rose .@positive\n", encoding="latin-1")
+    result = runner.invoke(app, ["bench", "sentiment", "--texts", str(texts), "--format", "phrasebank"])
+    assert result.exit_code == 2
+    assert "train-sentiment" in result.output

@@ -13,9 +13,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from scipy.stats import spearmanr
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
+from sklearn.metrics import log_loss as _sk_log_loss
 
-from models.calibration import log_loss
+from models.calibration import PROBABILITY_EPSILON, log_loss
 
 FloatArray = npt.NDArray[np.float64]
 BOOTSTRAP_RESAMPLES = 1000
@@ -219,3 +220,40 @@ def ranking_hits(ranks: np.ndarray) -> dict[str, np.ndarray]:
     """Per-query `top_1`, `top_5` (0/1) and reciprocal rank (`mrr`, in (0, 1]) from 1-based ranks."""
     ranks = np.asarray(ranks, dtype=float)
     return {"top_1": (ranks <= 1).astype(float), "top_5": (ranks <= 5).astype(float), "mrr": 1.0 / ranks}
+
+
+def class_metrics(labels: npt.ArrayLike, predicted: npt.ArrayLike, classes: tuple[str, ...]) -> dict[str, float]:
+    """Accuracy, macro-F1 and `f1_<class>` per class, each in [0, 1], plus the row count.
+
+    `labels` and `predicted` are (n,) int indexes into `classes`; a class absent from both scores F1 0.
+    """
+    labels_arr, predicted_arr = np.asarray(labels), np.asarray(predicted)
+    indexes = list(range(len(classes)))
+    per_class = f1_score(labels_arr, predicted_arr, labels=indexes, average=None, zero_division=0.0)
+    return {
+        "accuracy": float(accuracy_score(labels_arr, predicted_arr)),
+        "macro_f1": float(np.mean(per_class)),
+        **{f"f1_{name}": float(score) for name, score in zip(classes, per_class, strict=True)},
+        "rows": float(labels_arr.size),
+    }
+
+
+def multiclass_calibration_metrics(labels: npt.ArrayLike, probabilities: npt.ArrayLike) -> dict[str, float]:
+    """Log-loss (nats, >= 0; probabilities clipped to 1e-6) and top-label ECE in [0, 1] of (n, k)
+    class probabilities against (n,) int class indexes."""
+    labels_arr = np.asarray(labels).astype(int)
+    probs = np.clip(np.asarray(probabilities, dtype=float), PROBABILITY_EPSILON, 1.0)
+    probs = probs / probs.sum(axis=1, keepdims=True)
+    top = probs.argmax(axis=1)
+    return {
+        "log_loss": float(_sk_log_loss(labels_arr, probs, labels=list(range(probs.shape[1])))),
+        "ece": expected_calibration_error(top == labels_arr, probs.max(axis=1)),
+    }
+
+
+def average_precision(labels: npt.ArrayLike, scores: npt.ArrayLike) -> float:
+    """Area under the precision-recall curve in [0, 1]; the positive rate is chance. NaN without positives."""
+    labels_arr = np.asarray(labels).astype(int)
+    if labels_arr.sum() == 0:
+        return float("nan")
+    return float(average_precision_score(labels_arr, np.asarray(scores, dtype=float)))

@@ -4,8 +4,9 @@
 Runs, metrics and artifacts go to `sqlite:///<mlruns>/mlflow.db` with artifacts under
 `<mlruns>/artifacts`. The win model is registered as `partnermatch-win`; its version carries the
 whole model bundle (model, feature list, encoder name, partner snapshot) so that a service can
-load `models:/partnermatch-win@champion` and nothing else. Every write that fails raises
-`models.registry.RegistryError` naming the store.
+load `models:/partnermatch-win@champion` and nothing else. Other models' versions (team, sentiment)
+carry their saved directory the same way (`register_directory` does every one). Every write that
+fails raises `models.registry.RegistryError` naming the store.
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, Schema
 from mlflow.utils.logging_utils import suppress_logs
 
+from features.sentiment_data import SENTIMENT_CLASSES
 from models.bundle import ModelBundle
 from models.registry import BUNDLE_ARTIFACT, CHALLENGER, CHAMPION, Paths, RegisteredVersion, connect, store_errors
+from models.sentiment import SentimentModel
 from training.config import EXPERIMENT
 
-MODEL_ARTIFACT = "win_model"
+MODEL_ARTIFACT = "win_model"  # the pyfunc's name inside a run (historical: every model uses it)
+SENTIMENT_TEXT = "text"  # the sentiment pyfunc's input column
 # Explicit requirements: inferring them imports the world and is 3x slower.
-PIP_REQUIREMENTS = ["lightgbm", "scikit-learn", "numpy", "pandas", "pyarrow", "faiss-cpu"]
+PIP_REQUIREMENTS = ["lightgbm", "scikit-learn", "numpy", "pandas", "pyarrow", "faiss-cpu", "onnxruntime", "tokenizers"]
 
 
 def configure(paths: Paths) -> None:
@@ -117,6 +121,40 @@ class _TeamPyfunc(PythonModel):
 PYFUNCS: dict[str, type[PythonModel]] = {"win": _BundlePyfunc, "team": _TeamPyfunc}
 
 
+def register_directory(
+    run: Run,
+    model_dir: Path,
+    model_name: str,
+    python_model: PythonModel,
+    signature: ModelSignature,
+    input_example: pd.DataFrame,
+    tags: Mapping[str, str],
+) -> RegisteredVersion:
+    """Log `model_dir` as the `BUNDLE_ARTIFACT` of a pyfunc model in the active run and register a new
+    version of `model_name` with `tags`; `models.registry.local_bundle` fetches the directory back.
+    MLflow keeps the directory's own name, so it must be named `BUNDLE_ARTIFACT`."""
+    if model_dir.name != BUNDLE_ARTIFACT:
+        raise ValueError(f"a registered model directory must be named {BUNDLE_ARTIFACT!r}, got {model_dir.name!r}")
+    # MLflow warns that `python_model` is cloudpickled: ours are stateless adapters (their state is the
+    # artifact directory, a format without pickles), and the services read that directory, never this pickle.
+    quiet_pickle_notice = suppress_logs("mlflow.pyfunc", re.compile(r"^Passing a Python object as `python_model`"))
+    with store_errors(run.paths, "write"), quiet_pickle_notice:
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT,
+            python_model=python_model,
+            artifacts={BUNDLE_ARTIFACT: str(model_dir)},
+            signature=signature,
+            input_example=input_example,
+            pip_requirements=PIP_REQUIREMENTS,
+            registered_model_name=model_name,
+        )
+        version = str(info.registered_model_version)
+        client = MlflowClient()
+        for key, value in tags.items():
+            client.set_model_version_tag(model_name, version, key, value)
+    return RegisteredVersion(name=model_name, version=version, run_id=run.run_id, aliases=(), tags=dict(tags))
+
+
 def register_bundle(
     run: Run,
     bundle_dir: Path,
@@ -132,25 +170,39 @@ def register_bundle(
         inputs=Schema([ColSpec("float", name) for name in feature_names]),
         outputs=Schema([ColSpec("double", "win_probability")]),
     )
-    # MLflow warns that `python_model` is cloudpickled: ours is a stateless adapter (its state is the
-    # bundle artifact, a format without pickles), and the service reads the bundle, never this pickle.
-    quiet_pickle_notice = suppress_logs("mlflow.pyfunc", re.compile(r"^Passing a Python object as `python_model`"))
-    with store_errors(run.paths, "write"), quiet_pickle_notice:
-        info = mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT,
-            python_model=PYFUNCS[pyfunc](),
-            artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
-            signature=signature,
-            # One placeholder row: shows callers the columns and dtype (its values mean nothing).
-            input_example=pd.DataFrame([[0.5] * len(feature_names)], columns=list(feature_names), dtype="float32"),
-            pip_requirements=PIP_REQUIREMENTS,
-            registered_model_name=model_name,
-        )
-        version = str(info.registered_model_version)
-        client = MlflowClient()
-        for key, value in tags.items():
-            client.set_model_version_tag(model_name, version, key, value)
-    return RegisteredVersion(name=model_name, version=version, run_id=run.run_id, aliases=(), tags=dict(tags))
+    # One placeholder row: shows callers the columns and dtype (its values mean nothing).
+    example = pd.DataFrame([[0.5] * len(feature_names)], columns=list(feature_names), dtype="float32")
+    return register_directory(run, bundle_dir, model_name, PYFUNCS[pyfunc](), signature, example, tags)
+
+
+class _SentimentPyfunc(PythonModel):
+    """pyfunc face of the sentiment model: a frame with a `text` column -> label, class probabilities
+    and frustration per row. The encoder is rebuilt by name (its ONNX export under `.cache`)."""
+
+    def load_context(self, context: Any) -> None:
+        directory = Path(context.artifacts[BUNDLE_ARTIFACT])
+        self.model = SentimentModel.from_directory(directory, Paths.from_environment().cache_dir)
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        prediction = self.model.predict(model_input[SENTIMENT_TEXT].astype(str).tolist())
+        frame = pd.DataFrame(prediction.probabilities, columns=[f"p_{name}" for name in SENTIMENT_CLASSES])
+        return frame.assign(label=list(prediction.labels), frustration=prediction.frustration)
+
+
+def register_sentiment_model(run: Run, model_dir: Path, model_name: str, tags: Mapping[str, str]) -> RegisteredVersion:
+    """Log a saved `models.sentiment.SentimentModel` directory as a pyfunc model and register it."""
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("string", SENTIMENT_TEXT)]),
+        outputs=Schema(
+            [
+                *[ColSpec("double", f"p_{name}") for name in SENTIMENT_CLASSES],
+                ColSpec("string", "label"),
+                ColSpec("double", "frustration"),
+            ]
+        ),
+    )
+    example = pd.DataFrame({SENTIMENT_TEXT: ["Thanks, the renewal went through smoothly."]})
+    return register_directory(run, model_dir, model_name, _SentimentPyfunc(), signature, example, tags)
 
 
 def mark_version(paths: Paths, model_name: str, version: str, promoted: bool) -> str:

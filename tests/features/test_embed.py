@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import os
 import subprocess
 import sys
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +22,7 @@ from features.embed import (
     make_encoder,
 )
 from features.progress import SILENT, Progress
-from tests.conftest import RecordingProgress
+from tests.conftest import OnnxExport, RecordingProgress
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -225,38 +220,6 @@ VARIED_TEXTS = [
     "Certified professional services team for hybrid cloud landing zones on AWS and GCP.",
     "Ransomware incident last month: urgent need for EDR on 5,000 endpoints and an incident retainer.",
 ]
-
-
-@dataclass(frozen=True)
-class OnnxExport:
-    model_dir: Path
-    escaped: list[str]  # every warning, WARNING-or-worse log record and stderr output of the export
-
-
-class RecordingHandler(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(f"log {record.name}: {record.getMessage()}")
-
-
-@pytest.fixture(scope="session")
-def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> OnnxExport:
-    """One export for the session, with whatever it lets through to a user."""
-    handler, stderr = RecordingHandler(), io.StringIO()
-    logging.getLogger().addHandler(handler)
-    try:
-        with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(stderr):
-            warnings.simplefilter("always")
-            model_dir = export_onnx_int8(tmp_path_factory.mktemp("onnx-minilm"))
-    finally:
-        logging.getLogger().removeHandler(handler)
-    shown = [f"{warning.category.__name__}: {warning.message}" for warning in caught]
-    return OnnxExport(
-        model_dir, shown + handler.messages + ([f"stderr: {stderr.getvalue()}"] if stderr.getvalue() else [])
-    )
 
 
 @pytest.fixture(scope="session")
