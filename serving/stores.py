@@ -119,6 +119,7 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         connection.execute("PRAGMA journal_mode=WAL")
         # FULL: a decision acknowledged to the caller survives a power cut, not just a crash.
         connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("PRAGMA foreign_keys=ON")  # as PostgreSQL: a retry claim needs its decision
 
     @sa.event.listens_for(engine, "begin")
     def _begin(connection: sa.Connection) -> None:

@@ -203,7 +203,7 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database of the service: a SQLite file, and a PostgreSQL database."""
     from serving.stores import sqlite_url, upgrade_database
 

@@ -15,13 +15,13 @@ from serving.decision_log import DecisionLog, RetryClaim
 from serving.stores import sqlite_url, upgrade_database
 
 
-def test_round_trip_survives_reopening(database_url: str) -> None:
-    log = DecisionLog(database_url)
+def test_round_trip_survives_reopening(store_url: str) -> None:
+    log = DecisionLog(store_url)
     before = datetime.now(UTC)
     log.append("d1", "partnermatch-win", "7", '{"deal": 1}', '{"partners": []}')
     log.close()
 
-    reopened = DecisionLog(database_url)
+    reopened = DecisionLog(store_url)
     logged = reopened.get("d1")
     assert logged is not None
     assert (logged.model_name, logged.model_version) == ("partnermatch-win", "7")
@@ -44,9 +44,9 @@ def test_wal_journal_and_unique_ids(tmp_path: Path) -> None:
     log.close()
 
 
-def test_two_writers_share_one_database(database_url: str) -> None:
+def test_two_writers_share_one_database(store_url: str) -> None:
     """Service workers and the CLI may log to the same database at once."""
-    first, second = DecisionLog(database_url), DecisionLog(database_url)
+    first, second = DecisionLog(store_url), DecisionLog(store_url)
     for index in range(20):
         (first if index % 2 else second).append(f"d{index}", "m", "1", "{}", "{}")
     assert len(first) == len(second) == 20
@@ -54,8 +54,8 @@ def test_two_writers_share_one_database(database_url: str) -> None:
     second.close()
 
 
-def test_a_live_retry_claim_returns_the_earlier_decision_and_writes_nothing(database_url: str) -> None:
-    log = DecisionLog(database_url)
+def test_a_live_retry_claim_returns_the_earlier_decision_and_writes_nothing(store_url: str) -> None:
+    log = DecisionLog(store_url)
     claim = RetryClaim("key-1", "header:abc", since=datetime.now(UTC) - timedelta(hours=1))
     first = log.append("d1", "m", "1", '{"a": 1}', '{"r": 1}', claim)
     second = log.append("d2", "m", "1", '{"a": 1}', '{"r": 2}', claim)
@@ -68,8 +68,8 @@ def test_a_live_retry_claim_returns_the_earlier_decision_and_writes_nothing(data
     log.close()
 
 
-def test_an_expired_claim_is_replaced(database_url: str) -> None:
-    log = DecisionLog(database_url)
+def test_an_expired_claim_is_replaced(store_url: str) -> None:
+    log = DecisionLog(store_url)
     log.append("d1", "m", "1", "{}", "{}", RetryClaim("k", "deal:1", since=datetime.now(UTC) - timedelta(hours=1)))
     later = RetryClaim("k", "deal:1", since=datetime.now(UTC))  # d1's claim is older than this
     assert log.find_retry(later) is None
@@ -78,10 +78,10 @@ def test_an_expired_claim_is_replaced(database_url: str) -> None:
     log.close()
 
 
-def test_concurrent_retries_from_two_processes_log_one_decision(database_url: str) -> None:
+def test_concurrent_retries_from_two_processes_log_one_decision(store_url: str) -> None:
     """Two engines (as two workers or replicas would have) race on one claim: one decision is logged,
     and every racer gets that decision back."""
-    logs = [DecisionLog(database_url), DecisionLog(database_url)]
+    logs = [DecisionLog(store_url), DecisionLog(store_url)]
     claim = RetryClaim("key-1", "header:race", since=datetime.now(UTC) - timedelta(hours=1))
     start = threading.Barrier(8)
 
