@@ -25,8 +25,8 @@ import json
 import logging
 import os
 import sys
-from functools import cache
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, cast
 

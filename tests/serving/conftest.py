@@ -207,6 +207,10 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database of the service: a SQLite file, and a PostgreSQL database."""
     from serving.stores import sqlite_url, upgrade_database
 
-    url = sqlite_url(tmp_path / "database.sqlite") if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    url = (
+        sqlite_url(tmp_path / "database.sqlite")
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
     upgrade_database(url)
     return str(url)

@@ -16,7 +16,7 @@ def append_forever(url: str) -> None:
     log = DecisionLog(url)
     for number in itertools.count():
         decision_id = f"d{number}"
-        log.append(decision_id, "partnermatch-win", "1", '{"deal": %d}' % number, "{}")
+        log.append(decision_id, "partnermatch-win", "1", f'{{"deal": {number}}}', "{}")
         print(decision_id, flush=True)
 
 

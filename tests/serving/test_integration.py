@@ -25,7 +25,10 @@ STARTUP_LIMIT_SECONDS = 60.0
 def test_bentoml_serve_answers_route_health_and_metrics(smoke_store: Path, tmp_path: Path) -> None:
     started = time.monotonic()
     with running_service(
-        Paths.from_environment(), sqlite_url(tmp_path / "decisions.sqlite"), tmp_path / "server.log", STARTUP_LIMIT_SECONDS
+        Paths.from_environment(),
+        sqlite_url(tmp_path / "decisions.sqlite"),
+        tmp_path / "server.log",
+        STARTUP_LIMIT_SECONDS,
     ) as server:
         startup = time.monotonic() - started
         with httpx.Client(base_url=server.url, timeout=30.0, headers=server.headers) as client:
