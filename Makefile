@@ -24,8 +24,8 @@ install: $(STAMP) ## create .venv and install everything, pinned by constraints.
 serve: install ## install, train a first model if none is registered, serve on localhost:3000
 	$(PM) serve
 
-test: install lint ## install, lint, type-check and run the tests (not the opt-in slow ones)
-	$(BIN)/pytest -m "not slow" -q
+test: install lint ## install, lint, type-check and run the tests (not the opt-in slow ones) beside a throwaway PostgreSQL
+	.ci/with-postgres.sh $(BIN)/pytest -m "not slow" -q
 
 fuzz: install ## Schemathesis, every check, 1,000 generated cases per API operation (a few minutes)
 	$(BIN)/pytest -m fuzz -q -s tests/serving/test_contract.py

@@ -35,10 +35,14 @@ data_app = typer.Typer(help="Prepare data files.", no_args_is_help=True)
 keys_app = typer.Typer(
     help="API keys of the routing service (stored hashed beside the decision log).", no_args_is_help=True
 )
+db_app = typer.Typer(
+    help="The service's database (PARTNERMATCH_DATABASE_URL: SQLite file or PostgreSQL).", no_args_is_help=True
+)
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
 app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
 # soft_wrap: long lines are not cut at 80 columns when stderr is a file or a pipe (a terminal wraps them itself).
 console = Console(stderr=True, soft_wrap=True)
 
@@ -304,6 +308,7 @@ def serve(
 
     with _user_errors(), show_progress(console) as progress:
         version = ensure_champion(load_train_config(), Paths.from_environment(), progress)
+    db_upgrade()
     _announce_local_key(f"http://{host}:{port}")
     console.print(f"serving partnermatch-win v{version} on http://{host}:{port} (Swagger UI at /docs)")
     sys.stdout.flush()
@@ -335,6 +340,25 @@ def _announce_local_key(url: str) -> None:
     console.print(
         f'try: curl -H "Authorization: Bearer $(cat {local.path})" {url}/decisions/<decision_id>', soft_wrap=True
     )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the latest schema (idempotent); imports an old `api-keys.sqlite` once."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import OperationalError
+
+    from models.registry import Paths
+    from serving.service import prepare_database
+    from serving.stores import schema_revision
+
+    with _user_errors():
+        try:
+            url = prepare_database(Paths.from_environment())
+        except OperationalError as error:  # unreachable server, wrong password, locked file
+            raise ValueError(f"the database could not be migrated: {error.orig}") from error
+    shown = make_url(url).render_as_string(hide_password=True)  # never print a password
+    console.print(f"database {shown} is at schema revision {schema_revision(url)}", soft_wrap=True)
 
 
 @keys_app.command("create")

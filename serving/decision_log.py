@@ -1,39 +1,22 @@
-"""The decision log: every routing decision, durable in SQLite (WAL journal).
+"""The decision log: every routing decision, durable in the service's database (`serving.stores`).
 
 One row per decision: its id, when it was logged, the model name and version that answered, and
 the request and response as JSON text. A decision may carry a retry claim (who asked, under which
 idempotency key): it is written in the same transaction, so of two concurrent retries only one logs
-a decision and the other gets that one back. Writers in several processes (service workers, the CLI)
-can share one file: WAL lets readers run beside a writer, and `busy_timeout` waits out the short
-write locks instead of failing.
+a decision and the other gets that one back, whether they run in one process, in several workers
+sharing a SQLite file, or in several replicas sharing a PostgreSQL database.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS decisions (
-    decision_id   TEXT PRIMARY KEY,
-    logged_at     TEXT NOT NULL,
-    model_name    TEXT NOT NULL,
-    model_version TEXT NOT NULL,
-    request_json  TEXT NOT NULL,
-    response_json TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS retries (
-    owner       TEXT NOT NULL,
-    retry_key   TEXT NOT NULL,
-    decision_id TEXT NOT NULL REFERENCES decisions (decision_id),
-    claimed_at  TEXT NOT NULL,
-    PRIMARY KEY (owner, retry_key)
-);
-"""
-_COLUMNS = "decision_id, logged_at, model_name, model_version, request_json, response_json"
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from serving.stores import DECISIONS, RETRIES, open_engine, write_transaction
 
 
 @dataclass(frozen=True)
@@ -56,19 +39,10 @@ class RetryClaim:
 
 
 class DecisionLog:
-    """Append and look up decisions in the SQLite file at `path` (created with its directory)."""
+    """Append and look up decisions in the database at `url` (migrated: `serving.stores.upgrade_database`)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # One connection per log, shared by the service's threads under a lock.
-        self._lock = threading.Lock()
-        self._connection = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
-        with self._lock:
-            self._connection.execute("PRAGMA journal_mode=WAL")
-            # FULL: a decision acknowledged to the caller survives a power cut, not just a crash.
-            self._connection.execute("PRAGMA synchronous=FULL")
-            self._connection.executescript(_SCHEMA)
+    def __init__(self, url: str) -> None:
+        self._engine = open_engine(url)
 
     def append(
         self,
@@ -82,78 +56,104 @@ class DecisionLog:
         """Store one decision (committed when this returns) and return it. With `retry`, when a live
         claim on the same (owner, key) exists, nothing is written and the claimed decision is returned
         instead (its `decision_id` differs). A repeated `decision_id` raises ValueError."""
-        logged_at = datetime.now(UTC)
-        logged = LoggedDecision(decision_id, logged_at, model_name, model_version, request_json, response_json)
-        with self._lock:
-            # IMMEDIATE: the write lock is taken before the claim is read, so no other writer (thread
-            # or process) can claim the same key in between.
-            self._connection.execute("BEGIN IMMEDIATE")
-            try:
-                earlier = None if retry is None else self._claimed(retry)
-                if earlier is None:
-                    self._insert(logged, retry)
-            except BaseException:
-                self._connection.execute("ROLLBACK")
-                raise
-            self._connection.execute("COMMIT")
-        return logged if earlier is None else earlier
-
-    def _insert(self, logged: LoggedDecision, retry: RetryClaim | None) -> None:
-        try:
-            self._connection.execute(
-                f"INSERT INTO decisions ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    logged.decision_id,
-                    logged.logged_at.isoformat(),
-                    logged.model_name,
-                    logged.model_version,
-                    logged.request_json,
-                    logged.response_json,
-                ),
-            )
-        except sqlite3.IntegrityError as error:
-            raise ValueError(f"decision {logged.decision_id!r} is already logged") from error
-        if retry is not None:
-            self._connection.execute(
-                "INSERT OR REPLACE INTO retries VALUES (?, ?, ?, ?)",
-                (retry.owner, retry.key, logged.decision_id, _timestamp(logged.logged_at)),
-            )
+        logged = LoggedDecision(decision_id, datetime.now(UTC), model_name, model_version, request_json, response_json)
+        with write_transaction(self._engine) as connection:
+            earlier = None if retry is None else _claimed(connection, retry)
+            if earlier is not None:
+                return earlier
+            _insert(connection, logged)
+            if retry is None or _claim(connection, retry, logged):
+                return logged
+            # Another writer claimed the key after our read (PostgreSQL: another replica, both
+            # READ COMMITTED): undo our decision; theirs, committed, is the answer.
+            connection.rollback()
+        winner = self.find_retry(retry)
+        if winner is None:
+            raise RuntimeError(f"the claim on {retry.key!r} was taken and then lost; retry the request")
+        return winner
 
     def find_retry(self, retry: RetryClaim) -> LoggedDecision | None:
         """The decision of a live claim on (owner, key), or None."""
-        with self._lock:
-            return self._claimed(retry)
-
-    def _claimed(self, retry: RetryClaim) -> LoggedDecision | None:
-        row = self._connection.execute(
-            f"SELECT {', '.join('d.' + column for column in _COLUMNS.split(', '))} FROM retries r "
-            "JOIN decisions d ON d.decision_id = r.decision_id "
-            "WHERE r.owner = ? AND r.retry_key = ? AND r.claimed_at >= ?",
-            (retry.owner, retry.key, _timestamp(retry.since)),
-        ).fetchone()
-        return None if row is None else _logged(row)
+        with self._engine.connect() as connection:
+            return _claimed(connection, retry)
 
     def get(self, decision_id: str) -> LoggedDecision | None:
         """The decision with this id, or None."""
-        with self._lock:
-            row = self._connection.execute(
-                f"SELECT {_COLUMNS} FROM decisions WHERE decision_id = ?", (decision_id,)
-            ).fetchone()
+        with self._engine.connect() as connection:
+            row = connection.execute(sa.select(DECISIONS).where(DECISIONS.c.decision_id == decision_id)).first()
         return None if row is None else _logged(row)
 
     def __len__(self) -> int:
-        with self._lock:
-            (count,) = self._connection.execute("SELECT COUNT(*) FROM decisions").fetchone()
-        return int(count)
+        with self._engine.connect() as connection:
+            return int(connection.execute(sa.select(sa.func.count()).select_from(DECISIONS)).scalar_one())
 
     def close(self) -> None:
-        """Close the connection; the object is unusable afterwards."""
-        with self._lock:
-            self._connection.close()
+        """Close the connections; the object is unusable afterwards."""
+        self._engine.dispose()
 
 
-def _logged(row: tuple[str, str, str, str, str, str]) -> LoggedDecision:
-    return LoggedDecision(row[0], datetime.fromisoformat(row[1]), row[2], row[3], row[4], row[5])
+def _insert(connection: sa.Connection, logged: LoggedDecision) -> None:
+    try:
+        connection.execute(
+            DECISIONS.insert().values(
+                decision_id=logged.decision_id,
+                logged_at=logged.logged_at.isoformat(),
+                model_name=logged.model_name,
+                model_version=logged.model_version,
+                request_json=logged.request_json,
+                response_json=logged.response_json,
+            )
+        )
+    except sa.exc.IntegrityError as error:
+        raise ValueError(f"decision {logged.decision_id!r} is already logged") from error
+
+
+def _claim(connection: sa.Connection, retry: RetryClaim, logged: LoggedDecision) -> bool:
+    """Claim (owner, key) for `logged`, replacing an expired claim; False when a live claim exists
+    (the row is left alone). One statement: PostgreSQL waits for a concurrent uncommitted claim of
+    the same key, then judges the committed row, so two transactions never both succeed."""
+    dialect: Any = postgresql if connection.dialect.name == "postgresql" else sqlite
+    since = _timestamp(retry.since)
+    statement = (
+        dialect.insert(RETRIES)
+        .values(
+            owner=retry.owner,
+            retry_key=retry.key,
+            decision_id=logged.decision_id,
+            claimed_at=_timestamp(logged.logged_at),
+        )
+        .on_conflict_do_update(
+            index_elements=[RETRIES.c.owner, RETRIES.c.retry_key],
+            set_={"decision_id": logged.decision_id, "claimed_at": _timestamp(logged.logged_at)},
+            where=RETRIES.c.claimed_at < since,
+        )
+        .returning(RETRIES.c.decision_id)
+    )
+    return connection.execute(statement).first() is not None
+
+
+def _claimed(connection: sa.Connection, retry: RetryClaim) -> LoggedDecision | None:
+    row = connection.execute(
+        sa.select(DECISIONS)
+        .join(RETRIES, RETRIES.c.decision_id == DECISIONS.c.decision_id)
+        .where(
+            RETRIES.c.owner == retry.owner,
+            RETRIES.c.retry_key == retry.key,
+            RETRIES.c.claimed_at >= _timestamp(retry.since),
+        )
+    ).first()
+    return None if row is None else _logged(row)
+
+
+def _logged(row: sa.Row[Any]) -> LoggedDecision:
+    return LoggedDecision(
+        row.decision_id,
+        datetime.fromisoformat(row.logged_at),
+        row.model_name,
+        row.model_version,
+        row.request_json,
+        row.response_json,
+    )
 
 
 def _timestamp(moment: datetime) -> str:

@@ -7,8 +7,8 @@ within `recheck_seconds` (a store may keep what it read about a key that long, w
 database read per request).
 
 Scopes (`Scope`): one name per capability; `admin` grants every scope, including ones added later.
-The store takes a SQLAlchemy database URL (`sqlite:///<path>` by default, see `sqlite_url`), so it can
-move to another database with the decision log.
+The keys live in the service's database (`serving.stores`: one URL, SQLite or PostgreSQL) beside the
+decision log.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from serving.ratelimit import RateLimit
+from serving.stores import API_KEYS, open_engine, write_transaction
 
 
 class Scope(StrEnum):
@@ -105,35 +106,13 @@ class IssuedKey:
     token: str
 
 
-_METADATA = sa.MetaData()
-_KEYS = sa.Table(
-    "api_keys",
-    _METADATA,
-    sa.Column("key_id", sa.String(16), primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("secret_sha256", sa.String(64), nullable=False),
-    sa.Column("scopes", sa.Text, nullable=False),  # comma-separated Scope values
-    sa.Column("rate_per_second", sa.Float, nullable=False),
-    sa.Column("burst", sa.Integer, nullable=False),
-    sa.Column("created_at", sa.String(32), nullable=False),  # ISO 8601, UTC
-    sa.Column("revoked_at", sa.String(32), nullable=True),
-)
-
-
-def sqlite_url(path: Path) -> str:
-    """The SQLAlchemy URL of a SQLite file (its directory is created)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{Path(path).resolve()}"
-
-
 class KeyStore:
-    """Create, list, revoke and authenticate API keys in the database at `url`. `authenticate` reads a
-    key again once its last read is `recheck_seconds` old (0: on every call)."""
+    """Create, list, revoke and authenticate API keys in the database at `url` (migrated:
+    `serving.stores.upgrade_database`). `authenticate` reads a key again once its last read is
+    `recheck_seconds` old (0: on every call)."""
 
     def __init__(self, url: str, recheck_seconds: float = 0.0, clock: Callable[[], float] = time.monotonic) -> None:
-        # SQLite waits out another process's short write lock instead of failing at once.
-        self._engine = sa.create_engine(url, connect_args={"timeout": 30.0} if url.startswith("sqlite") else {})
-        _METADATA.create_all(self._engine)
+        self._engine = open_engine(url)
         self.recheck_seconds = recheck_seconds
         self._clock = clock
         self._read: dict[str, tuple[float, str, ApiKey]] = {}  # key id -> (read at, secret digest, key)
@@ -148,9 +127,9 @@ class KeyStore:
             raise ValueError("a key needs at least one scope")
         key_id, secret, token = new_token()
         key = ApiKey(key_id, name.strip(), chosen, rate_limit, datetime.now(UTC))
-        with self._engine.begin() as connection:
+        with write_transaction(self._engine) as connection:
             connection.execute(
-                _KEYS.insert().values(
+                API_KEYS.insert().values(
                     key_id=key_id,
                     name=key.name,
                     secret_sha256=secret_digest(secret),
@@ -165,18 +144,18 @@ class KeyStore:
     def all_keys(self) -> list[ApiKey]:
         """Every key, revoked ones included, oldest first."""
         with self._engine.connect() as connection:
-            rows = connection.execute(sa.select(_KEYS).order_by(_KEYS.c.created_at)).mappings().all()
+            rows = connection.execute(sa.select(API_KEYS).order_by(API_KEYS.c.created_at)).mappings().all()
         return [_key(row) for row in rows]
 
     def revoke(self, key_id: str) -> ApiKey:
         """Revoke a key (again is harmless). Raises ValueError for an unknown id."""
-        with self._engine.begin() as connection:
+        with write_transaction(self._engine) as connection:
             connection.execute(
-                _KEYS.update()
-                .where(_KEYS.c.key_id == key_id, _KEYS.c.revoked_at.is_(None))
+                API_KEYS.update()
+                .where(API_KEYS.c.key_id == key_id, API_KEYS.c.revoked_at.is_(None))
                 .values(revoked_at=datetime.now(UTC).isoformat())
             )
-            row = connection.execute(sa.select(_KEYS).where(_KEYS.c.key_id == key_id)).mappings().first()
+            row = connection.execute(sa.select(API_KEYS).where(API_KEYS.c.key_id == key_id)).mappings().first()
         if row is None:
             raise ValueError(f"no API key {key_id!r}; `partnermatch keys list` shows them")
         return _key(row)
@@ -191,7 +170,7 @@ class KeyStore:
         read = self._read.get(key_id)
         if read is None or now - read[0] >= self.recheck_seconds:
             with self._engine.connect() as connection:
-                row = connection.execute(sa.select(_KEYS).where(_KEYS.c.key_id == key_id)).mappings().first()
+                row = connection.execute(sa.select(API_KEYS).where(API_KEYS.c.key_id == key_id)).mappings().first()
             if row is None:  # unknown ids are not kept: a caller cannot grow this map
                 return None
             read = self._read[key_id] = (now, row["secret_sha256"], _key(row))

@@ -12,8 +12,9 @@ an `Idempotency-Key` (`serving.idempotency`): a retry gets the original decision
 
 The model comes from the MLflow registry (`partnermatch-win@champion`, its bundle carries the
 FAISS index and the history); paths come from the environment (`models.registry.Paths`), the
-decision log from `PARTNERMATCH_DECISION_LOG` (default `<mlruns>/decisions.sqlite`), the key store
-from `PARTNERMATCH_API_KEYS` (default `api-keys.sqlite` beside the decision log).
+decision log and the API keys from one database (`serving.stores`): `PARTNERMATCH_DATABASE_URL`,
+default the SQLite file `<mlruns>/decisions.sqlite` (see `database_url`). Each worker migrates it to
+the latest schema at start-up.
 
 Errors all have the one shape of `serving.errors` (statuses listed in `ERROR_STATUSES`).
 """
@@ -23,15 +24,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sqlite3
 import sys
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
 import bentoml
 from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
 from features.embed import CachedEncoder, Encoder, make_encoder
@@ -45,30 +47,39 @@ from serving.contract import Operation, Vocabulary, api_document
 from serving.decision_log import DecisionLog
 from serving.errors import error_json, status_of
 from serving.idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, decide_once, record_decision, retry_claim
-from serving.keys import AccessPolicy, KeyStore, Scope, sqlite_url
+from serving.keys import AccessPolicy, KeyStore, Scope
 from serving.routing import Router, RoutingSettings, shared_routing_state, state_directory
 from serving.routing.state import RoutingState
 from serving.schemas import DealIn, DecisionRecord, ModelInfo, RouteOptions, RouteRequest, RouteResponse
+from serving.stores import import_legacy_keys, sqlite_url, upgrade_database
 
 logger = logging.getLogger(__name__)
 
+DATABASE_URL_ENV = "PARTNERMATCH_DATABASE_URL"
+# Before one database URL: the decision log's SQLite file (still the default database) and a separate
+# key store file (its keys are imported into the database once; see `prepare_database`).
 DECISION_LOG_ENV = "PARTNERMATCH_DECISION_LOG"
 KEY_STORE_ENV = "PARTNERMATCH_API_KEYS"
 LOCAL_KEY_FILE = "api-key"
 
 
 def decision_log_path(paths: Paths) -> Path:
-    """Where decisions are logged: `$PARTNERMATCH_DECISION_LOG`, else `<mlruns>/decisions.sqlite`."""
+    """The default database file: `$PARTNERMATCH_DECISION_LOG`, else `<mlruns>/decisions.sqlite`."""
     return Path(os.environ.get(DECISION_LOG_ENV) or paths.mlruns_dir / "decisions.sqlite")
 
 
+def database_url(paths: Paths) -> str:
+    """The service's database: `$PARTNERMATCH_DATABASE_URL`, else the SQLite file `decision_log_path`."""
+    return os.environ.get(DATABASE_URL_ENV) or sqlite_url(decision_log_path(paths))
+
+
 def key_store_beside(decision_log: Path) -> Path:
-    """The default key store of a decision log: `api-keys.sqlite` in the same directory."""
+    """The key store file of the pre-database layout: `api-keys.sqlite` beside the decision log."""
     return decision_log.parent / "api-keys.sqlite"
 
 
 def key_store_path(paths: Paths) -> Path:
-    """Where API keys are stored: `$PARTNERMATCH_API_KEYS`, else beside the decision log."""
+    """The key store file of the pre-database layout: `$PARTNERMATCH_API_KEYS`, else beside the decision log."""
     return Path(os.environ.get(KEY_STORE_ENV) or key_store_beside(decision_log_path(paths)))
 
 
@@ -77,9 +88,24 @@ def local_key_path(paths: Paths) -> Path:
     return key_store_path(paths).parent / LOCAL_KEY_FILE
 
 
+def prepare_database(paths: Paths) -> str:
+    """Migrate the database of these paths to the latest schema and import the keys of a key store
+    file of the pre-database layout (`key_store_path`, renamed `*.imported` once read); its URL."""
+    url = database_url(paths)
+    upgrade_database(url)
+    import_legacy_keys(url, key_store_path(paths))
+    return url
+
+
+@cache
+def _service_database() -> str:
+    """The database of this worker, prepared once per process (the key store and the service share it)."""
+    return prepare_database(Paths.from_environment())
+
+
 def open_key_store(paths: Paths | None = None, recheck_seconds: float = 0.0) -> KeyStore:
-    """The key store of these paths (default: from the environment); see `KeyStore`."""
-    return KeyStore(sqlite_url(key_store_path(paths or Paths.from_environment())), recheck_seconds)
+    """The key store of these paths (default: from the environment), its database prepared; see `KeyStore`."""
+    return KeyStore(prepare_database(paths or Paths.from_environment()), recheck_seconds)
 
 
 # The service reads a key at most once a second: a revocation takes effect within a second, and most
@@ -88,7 +114,7 @@ KEY_RECHECK_SECONDS = 1.0
 
 
 def _service_key_store() -> KeyStore:
-    return open_key_store(recheck_seconds=KEY_RECHECK_SECONDS)
+    return KeyStore(_service_database(), KEY_RECHECK_SECONDS)
 
 
 # One worker serves one request at a time; two onnxruntime threads embed a deal's text in ~4.5 ms
@@ -186,7 +212,7 @@ def route_once(request: RouteRequest, paths: Paths, progress: Progress = SILENT)
     """Route one request with the champion, outside the service, and log the decision like it."""
     router = load_router(paths, progress)
     response = router.route(request)
-    log = DecisionLog(decision_log_path(paths))
+    log = DecisionLog(prepare_database(paths))
     try:
         record_decision(log, request, response)
     finally:
@@ -256,7 +282,7 @@ class PartnerMatch:
     def __init__(self) -> None:
         paths = Paths.from_environment()
         self.router = load_router(paths)
-        self.decisions = DecisionLog(decision_log_path(paths))
+        self.decisions = DecisionLog(_service_database())
 
     @bentoml.api(route="/route", input_spec=RouteRequest, output_spec=RouteResponse)
     def route(self, deal: DealIn, options: RouteOptions, ctx: bentoml.Context) -> Response:
@@ -269,7 +295,7 @@ class PartnerMatch:
             decided = decide_once(self.decisions, request, retry, self.router.route)
         except FeatureError as error:
             return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
-        except sqlite3.OperationalError:
+        except SQLAlchemyError:
             logger.exception("the decision log could not be written")
             body = error_json("server", "the decision log is unavailable", version)
             return _answer(ctx, 503, body, {"Retry-After": "1"})

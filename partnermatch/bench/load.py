@@ -46,6 +46,7 @@ from partnermatch.bench.route import (
     unseen_requests,
 )
 from serving.service import load_router
+from serving.stores import sqlite_url
 from training.config import TrainConfig
 from training.workflows import ensure_champion
 
@@ -169,7 +170,7 @@ def measure_workers(store: Paths, workers: int, bodies: list[dict[str, Any]], se
     started = time.perf_counter()
     with running_service(
         store,
-        bench_dir / "decisions.sqlite",
+        sqlite_url(bench_dir / "decisions.sqlite"),
         bench_dir / f"server-{workers}w.log",
         READY_TIMEOUT_SECONDS,
         workers=workers,

@@ -42,19 +42,18 @@ from features.progress import SILENT, Progress
 from features.synthetic import EcosystemConfig, generate_ecosystem
 from models.registry import Paths
 from models.win import WinModel
-from serving.keys import KeyStore, Scope, sqlite_url
+from serving.keys import KeyStore, Scope
 from serving.ratelimit import RateLimit
 from serving.routing import Router, merit_order
 from serving.schemas import RouteRequest
 from serving.service import (
-    DECISION_LOG_ENV,
-    KEY_STORE_ENV,
+    DATABASE_URL_ENV,
     SERVE_ENVIRONMENT,
-    key_store_beside,
     load_router,
     serve_command,
     workers_environment,
 )
+from serving.stores import sqlite_url, upgrade_database
 from training.config import TrainConfig
 from training.workflows import ensure_champion
 
@@ -176,26 +175,25 @@ class RunningServer:
 @contextmanager
 def running_service(
     paths: Paths,
-    decision_log: Path,
+    database_url: str,
     log_path: Path,
     timeout: float,
     workers: int = 1,
     progress: Progress = SILENT,
 ) -> Iterator[RunningServer]:
-    """`bentoml serve` with `workers` processes on a free loopback port with `paths` as its stores (API
-    keys beside the decision log, one created for the caller); yields once /readyz answers 200 and
+    """`bentoml serve` with `workers` processes on a free loopback port with `paths` as its model store
+    and `database_url` as its database (an API key created there for the caller); yields once /readyz answers 200 and
     stops the whole process group on exit. Raises RuntimeError if it dies or times out. While it
     waits, `progress` gets a step every `READY_REPORT_SECONDS` with the time waited."""
     port = _free_port()
     inherited = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
-    key_store = key_store_beside(decision_log)
     stores = {
         "PARTNERMATCH_MLRUNS": str(paths.mlruns_dir),
         "PARTNERMATCH_CACHE": str(paths.cache_dir),
-        DECISION_LOG_ENV: str(decision_log),
-        KEY_STORE_ENV: str(key_store),
+        DATABASE_URL_ENV: database_url,
     }
-    keys = KeyStore(sqlite_url(key_store))
+    upgrade_database(database_url)
+    keys = KeyStore(database_url)
     try:
         token = keys.create("bench", set(Scope), BENCH_RATE_LIMIT).token
     finally:
@@ -347,7 +345,11 @@ def bench_route(config: TrainConfig, paths: Paths, requests: int, progress: Prog
         started = time.perf_counter()
         bench_dir = store.mlruns_dir.parent
         with running_service(
-            store, bench_dir / "decisions.sqlite", bench_dir / "server.log", READY_TIMEOUT_SECONDS, progress=progress
+            store,
+            sqlite_url(bench_dir / "decisions.sqlite"),
+            bench_dir / "server.log",
+            READY_TIMEOUT_SECONDS,
+            progress=progress,
         ) as server:
             startup_seconds = time.perf_counter() - started
             progress.step(

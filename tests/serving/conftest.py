@@ -162,3 +162,55 @@ def served_schema(client: Any) -> Any:
     import schemathesis
 
     return schemathesis.openapi.from_asgi("/docs.json", AlreadyStarted(client.app))
+
+
+# The service's database on PostgreSQL: a real server, which `make test` starts (.ci/with-postgres.sh).
+POSTGRES_URL_ENV = "PARTNERMATCH_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    """The URL of the throwaway PostgreSQL server's maintenance database. In CI (`CI` set) a missing
+    server fails the test; elsewhere the test is skipped when `PARTNERMATCH_TEST_POSTGRES_URL` is unset."""
+    import os
+
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if url:
+        return url
+    reason = f"{POSTGRES_URL_ENV} is unset: run the tests through .ci/with-postgres.sh (as `make test` does)"
+    if os.environ.get("CI"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test (dropped after it)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    from serving.stores import open_engine
+
+    name = f"test_{uuid.uuid4().hex}"
+    server = open_engine(postgres_server_url).execution_options(isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield sa.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+    with server.connect() as connection:
+        connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+    server.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database of the service: a SQLite file, and a PostgreSQL database."""
+    from serving.stores import sqlite_url, upgrade_database
+
+    url = (
+        sqlite_url(tmp_path / "database.sqlite")
+        if request.param == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
+    upgrade_database(url)
+    return str(url)

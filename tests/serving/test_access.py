@@ -14,7 +14,7 @@ from models.registry import Paths
 from serving.decision_log import DecisionLog
 from serving.keys import Scope
 from serving.ratelimit import RateLimit
-from serving.service import KEY_RECHECK_SECONDS, MAX_BODY_BYTES, decision_log_path
+from serving.service import KEY_RECHECK_SECONDS, MAX_BODY_BYTES, database_url
 from tests.serving.conftest import UNLIMITED
 from tests.serving.test_service import DEAL
 
@@ -37,7 +37,7 @@ def error_of(response: Any, status: int) -> dict[str, Any]:
 
 
 def logged_decisions() -> int:
-    log = DecisionLog(decision_log_path(Paths.from_environment()))
+    log = DecisionLog(database_url(Paths.from_environment()))
     try:
         return len(log)
     finally:

@@ -1,5 +1,5 @@
-"""The decision log: round trip, durability across connections, WAL journal, unique ids, retry
-claims written atomically with their decision."""
+"""The decision log on SQLite and PostgreSQL: round trip, durability across connections, WAL journal,
+unique ids, retry claims written atomically with their decision."""
 
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 
 from serving.decision_log import DecisionLog, RetryClaim
+from serving.stores import sqlite_url, upgrade_database
 
 
-def test_round_trip_survives_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "nested" / "decisions.sqlite"
-    log = DecisionLog(path)
+def test_round_trip_survives_reopening(store_url: str) -> None:
+    log = DecisionLog(store_url)
     before = datetime.now(UTC)
     log.append("d1", "partnermatch-win", "7", '{"deal": 1}', '{"partners": []}')
     log.close()
 
-    reopened = DecisionLog(path)
+    reopened = DecisionLog(store_url)
     logged = reopened.get("d1")
     assert logged is not None
     assert (logged.model_name, logged.model_version) == ("partnermatch-win", "7")
@@ -33,8 +33,9 @@ def test_round_trip_survives_reopening(tmp_path: Path) -> None:
 
 
 def test_wal_journal_and_unique_ids(tmp_path: Path) -> None:
-    path = tmp_path / "decisions.sqlite"
-    log = DecisionLog(path)
+    path = tmp_path / "nested" / "decisions.sqlite"
+    upgrade_database(sqlite_url(path))
+    log = DecisionLog(sqlite_url(path))
     log.append("d1", "m", "1", "{}", "{}")
     with pytest.raises(ValueError, match="already logged"):
         log.append("d1", "m", "1", "{}", "{}")
@@ -43,10 +44,9 @@ def test_wal_journal_and_unique_ids(tmp_path: Path) -> None:
     log.close()
 
 
-def test_two_writers_share_one_file(tmp_path: Path) -> None:
-    """Service workers and the CLI may log to the same file at once."""
-    path = tmp_path / "decisions.sqlite"
-    first, second = DecisionLog(path), DecisionLog(path)
+def test_two_writers_share_one_database(store_url: str) -> None:
+    """Service workers and the CLI may log to the same database at once."""
+    first, second = DecisionLog(store_url), DecisionLog(store_url)
     for index in range(20):
         (first if index % 2 else second).append(f"d{index}", "m", "1", "{}", "{}")
     assert len(first) == len(second) == 20
@@ -54,8 +54,8 @@ def test_two_writers_share_one_file(tmp_path: Path) -> None:
     second.close()
 
 
-def test_a_live_retry_claim_returns_the_earlier_decision_and_writes_nothing(tmp_path: Path) -> None:
-    log = DecisionLog(tmp_path / "decisions.sqlite")
+def test_a_live_retry_claim_returns_the_earlier_decision_and_writes_nothing(store_url: str) -> None:
+    log = DecisionLog(store_url)
     claim = RetryClaim("key-1", "header:abc", since=datetime.now(UTC) - timedelta(hours=1))
     first = log.append("d1", "m", "1", '{"a": 1}', '{"r": 1}', claim)
     second = log.append("d2", "m", "1", '{"a": 1}', '{"r": 2}', claim)
@@ -68,8 +68,8 @@ def test_a_live_retry_claim_returns_the_earlier_decision_and_writes_nothing(tmp_
     log.close()
 
 
-def test_an_expired_claim_is_replaced(tmp_path: Path) -> None:
-    log = DecisionLog(tmp_path / "decisions.sqlite")
+def test_an_expired_claim_is_replaced(store_url: str) -> None:
+    log = DecisionLog(store_url)
     log.append("d1", "m", "1", "{}", "{}", RetryClaim("k", "deal:1", since=datetime.now(UTC) - timedelta(hours=1)))
     later = RetryClaim("k", "deal:1", since=datetime.now(UTC))  # d1's claim is older than this
     assert log.find_retry(later) is None
@@ -78,11 +78,10 @@ def test_an_expired_claim_is_replaced(tmp_path: Path) -> None:
     log.close()
 
 
-def test_concurrent_retries_from_two_processes_log_one_decision(tmp_path: Path) -> None:
-    """Two connections (as two workers would have) race on one claim: one decision is logged, and
-    every racer gets that decision back."""
-    path = tmp_path / "decisions.sqlite"
-    logs = [DecisionLog(path), DecisionLog(path)]
+def test_concurrent_retries_from_two_processes_log_one_decision(store_url: str) -> None:
+    """Two engines (as two workers or replicas would have) race on one claim: one decision is logged,
+    and every racer gets that decision back."""
+    logs = [DecisionLog(store_url), DecisionLog(store_url)]
     claim = RetryClaim("key-1", "header:race", since=datetime.now(UTC) - timedelta(hours=1))
     start = threading.Barrier(8)
 

@@ -12,9 +12,10 @@ import pytest
 
 from models.registry import Paths
 from partnermatch.bench.route import running_service
-from serving.keys import KeyStore, Scope, sqlite_url
+from serving.keys import KeyStore, Scope
 from serving.ratelimit import RateLimit
-from serving.service import MAX_BODY_BYTES, key_store_beside
+from serving.service import MAX_BODY_BYTES
+from serving.stores import sqlite_url
 from tests.serving.test_service import DEAL
 
 STARTUP_LIMIT_SECONDS = 60.0
@@ -24,7 +25,10 @@ STARTUP_LIMIT_SECONDS = 60.0
 def test_bentoml_serve_answers_route_health_and_metrics(smoke_store: Path, tmp_path: Path) -> None:
     started = time.monotonic()
     with running_service(
-        Paths.from_environment(), tmp_path / "decisions.sqlite", tmp_path / "server.log", STARTUP_LIMIT_SECONDS
+        Paths.from_environment(),
+        sqlite_url(tmp_path / "decisions.sqlite"),
+        tmp_path / "server.log",
+        STARTUP_LIMIT_SECONDS,
     ) as server:
         startup = time.monotonic() - started
         with httpx.Client(base_url=server.url, timeout=30.0, headers=server.headers) as client:
@@ -58,11 +62,9 @@ def _error(response: httpx.Response, status: int) -> dict[str, object]:
 def test_bentoml_serve_guards_the_api_and_replays_retries(smoke_store: Path, tmp_path: Path) -> None:
     """Over real HTTP: the served contract has the model's vocabularies; 401, 403, 413, 415, 429 and
     unknown paths answer the one error shape; a retried request gets its original decision back."""
-    decision_log = tmp_path / "decisions.sqlite"
-    with running_service(
-        Paths.from_environment(), decision_log, tmp_path / "server.log", STARTUP_LIMIT_SECONDS
-    ) as server:
-        keys = KeyStore(sqlite_url(key_store_beside(decision_log)))
+    database = sqlite_url(tmp_path / "decisions.sqlite")
+    with running_service(Paths.from_environment(), database, tmp_path / "server.log", STARTUP_LIMIT_SECONDS) as server:
+        keys = KeyStore(database)
         reader = keys.create("reader", {Scope.READ_DECISIONS}).token
         slow = keys.create("slow", {Scope.ROUTE}, RateLimit(per_second=0.01, burst=1)).token
         keys.close()

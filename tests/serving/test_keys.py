@@ -19,13 +19,14 @@ from serving.keys import (
     parse_scopes,
     parse_token,
     secret_digest,
-    sqlite_url,
 )
 from serving.ratelimit import RateLimit
+from serving.stores import sqlite_url, upgrade_database
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> KeyStore:
+    upgrade_database(sqlite_url(tmp_path / "keys.sqlite"))
     return KeyStore(sqlite_url(tmp_path / "keys.sqlite"))
 
 
@@ -60,6 +61,7 @@ def test_wrong_malformed_and_revoked_tokens_are_refused(store: KeyStore) -> None
 def test_a_key_read_recently_is_not_read_again_until_the_recheck_time(tmp_path: Path) -> None:
     now = [0.0]
     url = sqlite_url(tmp_path / "keys.sqlite")
+    upgrade_database(url)
     service, admin = KeyStore(url, recheck_seconds=1.0, clock=lambda: now[0]), KeyStore(url)
     issued = admin.create("crm", {Scope.ROUTE})
     assert service.authenticate(issued.token) is not None
@@ -117,7 +119,7 @@ def test_no_local_key_beside_keys_someone_else_manages(store: KeyStore, tmp_path
 
 
 def test_keys_commands_create_list_revoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PARTNERMATCH_API_KEYS", str(tmp_path / "keys.sqlite"))
+    monkeypatch.setenv("PARTNERMATCH_DATABASE_URL", sqlite_url(tmp_path / "keys.sqlite"))
     runner = CliRunner()
     created = runner.invoke(app, ["keys", "create", "--name", "crm", "--scopes", "route,read_decisions"])
     assert created.exit_code == 0, created.output
