@@ -39,27 +39,60 @@ from features.index import PartnerIndex, set_search_threads
 from features.pairs import FeatureError
 from features.progress import SILENT, Progress
 from models.bundle import INDEX_DIR, ModelBundle
-from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, local_bundle, version_by_alias
+from models.registry import (
+    CHAMPION,
+    FEEDBACK_SEQUENCE_TAG,
+    REGISTERED_WIN_MODEL,
+    Paths,
+    local_bundle,
+    version_by_alias,
+)
 from serving.asgi import ApiKeyAuth, BodyLimits, JsonErrors, SwaggerAtDocs, caller
 from serving.contract import Operation, Vocabulary, api_document
 from serving.decision_log import DecisionLog
 from serving.errors import error_json, status_of
+from serving.feedback import LiveRouter, accept_feedback
+from serving.feedback_store import FeedbackStore
 from serving.idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, decide_once, record_decision, retry_claim
 from serving.keys import AccessPolicy, KeyStore, Scope, sqlite_url
 from serving.routing import Router, RoutingSettings, shared_routing_state, state_directory
 from serving.routing.state import RoutingState
-from serving.schemas import DealIn, DecisionRecord, ModelInfo, RouteOptions, RouteRequest, RouteResponse
+from serving.schemas import (
+    DealIn,
+    DecisionRecord,
+    EngagementIn,
+    FeedbackRequest,
+    FeedbackResponse,
+    ModelInfo,
+    OutcomeIn,
+    RouteOptions,
+    RouteRequest,
+    RouteResponse,
+)
 
 logger = logging.getLogger(__name__)
 
 DECISION_LOG_ENV = "PARTNERMATCH_DECISION_LOG"
 KEY_STORE_ENV = "PARTNERMATCH_API_KEYS"
+FEEDBACK_STORE_ENV = "PARTNERMATCH_FEEDBACK_STORE"
 LOCAL_KEY_FILE = "api-key"
 
 
 def decision_log_path(paths: Paths) -> Path:
     """Where decisions are logged: `$PARTNERMATCH_DECISION_LOG`, else `<mlruns>/decisions.sqlite`."""
     return Path(os.environ.get(DECISION_LOG_ENV) or paths.mlruns_dir / "decisions.sqlite")
+
+
+def feedback_store_path(paths: Paths) -> Path:
+    """Where feedback events are stored: `$PARTNERMATCH_FEEDBACK_STORE`, else `feedback.sqlite` beside
+    the decision log."""
+    return Path(os.environ.get(FEEDBACK_STORE_ENV) or decision_log_path(paths).parent / "feedback.sqlite")
+
+
+def feedback_applied(paths: Paths) -> int:
+    """The feedback sequence number the champion's history already holds (0: none)."""
+    champion = version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
+    return int(champion.tags.get(FEEDBACK_SEQUENCE_TAG, 0)) if champion is not None else 0
 
 
 def key_store_beside(decision_log: Path) -> Path:
@@ -200,11 +233,14 @@ _ALWAYS = (401, 403, 429, 500, 503)
 OPERATIONS = (
     Operation("/route", "post", "RouteResponse", (400, *_ALWAYS, 404, 409, 413, 415, 422), Scope.ROUTE, "RouteRequest"),
     Operation("/decisions/{decision_id}", "get", "DecisionRecord", (*_ALWAYS, 404), Scope.READ_DECISIONS),
+    Operation(
+        "/feedback", "post", "FeedbackResponse", (*_ALWAYS, 404, 409, 413, 415, 422), Scope.FEEDBACK, "FeedbackRequest"
+    ),
 )
 ACCESS = AccessPolicy(
     public_paths=frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/"}),
     public_prefixes=("/static_content", "/assets"),  # the Swagger UI's files
-    scoped_prefixes=(("/route", Scope.ROUTE), ("/decisions", Scope.READ_DECISIONS)),
+    scoped_prefixes=(("/route", Scope.ROUTE), ("/decisions", Scope.READ_DECISIONS), ("/feedback", Scope.FEEDBACK)),
 )
 
 
@@ -257,6 +293,8 @@ class PartnerMatch:
         paths = Paths.from_environment()
         self.router = load_router(paths)
         self.decisions = DecisionLog(decision_log_path(paths))
+        self.feedback_store = FeedbackStore(feedback_store_path(paths))
+        self.live = LiveRouter(self.router, self.feedback_store, feedback_applied(paths))
 
     @bentoml.api(route="/route", input_spec=RouteRequest, output_spec=RouteResponse)
     def route(self, deal: DealIn, options: RouteOptions, ctx: bentoml.Context) -> Response:
@@ -266,7 +304,7 @@ class PartnerMatch:
         try:
             owner = caller(ctx.request.scope).key_id
             retry = retry_claim(owner, ctx.request.headers.get(IDEMPOTENCY_HEADER), request, datetime.now(UTC))
-            decided = decide_once(self.decisions, request, retry, self.router.route)
+            decided = decide_once(self.decisions, request, retry, self.live.current().route)
         except FeatureError as error:
             return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
         except sqlite3.OperationalError:
@@ -275,6 +313,22 @@ class PartnerMatch:
             return _answer(ctx, 503, body, {"Retry-After": "1"})
         headers = {REPLAYED_HEADER: "true"} if decided.replayed else None
         return _answer(ctx, 200, decided.response_json.encode(), headers)
+
+    @bentoml.api(route="/feedback", input_spec=FeedbackRequest, output_spec=FeedbackResponse)
+    def feedback(self, event_id: str, event: OutcomeIn | EngagementIn, ctx: bentoml.Context) -> Response:
+        """Record a CRM outcome (won/lost, partner or team) or engagement event; live features count it."""
+        request = FeedbackRequest(event_id=event_id, event=event)
+        version = self.router.model_info.version
+        try:
+            accepted = accept_feedback(request, self.feedback_store, self.decisions, self.live, datetime.now(UTC))
+        except FeatureError as error:
+            return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
+        except sqlite3.OperationalError:
+            logger.exception("the feedback store could not be written")
+            return _answer(
+                ctx, 503, error_json("server", "the feedback store is unavailable", version), {"Retry-After": "1"}
+            )
+        return _answer(ctx, 200, accepted.model_dump_json().encode())
 
     @decisions_app.get("/{decision_id}", response_model=DecisionRecord)
     def decision(self, decision_id: str) -> DecisionRecord | Response:
@@ -298,4 +352,4 @@ _service = cast("bentoml.Service[PartnerMatch]", PartnerMatch)
 _service.add_asgi_middleware(JsonErrors)
 _service.add_asgi_middleware(SwaggerAtDocs)
 _service.add_asgi_middleware(ApiKeyAuth, policy=ACCESS, open_store=_service_key_store)
-_service.add_asgi_middleware(BodyLimits, paths=frozenset({"/route"}), max_bytes=MAX_BODY_BYTES)
+_service.add_asgi_middleware(BodyLimits, paths=frozenset({"/route", "/feedback"}), max_bytes=MAX_BODY_BYTES)
