@@ -152,7 +152,7 @@ def test_a_directory_of_csv_exports_reads_like_parquet(tmp_path: Path) -> None:
     with pytest.raises(io.DataError, match=r"^outcomes\.csv line 3, column partner_id: 'P9' is not in partners\.csv$"):
         io.read_ecosystem(tmp_path / "csv")
     parquet_paths["deals"].rename(tmp_path / "csv" / "deals.parquet")
-    with pytest.raises(io.DataError, match="both deals.parquet and deals.csv exist"):
+    with pytest.raises(io.DataError, match=r"both deals\.parquet and deals\.csv exist"):
         io.read_ecosystem(tmp_path / "csv")
     (tmp_path / "csv" / "deals.parquet").unlink()
     (tmp_path / "csv" / "deals.csv").unlink()
