@@ -303,7 +303,7 @@ def _check_references(
 
 def read_ecosystem(directory: Path) -> Ecosystem:
     """Read and validate the five tables of an ecosystem directory, each `<table>.parquet` (as
-`write_ecosystem` writes them) or `<table>.csv` (an export), mixed freely.
+    `write_ecosystem` writes them) or `<table>.csv` (an export), mixed freely.
 
     Beyond per-table validation: every outcome's deal and partner, every deal registration and every
     engagement event's and communication's partner must exist (DataError naming table, row, column).
