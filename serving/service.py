@@ -2,7 +2,8 @@
 
     bentoml serve serving.service:PartnerMatch      (what `partnermatch serve` runs)
 
-Endpoints: `POST /route` (RouteRequest -> RouteResponse), `GET /decisions/{decision_id}`, Swagger UI
+Endpoints: `POST /route` (RouteRequest -> RouteResponse), `GET /decisions/{decision_id}`,
+`POST /feedback` (CRM outcomes and engagement; live features, `serving.feedback`), Swagger UI
 at `/docs` (and `/`) over the contract at `/docs.json` (`serving.contract`: OpenAPI 3.1 with the
 loaded model's vocabularies), and BentoML's `/healthz`, `/livez`, `/readyz`, `/metrics` (Prometheus).
 
