@@ -269,8 +269,20 @@ def write_table(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def table_path(directory: Path, spec: TableSpec) -> Path:
-    """Where an ecosystem table lives: `<directory>/<table name>.parquet`."""
+    """Where `write_ecosystem` writes a table: `<directory>/<table name>.parquet`."""
     return Path(directory) / f"{spec.name}{PARQUET_SUFFIX}"
+
+
+def find_table(directory: Path, spec: TableSpec) -> Path:
+    """The file holding a table in an ecosystem directory: `<table name>.parquet` or `<table name>.csv`
+    (a data scientist's own export comes in either). DataError when neither or both exist."""
+    candidates = [Path(directory) / f"{spec.name}{suffix}" for suffix in (PARQUET_SUFFIX, CSV_SUFFIX)]
+    present = [path for path in candidates if path.exists()]
+    if len(present) == 2:
+        raise DataError(present[0], f"both {present[0].name} and {present[1].name} exist; keep one")
+    if not present:
+        raise DataError(candidates[0], f"file does not exist (nor does {candidates[1].name})")
+    return present[0]
 
 
 def write_ecosystem(ecosystem: Ecosystem, directory: Path) -> dict[str, Path]:
@@ -281,24 +293,23 @@ def write_ecosystem(ecosystem: Ecosystem, directory: Path) -> dict[str, Path]:
 
 
 def _check_references(
-    child: pd.DataFrame, child_spec: TableSpec, column: str, parent_ids: pd.Series, parent: TableSpec, directory: Path
+    child: pd.DataFrame, column: str, parent_ids: pd.Series, child_path: Path, parent_path: Path
 ) -> None:
-    """Every non-empty `child[column]` must be a key of the parent table."""
+    """Every non-empty `child[column]` (read from `child_path`) must be a key of the parent table."""
     values = child[column]
     dangling = ~values.isin(parent_ids) & values.ne("")
-    parent_name = table_path(directory, parent).name
-    fail_on_first(
-        table_path(directory, child_spec), values, dangling, lambda value: f"{value!r} is not in {parent_name}"
-    )
+    fail_on_first(child_path, values, dangling, lambda value: f"{value!r} is not in {parent_path.name}")
 
 
 def read_ecosystem(directory: Path) -> Ecosystem:
-    """Read and validate the five `<table>.parquet` files written by `write_ecosystem`.
+    """Read and validate the five tables of an ecosystem directory, each `<table>.parquet` (as
+    `write_ecosystem` writes them) or `<table>.csv` (an export), mixed freely.
 
     Beyond per-table validation: every outcome's deal and partner, every deal registration and every
     engagement event's and communication's partner must exist (DataError naming table, row, column).
     """
-    tables = {spec.name: read_table(table_path(directory, spec), spec) for spec in ECOSYSTEM_TABLES}
+    paths = {spec.name: find_table(directory, spec) for spec in ECOSYSTEM_TABLES}
+    tables = {spec.name: read_table(paths[spec.name], spec) for spec in ECOSYSTEM_TABLES}
     partner_ids = tables[PARTNERS.name][PARTNER_ID]
     deal_ids = tables[DEALS.name][DEAL_ID]
     references = (
@@ -309,7 +320,8 @@ def read_ecosystem(directory: Path) -> Ecosystem:
         (COMMUNICATIONS, PARTNER_ID, partner_ids, PARTNERS),
     )
     for child_spec, column, parent_ids, parent_spec in references:
-        _check_references(tables[child_spec.name], child_spec, column, parent_ids, parent_spec, directory)
+        child_path, parent_path = paths[child_spec.name], paths[parent_spec.name]
+        _check_references(tables[child_spec.name], column, parent_ids, child_path, parent_path)
     return Ecosystem(**tables)
 
 

@@ -309,23 +309,7 @@ def build_feature_context(
                 certifications[row, product_lookup[product]] = level
     tier_lookup = {tier: level for level, tier in enumerate(schema.TIERS)}
 
-    # Outcome events: one per (deal, partner) attempt, known from closed_at on.
-    deal_rows = deals.set_index(schema.DEAL_ID)
-    outcome_deals = deal_rows.loc[outcomes[schema.DEAL_ID].astype(str)]
-    outcome_partner = positions(outcomes[schema.PARTNER_ID].astype(str), partner_vocabulary, schema.PARTNER_ID)
-    closed_seconds = to_seconds(outcomes[schema.CLOSED_AT])
-    won = outcomes[schema.WON].to_numpy(dtype=np.float64)
-    ones = np.ones_like(won)
-    outcome_products = product_mask(outcome_deals[schema.DEAL_PRODUCTS].tolist(), products)
-    product_row, product_col = np.nonzero(outcome_products)
-    outcome_region = positions(outcome_deals[schema.DEAL_REGION].astype(str), region_vocabulary, schema.DEAL_REGION)
-    log_amount = np.log(outcome_deals[schema.AMOUNT].to_numpy(dtype=np.float64))
-    attempt_seconds = to_seconds(outcome_deals[schema.CREATED_AT])
-    engagement_partner = positions(engagement[schema.PARTNER_ID].astype(str), partner_vocabulary, schema.PARTNER_ID)
-    engagement_seconds = to_seconds(engagement[schema.OCCURRED_AT])
-
-    event_times = [closed_seconds, attempt_seconds, engagement_seconds]
-    history_end = pd.Timestamp(max((int(t.max()) for t in event_times if t.size), default=0), unit="s")
+    sums = history_sums(deals, outcomes, engagement, products, regions, partner_vocabulary)
     return FeatureContext(
         products=products,
         regions=regions,
@@ -338,6 +322,59 @@ def build_feature_context(
         partner_joined_seconds=to_seconds(partners[schema.JOINED_AT]),
         partner_tier=partners[schema.TIER].map(tier_lookup).fillna(0).to_numpy(dtype=np.int64),
         partner_vectors=np.asarray(partner_vectors, dtype=np.float32),
+        outcomes_by_product=sums.outcomes_by_product,
+        outcomes_by_region=sums.outcomes_by_region,
+        outcomes_by_partner=sums.outcomes_by_partner,
+        outcomes_all=sums.outcomes_all,
+        attempts_by_partner=sums.attempts_by_partner,
+        engagement_by_partner=sums.engagement_by_partner,
+        history_end=sums.history_end,
+    )
+
+
+@dataclass(frozen=True)
+class HistorySums:
+    """The six history indexes of a FeatureContext (same field names) and the latest event time."""
+
+    outcomes_by_product: EventIndex
+    outcomes_by_region: EventIndex
+    outcomes_by_partner: EventIndex
+    outcomes_all: EventIndex
+    attempts_by_partner: EventIndex
+    engagement_by_partner: EventIndex
+    history_end: pd.Timestamp  # the epoch when there are no events
+
+
+def history_sums(
+    deals: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    engagement: pd.DataFrame,
+    products: tuple[str, ...],
+    regions: tuple[str, ...],
+    partner_vocabulary: pd.Index,
+) -> HistorySums:
+    """The history indexes of these tables. `deals` holds every deal that
+    `outcomes` refers to; partners are positions in `partner_vocabulary` (unknown ones raise
+    FeatureError)."""
+    n_products, n_regions = len(products), len(regions)
+    # Outcome events: one per (deal, partner) attempt, known from closed_at on.
+    deal_rows = deals.set_index(schema.DEAL_ID)
+    outcome_deals = deal_rows.loc[outcomes[schema.DEAL_ID].astype(str)]
+    outcome_partner = positions(outcomes[schema.PARTNER_ID].astype(str), partner_vocabulary, schema.PARTNER_ID)
+    closed_seconds = to_seconds(outcomes[schema.CLOSED_AT])
+    won = outcomes[schema.WON].to_numpy(dtype=np.float64)
+    ones = np.ones_like(won)
+    outcome_products = product_mask(outcome_deals[schema.DEAL_PRODUCTS].tolist(), products)
+    product_row, product_col = np.nonzero(outcome_products)
+    outcome_region = positions(outcome_deals[schema.DEAL_REGION].astype(str), pd.Index(regions), schema.DEAL_REGION)
+    log_amount = np.log(outcome_deals[schema.AMOUNT].to_numpy(dtype=np.float64))
+    attempt_seconds = to_seconds(outcome_deals[schema.CREATED_AT])
+    engagement_partner = positions(engagement[schema.PARTNER_ID].astype(str), partner_vocabulary, schema.PARTNER_ID)
+    engagement_seconds = to_seconds(engagement[schema.OCCURRED_AT])
+
+    event_times = [closed_seconds, attempt_seconds, engagement_seconds]
+    history_end = pd.Timestamp(max((int(t.max()) for t in event_times if t.size), default=0), unit="s")
+    return HistorySums(
         outcomes_by_product=EventIndex.build(
             outcome_partner[product_row] * n_products + product_col,
             closed_seconds[product_row],
@@ -353,6 +390,42 @@ def build_feature_context(
         attempts_by_partner=EventIndex.build(outcome_partner, attempt_seconds, ones),
         engagement_by_partner=EventIndex.build(engagement_partner, engagement_seconds, np.ones(len(engagement))),
         history_end=history_end,
+    )
+
+
+@dataclass(frozen=True)
+class LayeredSums:
+    """A base's sums plus those of later events (`delta`): what the history would index if the
+    events had been in it, without rebuilding (or copying) the base. Sums add, so the result equals
+    an index built over base and delta events together."""
+
+    base: EventSums
+    delta: EventIndex
+
+    def sum_before(self, keys: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        result: np.ndarray = self.base.sum_before(keys, seconds) + self.delta.sum_before(keys, seconds)
+        return result
+
+
+def with_events(
+    context: FeatureContext, deals: pd.DataFrame, outcomes: pd.DataFrame, engagement: pd.DataFrame
+) -> FeatureContext:
+    """`context` with more history: outcome attempts (their deals in `deals`) and engagement events,
+    the tables in schema columns, as `build_feature_context` would index them on history + these
+    tables. Partners must be the context's (FeatureError names an unknown one). The context's own
+    sums (frozen or mapped) stay as they are; `with_events(with_events(c, a), b)` layers again, so
+    callers holding a growing event list rebuild from `context` (cost: sorting the events)."""
+    delta = history_sums(deals, outcomes, engagement, context.products, context.regions, pd.Index(context.partner_ids))
+    has_events = len(outcomes) + len(engagement) > 0
+    return replace(
+        context,
+        outcomes_by_product=LayeredSums(context.outcomes_by_product, delta.outcomes_by_product),
+        outcomes_by_region=LayeredSums(context.outcomes_by_region, delta.outcomes_by_region),
+        outcomes_by_partner=LayeredSums(context.outcomes_by_partner, delta.outcomes_by_partner),
+        outcomes_all=LayeredSums(context.outcomes_all, delta.outcomes_all),
+        attempts_by_partner=LayeredSums(context.attempts_by_partner, delta.attempts_by_partner),
+        engagement_by_partner=LayeredSums(context.engagement_by_partner, delta.engagement_by_partner),
+        history_end=max(context.history_end, delta.history_end) if has_events else context.history_end,
     )
 
 

@@ -36,6 +36,9 @@ REGISTERED_TEAM_MODEL = "partnermatch-team"
 REGISTERED_SENTIMENT_MODEL = "partnermatch-sentiment"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# Version tag of a win model retrained with feedback: the feedback store's latest sequence number
+# its history holds (the service layers only later events on it). Absent: none.
+FEEDBACK_SEQUENCE_TAG = "feedback_sequence"
 BUNDLE_ARTIFACT = "bundle"  # the model directory (a bundle) inside a logged model's artifacts
 BUNDLE_CACHE_DIR = "bundles"  # under the cache dir: downloaded bundles, one directory per version
 SQLITE_URI_PREFIX = "sqlite:///"

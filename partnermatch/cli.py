@@ -93,7 +93,9 @@ def generate(
 
 @app.command()
 def train(
-    data: Annotated[Path | None, typer.Option(help="Ecosystem directory (from `generate`); default: the demo.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Ecosystem directory (`generate`, or CSV/Parquet exports); default: the demo.")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file overriding the defaults.")] = None,
     partners: Annotated[int | None, typer.Option(help="Demo ecosystem size (partners).")] = None,
     deals: Annotated[int | None, typer.Option(help="Demo ecosystem size (deals).")] = None,
@@ -479,7 +481,9 @@ def bench_load(
 
 @app.command("train-ipp")
 def train_ipp(
-    data: Annotated[Path | None, typer.Option(help="Ecosystem directory (from `generate`); default: the demo.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Ecosystem directory (`generate`, or CSV/Parquet exports); default: the demo.")
+    ] = None,
     partners: Annotated[int | None, typer.Option(help="Demo ecosystem size (partners).")] = None,
     deals: Annotated[int | None, typer.Option(help="Demo ecosystem size (deals).")] = None,
     encoder: Annotated[str | None, typer.Option(help="hashing-<d> | minilm | minilm-onnx-int8")] = None,

@@ -24,7 +24,14 @@ from features.schema import CERT_LEVELS, MAX_CERT_LEVEL
 from serving.errors import ERROR_STATUSES
 from serving.idempotency import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_CHARS, REPLAY_WINDOW, REPLAYED_HEADER
 from serving.keys import Scope
-from serving.schemas import DecisionRecord, ErrorResponse, RouteRequest, RouteResponse
+from serving.schemas import (
+    DecisionRecord,
+    ErrorResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    RouteRequest,
+    RouteResponse,
+)
 
 REF = "#/components/schemas/{model}"
 SECURITY_SCHEMES: dict[str, dict[str, str]] = {
@@ -41,6 +48,8 @@ _REPLACED_SCHEMAS = (
     "ValidationError",
     "RouteRequestIODescriptor",
     "RouteResponseIODescriptor",
+    "FeedbackRequestIODescriptor",
+    "FeedbackResponseIODescriptor",
 )
 _RETRY_AFTER = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}
 
@@ -90,6 +99,8 @@ def api_document(
             (RouteResponse, "serialization"),
             (DecisionRecord, "serialization"),
             (ErrorResponse, "serialization"),
+            (FeedbackRequest, "validation"),
+            (FeedbackResponse, "serialization"),
         ],
         ref_template=REF,
     )

@@ -12,6 +12,7 @@ import json
 from typing import Any
 
 from features.pairs import FeatureError
+from serving.feedback import FeedbackConflictError, UnknownReferenceError
 from serving.idempotency import IdempotencyConflictError, IdempotencyKeyError
 from serving.routing import RoutingConflictError, UnknownPartnerError
 from serving.schemas import ErrorResponse, FieldProblem
@@ -21,10 +22,11 @@ ERROR_STATUSES: dict[int, str] = {
     400: "A malformed header: an `Idempotency-Key` that is empty or longer than 255 characters.",
     401: "No API key, or a wrong or revoked one (`Authorization: Bearer <key>` or `X-API-Key: <key>`).",
     403: "The API key lacks the scope this operation needs.",
-    404: "No such decision, partner id or endpoint.",
+    404: "No such decision, partner id or endpoint (a feedback event naming an unknown decision or partner).",
     405: "The endpoint exists but not with this method (see the `Allow` header).",
     409: "The request cannot be satisfied as stated (no partner meets the constraints, the protected "
-    "registered partner is excluded), or an `Idempotency-Key` was reused with a different body.",
+    "registered partner is excluded), or an `Idempotency-Key` was reused with a different body, or a "
+    "feedback `event_id` was reused with a different body or the attempt already has an outcome.",
     413: "The request body is larger than the limit.",
     415: "The request body is not `application/json`.",
     422: "A malformed body or a bad value (unknown product or region, amount <= 0, ...).",
@@ -39,7 +41,11 @@ def status_of(error: FeatureError) -> int:
     body, 400 malformed idempotency key, else 422 (a bad value)."""
     if isinstance(error, UnknownPartnerError):
         return 404
+    if isinstance(error, UnknownReferenceError):
+        return 404
     if isinstance(error, RoutingConflictError | IdempotencyConflictError):
+        return 409
+    if isinstance(error, FeedbackConflictError):
         return 409
     if isinstance(error, IdempotencyKeyError):
         return 400

@@ -38,6 +38,7 @@ class Scope(StrEnum):
     ROUTE = "route"  # POST /route
     READ_DECISIONS = "read_decisions"  # GET /decisions/{id}
     ADMIN = "admin"  # every scope
+    FEEDBACK = "feedback"  # POST /feedback
 
 
 def parse_scopes(text: str) -> frozenset[Scope]:

@@ -11,7 +11,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_serializer, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    field_serializer,
+    field_validator,
+)
 from pydantic.json_schema import JsonDict
 
 from features.schema import LOAD_WINDOW, MAX_CERT_LEVEL, SEGMENTS
@@ -230,3 +239,65 @@ class ErrorResponse(BaseModel):
     reason: str
     problems: list[FieldProblem]
     model_version: str | None = Field(default=None, description="The model that was asked, if one was.")
+
+
+# --- POST /feedback ---------------------------------------------------------------------------------
+
+MAX_TEAM_SIZE = 10
+# Times arrive as ISO 8601 text in JSON: lax parsing for them alone, with an offset required.
+EventTime = Annotated[AwareDatetime, Strict(False)]
+EngagementKind = Literal[
+    "portal_login", "training_completed", "deal_registered", "webinar_attended", "mdf_claimed"
+]  # features.schema.ENGAGEMENT_KINDS (checked equal in the tests)
+
+
+class OutcomeIn(_Strict):
+    """A routed deal was won or lost: closes the attempt of each partner named."""
+
+    type: Literal["outcome"]
+    decision_id: str = Field(min_length=1, max_length=64, description="The `POST /route` decision this deal got.")
+    deal_id: str | None = Field(
+        default=None, max_length=128, description="The CRM's deal id; must match the routed deal's when both are set."
+    )
+    partner_ids: list[str] = Field(
+        min_length=1,
+        max_length=MAX_TEAM_SIZE,
+        description="The partner who worked the deal, or every member of a co-sell team.",
+        json_schema_extra=_unique_items,
+    )
+    result: Literal["won", "lost"]
+    closed_at: EventTime = Field(description="When the deal closed (ISO 8601 with offset), not before it was routed.")
+    amount: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="Final deal size in USD; default: the routed amount."
+    )
+
+    @field_validator("partner_ids")
+    @classmethod
+    def _distinct_partners(cls, values: list[str]) -> list[str]:
+        return _unique(values, "partner_ids")
+
+
+class EngagementIn(_Strict):
+    """A partner engagement event (portal login, training, ...)."""
+
+    type: Literal["engagement"]
+    partner_id: str = Field(min_length=1, max_length=128)
+    kind: EngagementKind
+    occurred_at: EventTime = Field(description="When it happened (ISO 8601 with offset).")
+
+
+class FeedbackRequest(_Strict):
+    """The body of `POST /feedback`: one CRM event, identified by the CRM's `event_id`."""
+
+    event_id: str = Field(
+        min_length=1, max_length=128, description="Unique per event: a retry with the same body is answered again."
+    )
+    event: OutcomeIn | EngagementIn = Field(discriminator="type")
+
+
+class FeedbackResponse(BaseModel):
+    event_id: str
+    sequence: int = Field(ge=1, description="Position of the event in the feedback store (acceptance order).")
+    accepted_at: datetime = Field(description="When the event was first accepted (UTC).")
+    replayed: bool = Field(description="True when this event id had already been accepted with this body.")
+    model: ModelInfo = Field(description="The model serving when the event was accepted.")

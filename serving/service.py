@@ -2,7 +2,8 @@
 
     bentoml serve serving.service:PartnerMatch      (what `partnermatch serve` runs)
 
-Endpoints: `POST /route` (RouteRequest -> RouteResponse), `GET /decisions/{decision_id}`, Swagger UI
+Endpoints: `POST /route` (RouteRequest -> RouteResponse), `GET /decisions/{decision_id}`,
+`POST /feedback` (CRM outcomes and engagement; live features, `serving.feedback`), Swagger UI
 at `/docs` (and `/`) over the contract at `/docs.json` (`serving.contract`: OpenAPI 3.1 with the
 loaded model's vocabularies), and BentoML's `/healthz`, `/livez`, `/readyz`, `/metrics` (Prometheus).
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sqlite3
 import sys
 from datetime import UTC, datetime
 from functools import cache
@@ -41,16 +43,36 @@ from features.index import PartnerIndex, set_search_threads
 from features.pairs import FeatureError
 from features.progress import SILENT, Progress
 from models.bundle import INDEX_DIR, ModelBundle
-from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, local_bundle, version_by_alias
+from models.registry import (
+    CHAMPION,
+    FEEDBACK_SEQUENCE_TAG,
+    REGISTERED_WIN_MODEL,
+    Paths,
+    local_bundle,
+    version_by_alias,
+)
 from serving.asgi import ApiKeyAuth, BodyLimits, JsonErrors, SwaggerAtDocs, caller
 from serving.contract import Operation, Vocabulary, api_document
 from serving.decision_log import DecisionLog
 from serving.errors import error_json, status_of
+from serving.feedback import LiveRouter, accept_feedback
+from serving.feedback_store import FeedbackStore
 from serving.idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, decide_once, record_decision, retry_claim
 from serving.keys import AccessPolicy, KeyStore, Scope
 from serving.routing import Router, RoutingSettings, shared_routing_state, state_directory
 from serving.routing.state import RoutingState
-from serving.schemas import DealIn, DecisionRecord, ModelInfo, RouteOptions, RouteRequest, RouteResponse
+from serving.schemas import (
+    DealIn,
+    DecisionRecord,
+    EngagementIn,
+    FeedbackRequest,
+    FeedbackResponse,
+    ModelInfo,
+    OutcomeIn,
+    RouteOptions,
+    RouteRequest,
+    RouteResponse,
+)
 from serving.stores import import_legacy_keys, sqlite_url, upgrade_database
 
 logger = logging.getLogger(__name__)
@@ -60,6 +82,7 @@ DATABASE_URL_ENV = "PARTNERMATCH_DATABASE_URL"
 # key store file (its keys are imported into the database once; see `prepare_database`).
 DECISION_LOG_ENV = "PARTNERMATCH_DECISION_LOG"
 KEY_STORE_ENV = "PARTNERMATCH_API_KEYS"
+FEEDBACK_STORE_ENV = "PARTNERMATCH_FEEDBACK_STORE"
 LOCAL_KEY_FILE = "api-key"
 
 
@@ -71,6 +94,18 @@ def decision_log_path(paths: Paths) -> Path:
 def database_url(paths: Paths) -> str:
     """The service's database: `$PARTNERMATCH_DATABASE_URL`, else the SQLite file `decision_log_path`."""
     return os.environ.get(DATABASE_URL_ENV) or sqlite_url(decision_log_path(paths))
+
+
+def feedback_store_path(paths: Paths) -> Path:
+    """Where feedback events are stored: `$PARTNERMATCH_FEEDBACK_STORE`, else `feedback.sqlite` beside
+    the decision log."""
+    return Path(os.environ.get(FEEDBACK_STORE_ENV) or decision_log_path(paths).parent / "feedback.sqlite")
+
+
+def feedback_applied(paths: Paths) -> int:
+    """The feedback sequence number the champion's history already holds (0: none)."""
+    champion = version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
+    return int(champion.tags.get(FEEDBACK_SEQUENCE_TAG, 0)) if champion is not None else 0
 
 
 def key_store_beside(decision_log: Path) -> Path:
@@ -226,11 +261,14 @@ _ALWAYS = (401, 403, 429, 500, 503)
 OPERATIONS = (
     Operation("/route", "post", "RouteResponse", (400, *_ALWAYS, 404, 409, 413, 415, 422), Scope.ROUTE, "RouteRequest"),
     Operation("/decisions/{decision_id}", "get", "DecisionRecord", (*_ALWAYS, 404), Scope.READ_DECISIONS),
+    Operation(
+        "/feedback", "post", "FeedbackResponse", (*_ALWAYS, 404, 409, 413, 415, 422), Scope.FEEDBACK, "FeedbackRequest"
+    ),
 )
 ACCESS = AccessPolicy(
     public_paths=frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/"}),
     public_prefixes=("/static_content", "/assets"),  # the Swagger UI's files
-    scoped_prefixes=(("/route", Scope.ROUTE), ("/decisions", Scope.READ_DECISIONS)),
+    scoped_prefixes=(("/route", Scope.ROUTE), ("/decisions", Scope.READ_DECISIONS), ("/feedback", Scope.FEEDBACK)),
 )
 
 
@@ -283,6 +321,8 @@ class PartnerMatch:
         paths = Paths.from_environment()
         self.router = load_router(paths)
         self.decisions = DecisionLog(_service_database())
+        self.feedback_store = FeedbackStore(feedback_store_path(paths))
+        self.live = LiveRouter(self.router, self.feedback_store, feedback_applied(paths))
 
     @bentoml.api(route="/route", input_spec=RouteRequest, output_spec=RouteResponse)
     def route(self, deal: DealIn, options: RouteOptions, ctx: bentoml.Context) -> Response:
@@ -292,7 +332,7 @@ class PartnerMatch:
         try:
             owner = caller(ctx.request.scope).key_id
             retry = retry_claim(owner, ctx.request.headers.get(IDEMPOTENCY_HEADER), request, datetime.now(UTC))
-            decided = decide_once(self.decisions, request, retry, self.router.route)
+            decided = decide_once(self.decisions, request, retry, self.live.current().route)
         except FeatureError as error:
             return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
         except SQLAlchemyError:
@@ -301,6 +341,22 @@ class PartnerMatch:
             return _answer(ctx, 503, body, {"Retry-After": "1"})
         headers = {REPLAYED_HEADER: "true"} if decided.replayed else None
         return _answer(ctx, 200, decided.response_json.encode(), headers)
+
+    @bentoml.api(route="/feedback", input_spec=FeedbackRequest, output_spec=FeedbackResponse)
+    def feedback(self, event_id: str, event: OutcomeIn | EngagementIn, ctx: bentoml.Context) -> Response:
+        """Record a CRM outcome (won/lost, partner or team) or engagement event; live features count it."""
+        request = FeedbackRequest(event_id=event_id, event=event)
+        version = self.router.model_info.version
+        try:
+            accepted = accept_feedback(request, self.feedback_store, self.decisions, self.live, datetime.now(UTC))
+        except FeatureError as error:
+            return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
+        except sqlite3.OperationalError:
+            logger.exception("the feedback store could not be written")
+            return _answer(
+                ctx, 503, error_json("server", "the feedback store is unavailable", version), {"Retry-After": "1"}
+            )
+        return _answer(ctx, 200, accepted.model_dump_json().encode())
 
     @decisions_app.get("/{decision_id}", response_model=DecisionRecord)
     def decision(self, decision_id: str) -> DecisionRecord | Response:
@@ -324,4 +380,4 @@ _service = cast("bentoml.Service[PartnerMatch]", PartnerMatch)
 _service.add_asgi_middleware(JsonErrors)
 _service.add_asgi_middleware(SwaggerAtDocs)
 _service.add_asgi_middleware(ApiKeyAuth, policy=ACCESS, open_store=_service_key_store)
-_service.add_asgi_middleware(BodyLimits, paths=frozenset({"/route"}), max_bytes=MAX_BODY_BYTES)
+_service.add_asgi_middleware(BodyLimits, paths=frozenset({"/route", "/feedback"}), max_bytes=MAX_BODY_BYTES)

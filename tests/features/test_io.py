@@ -138,6 +138,28 @@ def test_ecosystem_round_trip(tmp_path: Path) -> None:
         pd.testing.assert_frame_equal(getattr(read, spec.name), expected)
 
 
+def test_a_directory_of_csv_exports_reads_like_parquet(tmp_path: Path) -> None:
+    ecosystem = _ecosystem()
+    parquet_paths = io.write_ecosystem(ecosystem, tmp_path / "parquet")
+    (tmp_path / "csv").mkdir()
+    for spec in ECOSYSTEM_TABLES:
+        getattr(ecosystem, spec.name).to_csv(tmp_path / "csv" / f"{spec.name}.csv", index=False)
+    from_csv, from_parquet = io.read_ecosystem(tmp_path / "csv"), io.read_ecosystem(tmp_path / "parquet")
+    for spec in ECOSYSTEM_TABLES:
+        pd.testing.assert_frame_equal(getattr(from_csv, spec.name), getattr(from_parquet, spec.name))
+    outcomes = ecosystem.outcomes.assign(partner_id=["P1", "P9", "P2"])
+    outcomes.to_csv(tmp_path / "csv" / "outcomes.csv", index=False)
+    with pytest.raises(io.DataError, match=r"^outcomes\.csv line 3, column partner_id: 'P9' is not in partners\.csv$"):
+        io.read_ecosystem(tmp_path / "csv")
+    parquet_paths["deals"].rename(tmp_path / "csv" / "deals.parquet")
+    with pytest.raises(io.DataError, match=r"both deals\.parquet and deals\.csv exist"):
+        io.read_ecosystem(tmp_path / "csv")
+    (tmp_path / "csv" / "deals.parquet").unlink()
+    (tmp_path / "csv" / "deals.csv").unlink()
+    with pytest.raises(io.DataError, match=r"deals\.parquet: file does not exist \(nor does deals\.csv\)"):
+        io.read_ecosystem(tmp_path / "csv")
+
+
 def test_empty_tables_round_trip(tmp_path: Path) -> None:
     for spec in (ENGAGEMENT, COMMUNICATIONS):
         path = io.write_table(io.empty_table(spec), tmp_path / f"{spec.name}.parquet")

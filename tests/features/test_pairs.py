@@ -199,3 +199,49 @@ def test_pair_feature_matrix_counts_rows_by_chunk_without_changing_them(world: s
     rows = len(deal_rows)
     assert progress.counts == [(min(stop, rows), rows) for stop in range(500, rows + 500, 500)]
     np.testing.assert_array_equal(chunked, pairs.pair_feature_matrix(context, batch, deal_rows, partner_rows))
+
+
+def test_events_layered_on_a_frozen_history_equal_a_context_built_from_scratch(world: schema.Ecosystem) -> None:
+    cut = world.outcomes[schema.CLOSED_AT].quantile(0.6)
+    earlier, later = (
+        world.outcomes[world.outcomes[schema.CLOSED_AT] < cut],
+        world.outcomes[world.outcomes[schema.CLOSED_AT] >= cut],
+    )
+    engaged_early = world.engagement[world.engagement[schema.OCCURRED_AT] < cut]
+    engaged_late = world.engagement[world.engagement[schema.OCCURRED_AT] >= cut]
+    assert len(later) and len(engaged_late), "the fixture must leave events after the cut"
+    vectors = _vectors(len(world.partners), 1)
+    vocabulary = pairs.vocabularies(world.partners, world.deals)
+    base = pairs.build_feature_context(world.partners, world.deals, earlier, engaged_early, vectors, vocabulary)
+    frozen = pairs.frozen_at(base, int(pairs.to_seconds([base.history_end])[0]) + 1)
+    live = pairs.with_events(frozen, world.deals, later, engaged_late)
+    full = pairs.build_feature_context(
+        world.partners, world.deals, world.outcomes, world.engagement, vectors, vocabulary
+    )
+    assert live.history_end == full.history_end > base.history_end
+    batch = pairs.deal_batch(world.deals, _vectors(len(world.deals), 2), full.products, full.regions)
+    now = batch.created_seconds.max() + 86_400
+    late_batch = pairs.DealBatch(
+        batch.region_index, batch.product_mask, batch.amount, np.full_like(batch.created_seconds, now), batch.vectors
+    )
+    for deals in (batch, late_batch):  # at the deals' own times, and all "now" after every event
+        deal_rows, partner_rows = _all_pairs(world)
+        expected = pairs.pair_feature_matrix(full, deals, deal_rows, partner_rows)
+        np.testing.assert_allclose(
+            pairs.pair_feature_matrix(live, deals, deal_rows, partner_rows), expected, rtol=1e-6, atol=1e-5
+        )
+    without = pairs.pair_feature_matrix(frozen, late_batch, *_all_pairs(world))
+    assert not np.allclose(without, pairs.pair_feature_matrix(live, late_batch, *_all_pairs(world))), "events count"
+
+
+def test_no_events_leave_the_context_as_it_was(world: schema.Ecosystem) -> None:
+    context = pairs.build_feature_context(
+        world.partners, world.deals, world.outcomes, world.engagement, _vectors(len(world.partners), 1)
+    )
+    unchanged = pairs.with_events(context, world.deals, world.outcomes.iloc[:0], world.engagement.iloc[:0])
+    assert unchanged.history_end == context.history_end
+    batch = pairs.deal_batch(world.deals, _vectors(len(world.deals), 2), context.products, context.regions)
+    np.testing.assert_array_equal(
+        pairs.pair_feature_matrix(unchanged, batch, *_all_pairs(world)),
+        pairs.pair_feature_matrix(context, batch, *_all_pairs(world)),
+    )
