@@ -21,6 +21,7 @@ from serving.feedback_store import FeedbackStore
 from serving.idempotency import record_decision
 from serving.routing.state import single_deal
 from serving.schemas import EngagementKind, FeedbackRequest, RouteRequest
+from serving.stores import sqlite_url, upgrade_database
 from tests.serving.conftest import WORLD, World, deal_body
 
 
@@ -40,7 +41,9 @@ def test_engagement_kinds_are_the_schema_vocabulary() -> None:
 
 def test_live_features_equal_a_rebuild_on_history_plus_feedback(synthetic_world: World, tmp_path: Path) -> None:
     ecosystem, _ = generate_ecosystem(WORLD)
-    decisions, store = DecisionLog(tmp_path / "decisions.sqlite"), FeedbackStore(tmp_path / "feedback.sqlite")
+    decisions_url = sqlite_url(tmp_path / "decisions.sqlite")
+    upgrade_database(decisions_url)
+    decisions, store = DecisionLog(decisions_url), FeedbackStore(tmp_path / "feedback.sqlite")
     live = LiveRouter(synthetic_world.router, store)
     busy = str(synthetic_world.router.context.partner_ids[0])
     before = live.current().state.load_ratio[0]
