@@ -12,12 +12,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 from pydantic.json_schema import JsonDict
 
 from features.prospects import MIN_PROFILE_WORDS
 from features.schema import MAX_CERT_LEVEL, PRODUCTS, REGIONS
-from serving.schemas import Count, ModelInfo, _Strict
+from serving.schemas import Count, ModelInfo, _Strict, _whole
 
 MAX_PROSPECTS_PER_REQUEST = 100  # a batch; 100 profiles of MAX_PROFILE_CHARS stay under the body limit
 MAX_PROFILE_CHARS = 5_000
@@ -33,7 +33,8 @@ def _items_in(values: tuple[str, ...]) -> JsonDict:
     return {"items": {"type": "string", "enum": list(values)}}
 
 
-CertificationLevel = Annotated[Count, Field(ge=1, le=MAX_CERT_LEVEL)]
+# The bounds before `_whole` (the order in which pydantic writes them into the JSON schema as minimum/maximum).
+CertificationLevel = Annotated[int, Field(ge=1, le=MAX_CERT_LEVEL), BeforeValidator(_whole)]
 
 
 class ProspectIn(_Strict):

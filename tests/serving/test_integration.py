@@ -15,6 +15,7 @@ from partnermatch.bench.route import running_service
 from serving.keys import KeyStore, Scope, sqlite_url
 from serving.ratelimit import RateLimit
 from serving.service import MAX_BODY_BYTES, key_store_beside
+from tests.serving.test_ipp import PROSPECT
 from tests.serving.test_service import DEAL
 
 STARTUP_LIMIT_SECONDS = 60.0
@@ -35,6 +36,12 @@ def test_bentoml_serve_answers_route_health_and_metrics(smoke_store: Path, tmp_p
             assert body["model"]["version"] == "1"
             assert client.get(f"/decisions/{body['decision_id']}").json()["response"] == body
             assert client.post("/route", json={"deal": DEAL | {"amount": -1}}).status_code == 422
+            fitted = client.post("/ipp_fit", json={"prospects": [PROSPECT, PROSPECT | {"prospect_id": "b"}]})
+            assert fitted.status_code == 200, fitted.text
+            assert [item["prospect_id"] for item in fitted.json()["prospects"]] == ["acme", "b"]
+            assert fitted.json()["model"]["name"] == "partnermatch-ipp"
+            assert client.get("/white_space").json()["cells"]
+            assert client.get("/app/recruiters", headers={"Authorization": ""}).status_code == 200  # public
             for probe in ("/healthz", "/livez", "/readyz"):
                 assert client.get(probe).status_code == 200
             metrics = client.get("/metrics", headers={"Authorization": ""})  # no key needed
