@@ -159,3 +159,22 @@ def test_bench_load_with_one_and_two_workers_at_a_tiny_size(tmp_path: Path, monk
     assert results["ratios"]["workers"] == [1, 2]
     assert results["workers_2"]["peak_pss_mb"] > results["workers_1"]["peak_pss_mb"]  # one more process
     json.dumps(results)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_bench_ipp_in_process_and_over_http_at_a_tiny_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from features.synthetic import EcosystemConfig
+    from partnermatch.bench.ipp import bench_ipp
+    from training.ipp import IppConfig
+
+    monkeypatch.setenv("PARTNERMATCH_CACHE", str(tmp_path / "cache"))
+    ecosystem = EcosystemConfig(partners=300, deals=3000)
+    config = IppConfig(ecosystem=ecosystem, encoder="hashing-32", n_estimators=60, bootstrap_resamples=20)
+    results = bench_ipp(config, Paths.from_environment(), singles=20)
+    over_http = results["http"]
+    assert over_http["single"]["requests"] == 20
+    assert 0 < over_http["single"]["p50_ms"] <= over_http["single"]["p99_ms"]
+    assert over_http["batch"]["prospects"] > 100 and over_http["batch"]["prospects_per_second"] > 0
+    assert results["batch"]["prospects"] == 300
+    json.dumps(results)
