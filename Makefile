@@ -8,7 +8,7 @@ SHARED_DATA ?= ../shared/data
 OUT ?= bench-results
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve test fuzz lint unit generate train evaluate-leads evaluate-olist evaluate-maven evaluate-sentiment train-sentiment bench-train bench-generate bench-route bench-sentiment train-ipp evaluate-lookalike bench-ipp clean
+.PHONY: help install serve test browser fuzz lint unit generate train evaluate-leads evaluate-olist evaluate-maven evaluate-sentiment train-sentiment bench-train bench-generate bench-route bench-sentiment train-ipp evaluate-lookalike bench-ipp clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -24,8 +24,13 @@ install: $(STAMP) ## create .venv and install everything, pinned by constraints.
 serve: install ## install, train a first model if none is registered, serve on localhost:3000
 	$(PM) serve
 
-test: install lint ## install, lint, type-check and run the tests (not the opt-in slow ones) beside a throwaway PostgreSQL
+test: install lint browser ## install, lint, type-check and run the tests (not the opt-in slow ones) beside a throwaway PostgreSQL
 	.ci/with-postgres.sh $(BIN)/pytest -m "not slow" -q
+
+# The recruiters' page test drives Debian's chromium through Playwright (never `playwright install`,
+# which downloads a browser build). CI runs as root, so apt-get needs no sudo; idempotent.
+browser: ## install Debian's chromium for the browser test, when it is missing
+	command -v chromium || (apt-get update && apt-get install -y chromium)
 
 fuzz: install ## Schemathesis, every check, 1,000 generated cases per API operation (a few minutes)
 	$(BIN)/pytest -m fuzz -q -s tests/serving/test_contract.py

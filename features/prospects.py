@@ -70,6 +70,17 @@ def _check_vocabulary(values: tuple[str, ...], vocabulary: tuple[str, ...], what
     return None
 
 
+def _certification_levels(levels: Mapping[Any, Any]) -> dict[str, int]:
+    """`{"firewall": 2}` -> the same dict; ValueError for a level that is not a whole number in 0..MAX_CERT_LEVEL."""
+    checked = {}
+    for product, level in levels.items():
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= schema.MAX_CERT_LEVEL:
+            limit = schema.MAX_CERT_LEVEL
+            raise ValueError(f"certification {product!r}: level {level!r} is not a whole number 0..{limit}")
+        checked[str(product)] = level
+    return checked
+
+
 def prospect_from_fields(fields: Mapping[str, Any], default_id: str) -> Prospect:
     """Validate one prospect's fields; raises ValueError("<field>: <reason>") for the first problem."""
     for name in REQUIRED_FIELDS:
@@ -82,10 +93,12 @@ def prospect_from_fields(fields: Mapping[str, Any], default_id: str) -> Prospect
     products = _as_list(fields[PRODUCTS])
     regions = _as_list(fields[schema.PARTNER_REGIONS])
     raw_certifications = fields.get(schema.CERTIFICATIONS)
-    if isinstance(raw_certifications, Mapping):
-        raw_certifications = schema.format_certifications({str(k): int(v) for k, v in raw_certifications.items()})
     try:
-        certifications = schema.parse_certifications(schema.join_list(_as_list(raw_certifications)))
+        if isinstance(raw_certifications, Mapping):
+            # Checked as given: joined into the `product:level` text, a key holding `|` or `:` could pass.
+            certifications = _certification_levels(raw_certifications)
+        else:
+            certifications = schema.parse_certifications(schema.join_list(_as_list(raw_certifications)))
     except ValueError as error:
         raise ValueError(f"{schema.CERTIFICATIONS}: {error}") from error
     for name, problem in (

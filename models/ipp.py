@@ -296,8 +296,11 @@ class WhiteSpaceCell:
     region: str
     excess_unmet_per_month: float  # unmet deals per 30 days beyond the well-served benchmark
     deals_per_month: float
-    recruit_capacity: int
-    recruit_certification_level: int
+    recruit_capacity: int  # deals per 30 days the partner to recruit should take on
+    recruit_certification_level: int  # on the cell's product, 1..3: the median of the cell's winners
+    serving_partners: int  # current partners operating in the region and selling the product
+    typical_amount: float  # median deal in the cell, USD
+    typical_segment: str
 
 
 @dataclass(frozen=True)
@@ -345,14 +348,20 @@ class IppModel:
                 deals_per_month=float(deals),
                 recruit_capacity=int(capacity),
                 recruit_certification_level=int(level),
+                serving_partners=int(serving),
+                typical_amount=float(amount),
+                typical_segment=str(segment),
             )
-            for product, region, excess, deals, capacity, level in zip(
+            for product, region, excess, deals, capacity, level, serving, amount, segment in zip(
                 table[PRODUCT],
                 table[CELL_REGION],
                 table["excess_unmet_per_month"],
                 table["deals_per_month"],
                 table["recruit_capacity"],
                 table["recruit_certification_level"],
+                table["serving_partners"],
+                table["typical_amount"],
+                table["typical_segment"],
                 strict=True,
             )
         ]

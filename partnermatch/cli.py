@@ -579,9 +579,10 @@ def bench_ipp(
     deals: Annotated[int | None, typer.Option(help="Historical deals (default: 10 per partner).")] = None,
     singles: Annotated[int, typer.Option(min=1, help="Prospects scored one at a time.")] = 500,
     encoder: Annotated[str, typer.Option(help="hashing-<d> | minilm | minilm-onnx-int8")] = "minilm-onnx-int8",
+    http: Annotated[bool, typer.Option(help="Also over HTTP against the real service (POST /ipp_fit).")] = True,
     json_path: JsonOption = None,
 ) -> None:
-    """IPP scoring speed: prospects per second in batch, p50/p99 ms per single prospect in process."""
+    """IPP scoring speed: prospects per second in batch, p50/p99 ms per single prospect, in process and over HTTP."""
     from features.synthetic import EcosystemConfig
     from models.registry import Paths
     from partnermatch.bench.ipp import bench_ipp as run
@@ -589,7 +590,7 @@ def bench_ipp(
 
     config = IppConfig(ecosystem=EcosystemConfig(partners=partners, deals=deals or 10 * partners), encoder=encoder)
     with _user_errors(), show_progress(console) as progress:
-        results = run(config, Paths.from_environment(), singles, progress)
+        results = run(config, Paths.from_environment(), singles, progress, http=http)
     _emit(results, json_path)
 
 

@@ -23,6 +23,7 @@ from features.pairs import FeatureContext
 from features.schema import CERT_LEVELS, MAX_CERT_LEVEL
 from serving.errors import ERROR_STATUSES
 from serving.idempotency import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_CHARS, REPLAY_WINDOW, REPLAYED_HEADER
+from serving.ipp_schemas import IppFitRequest, IppFitResponse, WhiteSpaceResponse
 from serving.keys import Scope
 from serving.schemas import (
     DecisionRecord,
@@ -76,6 +77,7 @@ class Operation:
     statuses: tuple[int, ...]  # error statuses, each a key of ERROR_STATUSES
     scope: Scope
     takes_body: str | None = None  # component name of the JSON request body
+    idempotency_key: bool = True  # with a body: takes an `Idempotency-Key` (retries replay the answer)
 
 
 def api_document(
@@ -101,6 +103,9 @@ def api_document(
             (ErrorResponse, "serialization"),
             (FeedbackRequest, "validation"),
             (FeedbackResponse, "serialization"),
+            (IppFitRequest, "validation"),
+            (IppFitResponse, "serialization"),
+            (WhiteSpaceResponse, "serialization"),
         ],
         ref_template=REF,
     )
@@ -138,6 +143,7 @@ def _operation(generated: dict[str, Any], operation: Operation, max_body_bytes: 
             "description": f"JSON, at most {max_body_bytes:,} bytes.",
             "content": {"application/json": {"schema": {"$ref": REF.format(model=operation.takes_body)}}},
         }
+    if operation.takes_body is not None and operation.idempotency_key:
         hours = int(REPLAY_WINDOW.total_seconds() // 3600)
         result["parameters"] = [
             *generated.get("parameters", []),

@@ -37,6 +37,7 @@ class Scope(StrEnum):
 
     ROUTE = "route"  # POST /route
     READ_DECISIONS = "read_decisions"  # GET /decisions/{id}
+    IPP = "ipp"  # POST /ipp_fit, GET /white_space: ideal-partner fit and white space for recruiters
     ADMIN = "admin"  # every scope
     FEEDBACK = "feedback"  # POST /feedback
 

@@ -4,6 +4,9 @@
 
 Endpoints: `POST /route` (RouteRequest -> RouteResponse), `GET /decisions/{decision_id}`,
 `POST /feedback` (CRM outcomes and engagement; live features, `serving.feedback`), Swagger UI
+`POST /ipp_fit` and `GET /white_space` (`serving.ipp`: ideal-partner fit and white space, from
+`partnermatch-ipp@champion` when one is registered, else 503), the recruiters' page at
+`/app/recruiters` (`serving.web`, public; its data calls need a key with the `ipp` scope), Swagger UI
 at `/docs` (and `/`) over the contract at `/docs.json` (`serving.contract`: OpenAPI 3.1 with the
 loaded model's vocabularies), and BentoML's `/healthz`, `/livez`, `/readyz`, `/metrics` (Prometheus).
 
@@ -34,7 +37,7 @@ from typing import Any, cast
 
 import bentoml
 from bentoml.exceptions import BentoMLException
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
@@ -58,7 +61,10 @@ from serving.errors import error_json, status_of
 from serving.feedback import LiveRouter, accept_feedback
 from serving.feedback_store import FeedbackStore
 from serving.idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, decide_once, record_decision, retry_claim
+from serving.ipp import MISSING_MODEL_REASON, IppScorer, load_ipp_scorer
+from serving.ipp_schemas import IppFitRequest, IppFitResponse, ProspectIn, WhiteSpaceResponse
 from serving.keys import AccessPolicy, KeyStore, Scope
+from serving.prospect_lists import ProspectListStore, prospect_lists_beside
 from serving.routing import Router, RoutingSettings, shared_routing_state, state_directory
 from serving.routing.state import RoutingState
 from serving.schemas import (
@@ -74,6 +80,7 @@ from serving.schemas import (
     RouteResponse,
 )
 from serving.stores import import_legacy_keys, sqlite_url, upgrade_database
+from serving.web.pages import WEB_PREFIX, web_app
 
 logger = logging.getLogger(__name__)
 
@@ -264,11 +271,19 @@ OPERATIONS = (
     Operation(
         "/feedback", "post", "FeedbackResponse", (*_ALWAYS, 404, 409, 413, 415, 422), Scope.FEEDBACK, "FeedbackRequest"
     ),
+    Operation("/ipp_fit", "post", "IppFitResponse", (*_ALWAYS, 413, 415, 422), Scope.IPP, "IppFitRequest", False),
+    Operation("/white_space", "get", "WhiteSpaceResponse", _ALWAYS, Scope.IPP),
 )
 ACCESS = AccessPolicy(
     public_paths=frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/"}),
-    public_prefixes=("/static_content", "/assets"),  # the Swagger UI's files
-    scoped_prefixes=(("/route", Scope.ROUTE), ("/decisions", Scope.READ_DECISIONS), ("/feedback", Scope.FEEDBACK)),
+    public_prefixes=("/static_content", "/assets", WEB_PREFIX),  # the Swagger UI's files, the recruiters' page
+    scoped_prefixes=(
+        ("/route", Scope.ROUTE),
+        ("/decisions", Scope.READ_DECISIONS),
+        ("/feedback", Scope.FEEDBACK),
+        ("/ipp_fit", Scope.IPP),
+        ("/white_space", Scope.IPP),
+    ),
 )
 
 
@@ -303,6 +318,9 @@ class ContractService(bentoml.Service):
         )
 
 
+RETRY = {"Retry-After": "1"}  # a store that is briefly unavailable
+
+
 def _answer(ctx: bentoml.Context, status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
     # BentoML applies the context's status code to a returned Response too.
     ctx.response.status_code = status
@@ -310,9 +328,12 @@ def _answer(ctx: bentoml.Context, status: int, body: bytes, headers: dict[str, s
 
 
 decisions_app = FastAPI(title="decisions")
+# GET /white_space; mounted at the root, BentoML's mount answers only the paths of its routes.
+ipp_app = FastAPI(title="ipp", docs_url=None, redoc_url=None, openapi_url=None)
 
 
 @bentoml.asgi_app(decisions_app, path="/decisions")
+@bentoml.asgi_app(ipp_app, path="/")
 @bentoml.service(name=SERVICE_NAME, service_class=ContractService, workers=1, traffic={"timeout": 60})
 class PartnerMatch:
     """Partner routing: the champion win model over a FAISS partner index, with a decision log."""
@@ -323,6 +344,13 @@ class PartnerMatch:
         self.decisions = DecisionLog(_service_database())
         self.feedback_store = FeedbackStore(feedback_store_path(paths))
         self.live = LiveRouter(self.router, self.feedback_store, feedback_applied(paths))
+
+        def ipp_encoder(name: str) -> Encoder:
+            # The router's encoder when it is the one asked for: one copy in memory.
+            return self.router.encoder if self.router.encoder.name == name else _serving_encoder(name, paths.cache_dir)
+
+        self.ipp: IppScorer | None = load_ipp_scorer(paths, ipp_encoder)
+        self.prospect_lists = ProspectListStore(sqlite_url(prospect_lists_beside(decision_log_path(paths))))
 
     @bentoml.api(route="/route", input_spec=RouteRequest, output_spec=RouteResponse)
     def route(self, deal: DealIn, options: RouteOptions, ctx: bentoml.Context) -> Response:
@@ -374,10 +402,45 @@ class PartnerMatch:
             response=response,
         )
 
+    @bentoml.api(route="/ipp_fit", input_spec=IppFitRequest, output_spec=IppFitResponse)
+    def ipp_fit(self, prospects: list[ProspectIn], keep: bool, ctx: bentoml.Context) -> Response:
+        """Ideal-partner fit of one prospect or a batch: fit score 0-100, percentile among current partners,
+        nearest top performers as evidence, attributes that raise and lower the score, white-space cells
+        it would fill, expected days to a first win. `keep: true` keeps the batch for `GET /white_space`."""
+        if self.ipp is None:
+            return _answer(ctx, 503, error_json("model", MISSING_MODEL_REASON))
+        request = IppFitRequest(prospects=prospects, keep=keep)
+        version = self.ipp.model_info.version
+        try:
+            response = self.ipp.fit(request)
+            if keep:
+                self.prospect_lists.keep(caller(ctx.request.scope).key_id, self.ipp.kept_list(request, response))
+        except FeatureError as error:
+            return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
+        except SQLAlchemyError:
+            logger.exception("the prospect-list store could not be written")
+            return _answer(ctx, 503, error_json("server", "the prospect-list store is unavailable", version), RETRY)
+        return _answer(ctx, 200, response.model_dump_json().encode())
+
+    @ipp_app.get("/white_space", response_model=WhiteSpaceResponse)
+    def white_space(self, request: Request) -> WhiteSpaceResponse | Response:
+        """White space: product x region cells ranked by unmet demand, each with the profile of the partner
+        to recruit there and the caller's kept prospects (`POST /ipp_fit` with `keep: true`) that would fill it."""
+        if self.ipp is None:
+            return Response(error_json("model", MISSING_MODEL_REASON), status_code=503, media_type="application/json")
+        try:
+            kept = self.prospect_lists.get(caller(request.scope).key_id)
+        except SQLAlchemyError:
+            logger.exception("the prospect-list store could not be read")
+            body = error_json("server", "the prospect-list store is unavailable", self.ipp.model_info.version)
+            return Response(body, status_code=503, media_type="application/json", headers=RETRY)
+        return self.ipp.white_space(kept)
+
 
 # The decorators turned the class into a bentoml.Service (mypy sees the class); outermost first.
 _service = cast("bentoml.Service[PartnerMatch]", PartnerMatch)
 _service.add_asgi_middleware(JsonErrors)
 _service.add_asgi_middleware(SwaggerAtDocs)
 _service.add_asgi_middleware(ApiKeyAuth, policy=ACCESS, open_store=_service_key_store)
-_service.add_asgi_middleware(BodyLimits, paths=frozenset({"/route", "/feedback"}), max_bytes=MAX_BODY_BYTES)
+_service.add_asgi_middleware(BodyLimits, paths=frozenset({"/route", "/feedback", "/ipp_fit"}), max_bytes=MAX_BODY_BYTES)
+_service.mount_asgi_app(web_app, path=WEB_PREFIX)

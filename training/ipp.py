@@ -138,7 +138,7 @@ def latent_quality(truth: GroundTruth, ecosystem: schema.Ecosystem, seed: int = 
     amounts = sample[schema.AMOUNT].to_numpy(dtype=np.float64)
     partners = len(truth.partner_ids)
     totals, counts = np.zeros(partners), np.zeros(partners)
-    long_ago = 0  # seconds since 1970: before any disengagement episode
+    long_ago = 0  # seconds since 1970 (as `true_win_logit` takes times): before any disengagement episode
     for region in range(len(schema.REGIONS)):
         deals = np.flatnonzero(region_codes == region)
         operating = np.flatnonzero(truth.region_skill[:, region] >= 0)

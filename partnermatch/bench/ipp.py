@@ -6,25 +6,49 @@ Prospects are scored from their raw fields: embedding (uncached: the encoder's o
 - batch: every partner of the ecosystem as a prospect through `score_in_batches`; prospects per second.
 - single: held-out partners (never seen in training), one per call in this process, after a
   warm-up; p50 / p99 / mean latency in ms.
+- http (unless `http=False`): the same over HTTP against the real service (`bentoml serve` on
+  loopback, `partnermatch.bench.route.running_service`), client clock around each call: `single`,
+  one held-out prospect per `POST /ipp_fit` (p50 / p99 / mean ms; target p99 <= 30 ms on 2 cores),
+  and `batch`, every partner in batches of MAX_PROSPECTS_PER_REQUEST (prospects per second). The
+  service runs on a store of its own under `<cache>/bench-ipp/` (the user's registry is never
+  touched): the IPP model registered by `train_ipp` on the benchmark ecosystem, and the small
+  routing champion the service needs to start (`CARRIER_ECOSYSTEM`; /ipp_fit does not use it).
+  Both are reused by the next run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
+from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
+import httpx
 import numpy as np
 
+from features import schema
 from features.embed import CachedEncoder, Encoder, make_encoder
 from features.progress import SILENT, Progress
-from features.prospects import partners_as_prospects
+from features.prospects import Prospect, partners_as_prospects
+from features.synthetic import EcosystemConfig, GroundTruth
 from models.ipp import score_in_batches
-from models.registry import Paths
+from models.registry import CHAMPION, REGISTERED_IPP_MODEL, Paths, version_by_alias
+from partnermatch.bench.route import isolated_tracking, running_service
 from partnermatch.bench.train import peak_rss_mb
-from training.ipp import IppConfig, fit_ipp
-from training.workflows import demo_ecosystem
+from serving.ipp_schemas import MAX_PROSPECTS_PER_REQUEST
+from serving.stores import sqlite_url
+from training.config import TrainConfig
+from training.ipp import IppConfig, fit_ipp, train_ipp
+from training.workflows import demo_ecosystem, ensure_champion
 
 WARMUP_PROSPECTS = 10
+BENCH_DIR = "bench-ipp"
+CARRIER_ECOSYSTEM = EcosystemConfig(partners=300, deals=3000, seed=5)  # the routing champion the service needs
+READY_TIMEOUT_SECONDS = 600.0
+HTTP_TIMEOUT_SECONDS = 120.0
 
 
 def _uncached(encoder: Encoder) -> Encoder:
@@ -32,9 +56,12 @@ def _uncached(encoder: Encoder) -> Encoder:
     return encoder.inner if isinstance(encoder, CachedEncoder) else encoder
 
 
-def bench_ipp(config: IppConfig, paths: Paths, singles: int, progress: Progress = SILENT) -> dict[str, Any]:
-    """Fit on the benchmark ecosystem, then time batch and single-prospect scoring of the held-out partners."""
-    ecosystem, _ = demo_ecosystem(config.ecosystem, paths, progress)
+def bench_ipp(
+    config: IppConfig, paths: Paths, singles: int, progress: Progress = SILENT, http: bool = True
+) -> dict[str, Any]:
+    """Fit on the benchmark ecosystem, then time batch and single-prospect scoring of the held-out
+    partners, in process and (with `http`) over HTTP."""
+    ecosystem, truth = demo_ecosystem(config.ecosystem, paths, progress)
     started = time.perf_counter()
     fit = fit_ipp(ecosystem, make_encoder(config.encoder, paths.cache_dir), config, None, progress)
     fit_seconds = time.perf_counter() - started
@@ -57,22 +84,113 @@ def bench_ipp(config: IppConfig, paths: Paths, singles: int, progress: Progress 
         score_in_batches(fit.model, [prospect], encoder)
         latencies.append(1000.0 * (time.perf_counter() - started))
         progress.count(number + 1, singles)
-    milliseconds = np.asarray(latencies)
-    return {
+    results = {
         "batch": {
             "prospects": len(prospects),
             "seconds": batch_seconds,
             "prospects_per_second": len(prospects) / batch_seconds,
         },
-        "single": {
-            "requests": singles,
-            "p50_ms": float(np.percentile(milliseconds, 50)),
-            "p99_ms": float(np.percentile(milliseconds, 99)),
-            "mean_ms": float(milliseconds.mean()),
-        },
+        "single": {"requests": singles, **latency_summary(latencies)},
         "fit_seconds": fit_seconds,
         "encoder": config.encoder,
         "partners": len(ecosystem.partners),
         "reference_partners": len(fit.model.reference.partner_ids),
         "peak_rss_mb": peak_rss_mb(),
+        "load_average_1m": os.getloadavg()[0],
+    }
+    if http:
+        results["http"] = bench_http(config, paths, ecosystem, truth, unseen, singles, progress)
+    return results
+
+
+def latency_summary(milliseconds: Sequence[float]) -> dict[str, float]:
+    values = np.asarray(milliseconds)
+    return {
+        "p50_ms": float(np.percentile(values, 50)),
+        "p99_ms": float(np.percentile(values, 99)),
+        "mean_ms": float(values.mean()),
+    }
+
+
+def prospect_json(prospect: Prospect) -> dict[str, Any]:
+    """A prospect as one item of `POST /ipp_fit`'s `prospects`."""
+    return {
+        "prospect_id": prospect.prospect_id,
+        "profile_text": prospect.profile_text,
+        "products": list(prospect.products),
+        "certifications": dict(prospect.certifications),
+        "regions": list(prospect.regions),
+        "capacity": prospect.capacity,
+    }
+
+
+def bench_store(config: IppConfig, paths: Paths) -> Paths:
+    """The benchmark service's MLflow store, keyed by ecosystem, encoder and IPP settings."""
+    settings = {key: value for key, value in asdict(config).items() if key != "ecosystem"}
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    ecosystem = config.ecosystem
+    name = f"partners{ecosystem.partners}-deals{ecosystem.deals}-seed{ecosystem.seed}-{config.encoder}-{digest}"
+    return Paths(mlruns_dir=paths.cache_dir / BENCH_DIR / name / "mlruns", cache_dir=paths.cache_dir)
+
+
+def bench_http(
+    config: IppConfig,
+    paths: Paths,
+    ecosystem: schema.Ecosystem,
+    truth: GroundTruth,
+    unseen: Sequence[Prospect],
+    singles: int,
+    progress: Progress = SILENT,
+) -> dict[str, Any]:
+    """`POST /ipp_fit` over HTTP against the real service: one prospect per call, then batches."""
+    # The API takes prospects that sell something somewhere (a partner whose profile names no product has none).
+    usable = [prospect_json(p) for p in partners_as_prospects(ecosystem.partners) if p.products and p.regions]
+    single_items = [prospect_json(p) for p in unseen if p.products and p.regions]
+    with isolated_tracking():
+        store = bench_store(config, paths)
+        progress.step(f"service store {store.mlruns_dir}: the IPP model and a small routing champion")
+        if version_by_alias(store, REGISTERED_IPP_MODEL, CHAMPION) is None:
+            train_ipp(config, store, ecosystem, truth, progress)
+        ensure_champion(TrainConfig(encoder=config.encoder, ecosystem=CARRIER_ECOSYSTEM), store, progress)
+        bench_dir = store.mlruns_dir.parent
+        with (
+            running_service(
+                store,
+                sqlite_url(bench_dir / "decisions.sqlite"),
+                bench_dir / "server.log",
+                READY_TIMEOUT_SECONDS,
+                progress=progress,
+            ) as server,
+            httpx.Client(base_url=server.url, headers=server.headers, timeout=HTTP_TIMEOUT_SECONDS) as client,
+        ):
+
+            def post(items: list[dict[str, Any]]) -> None:
+                response = client.post("/ipp_fit", json={"prospects": items})
+                if response.status_code != 200:
+                    raise RuntimeError(f"POST /ipp_fit answered {response.status_code}: {response.text[:500]}")
+
+            progress.step(f"http single: {WARMUP_PROSPECTS} warm-up then {singles} prospects, one per request")
+            for item in single_items[:WARMUP_PROSPECTS]:
+                post([item])
+            latencies = []
+            for number in range(singles):
+                started = time.perf_counter()
+                post([single_items[number % len(single_items)]])
+                latencies.append(1000.0 * (time.perf_counter() - started))
+                progress.count(number + 1, singles)
+            progress.step(f"http batch: {len(usable)} prospects, {MAX_PROSPECTS_PER_REQUEST} per request")
+            started = time.perf_counter()
+            for start in range(0, len(usable), MAX_PROSPECTS_PER_REQUEST):
+                post(usable[start : start + MAX_PROSPECTS_PER_REQUEST])
+                progress.count(min(start + MAX_PROSPECTS_PER_REQUEST, len(usable)), len(usable))
+            batch_seconds = time.perf_counter() - started
+    return {
+        "single": {"requests": singles, **latency_summary(latencies)},
+        "batch": {
+            "prospects": len(usable),
+            "per_request": MAX_PROSPECTS_PER_REQUEST,
+            "seconds": batch_seconds,
+            "prospects_per_second": len(usable) / batch_seconds,
+        },
+        "load_average_1m": os.getloadavg()[0],
     }

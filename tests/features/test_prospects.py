@@ -65,6 +65,24 @@ def test_a_bad_field_is_named_with_its_line(tmp_path: Path, field: str, value: s
     assert reason in str(caught.value) and "prospects.csv line 3" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("certifications", "reason"),
+    [
+        ({"firewall:3|sd-wan": 1}, "unknown product 'firewall:3|sd-wan'"),
+        ({"firewall": 4}, "level 4 is not a whole number 0..3"),
+        ({"firewall": 1.5}, "level 1.5 is not a whole number 0..3"),
+    ],
+)
+def test_certifications_given_as_a_mapping_are_checked_as_given(
+    tmp_path: Path, certifications: dict[str, object], reason: str
+) -> None:
+    path = tmp_path / "prospects.json"
+    path.write_text(json.dumps([GOOD | {"certifications": certifications}]))
+    with pytest.raises(DataError, match="certifications") as caught:
+        read_prospects(path)
+    assert reason in str(caught.value)
+
+
 def test_unsupported_or_empty_files_are_refused(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="unsupported file type"):
         read_prospects(tmp_path / "prospects.xlsx")

@@ -17,11 +17,16 @@ from features.synthetic import EcosystemConfig, generate_ecosystem
 from serving.routing import Router, RoutingSettings
 from serving.schemas import ModelInfo
 from training.config import SplitConfig, TrainConfig, WinModelConfig
+from training.ipp import IppConfig
 from training.stages import build_dataset, embed_ecosystem, time_split
 from training.win_model import WinModelTrainer
 
 WORLD = EcosystemConfig(partners=400, deals=4000, seed=3)
 SMOKE = TrainConfig(encoder="hashing-32", ecosystem=EcosystemConfig(partners=300, deals=3000, seed=5))
+# The smoke IPP model: the same ecosystem and encoder, few trees and resamples (a few seconds).
+SMOKE_IPP = IppConfig(
+    ecosystem=SMOKE.ecosystem, encoder=SMOKE.encoder, n_estimators=60, learning_rate=0.1, bootstrap_resamples=20
+)
 
 
 @dataclass(frozen=True)
@@ -81,9 +86,10 @@ def synthetic_world() -> World:
 
 @pytest.fixture(scope="session")
 def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A smoke-sized champion trained and registered in an MLflow store of its own; the
-    PARTNERMATCH_* variables point at it for the whole session."""
+    """A smoke-sized champion (and IPP champion) trained and registered in an MLflow store of its
+    own; the PARTNERMATCH_* variables point at it for the whole session."""
     from models.registry import Paths
+    from training.ipp import train_ipp
     from training.stages import run_training
     from training.workflows import demo_ecosystem
 
@@ -96,6 +102,7 @@ def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         paths = Paths.from_environment()
         ecosystem, truth = demo_ecosystem(SMOKE.ecosystem, paths)
         run_training(SMOKE, paths, ecosystem, truth)
+        train_ipp(SMOKE_IPP, paths, ecosystem, truth)
         yield root
 
 

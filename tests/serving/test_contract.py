@@ -67,6 +67,7 @@ def test_every_operation_keeps_the_contract(served_schema: Any, admin_token: str
     print(f"schemathesis: {dict(cases)}, {len(failures)} failures")
     assert not failures, "\n".join(failures)
     assert min(cases[API_OPERATIONS[0]], cases[API_OPERATIONS[1]]) >= SMOKE_EXAMPLES
+    assert cases["POST /ipp_fit"] >= SMOKE_EXAMPLES
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from serving.keys import KeyStore, Scope
 from serving.ratelimit import RateLimit
 from serving.service import MAX_BODY_BYTES
 from serving.stores import sqlite_url
+from tests.serving.test_ipp import PROSPECT
 from tests.serving.test_service import DEAL
 
 STARTUP_LIMIT_SECONDS = 60.0
@@ -39,6 +40,12 @@ def test_bentoml_serve_answers_route_health_and_metrics(smoke_store: Path, tmp_p
             assert body["model"]["version"] == "1"
             assert client.get(f"/decisions/{body['decision_id']}").json()["response"] == body
             assert client.post("/route", json={"deal": DEAL | {"amount": -1}}).status_code == 422
+            fitted = client.post("/ipp_fit", json={"prospects": [PROSPECT, PROSPECT | {"prospect_id": "b"}]})
+            assert fitted.status_code == 200, fitted.text
+            assert [item["prospect_id"] for item in fitted.json()["prospects"]] == ["acme", "b"]
+            assert fitted.json()["model"]["name"] == "partnermatch-ipp"
+            assert client.get("/white_space").json()["cells"]
+            assert client.get("/app/recruiters", headers={"Authorization": ""}).status_code == 200  # public
             for probe in ("/healthz", "/livez", "/readyz"):
                 assert client.get(probe).status_code == 200
             metrics = client.get("/metrics", headers={"Authorization": ""})  # no key needed
@@ -153,4 +160,23 @@ def test_bench_load_with_one_and_two_workers_at_a_tiny_size(tmp_path: Path, monk
         assert 0 < run["peak_uss_mb"] <= run["peak_pss_mb"] <= run["peak_rss_mb"]
     assert results["ratios"]["workers"] == [1, 2]
     assert results["workers_2"]["peak_pss_mb"] > results["workers_1"]["peak_pss_mb"]  # one more process
+    json.dumps(results)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_bench_ipp_in_process_and_over_http_at_a_tiny_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from features.synthetic import EcosystemConfig
+    from partnermatch.bench.ipp import bench_ipp
+    from training.ipp import IppConfig
+
+    monkeypatch.setenv("PARTNERMATCH_CACHE", str(tmp_path / "cache"))
+    ecosystem = EcosystemConfig(partners=300, deals=3000)
+    config = IppConfig(ecosystem=ecosystem, encoder="hashing-32", n_estimators=60, bootstrap_resamples=20)
+    results = bench_ipp(config, Paths.from_environment(), singles=20)
+    over_http = results["http"]
+    assert over_http["single"]["requests"] == 20
+    assert 0 < over_http["single"]["p50_ms"] <= over_http["single"]["p99_ms"]
+    assert over_http["batch"]["prospects"] > 100 and over_http["batch"]["prospects_per_second"] > 0
+    assert results["batch"]["prospects"] == 300
     json.dumps(results)
