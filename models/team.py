@@ -425,7 +425,9 @@ def _team_keys(teams: IntArray, candidate_count: int) -> IntArray:
     base = candidate_count + 1
     if teams.shape[1] * math.log2(base) < 63:
         return np.asarray((teams + 1) @ (base ** np.arange(teams.shape[1], dtype=np.int64)), dtype=np.int64)
-    return np.asarray(pd.util.hash_array(np.ascontiguousarray(teams).view(f"V{8 * teams.shape[1]}").ravel()), dtype=np.int64)
+    return np.asarray(
+        pd.util.hash_array(np.ascontiguousarray(teams).view(f"V{8 * teams.shape[1]}").ravel()), dtype=np.int64
+    )
 
 
 @dataclass(frozen=True)

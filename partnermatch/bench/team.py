@@ -58,9 +58,7 @@ def bench_team_model(seed: int = 0, instances: int = 20, teams_per_instance: int
     features = []
     for _ in range(instances):
         instance = bench_instance(rng, 10 * REQUIREMENTS * CANDIDATES)
-        teams = np.column_stack(
-            [rng.choice(instance.candidates(k), teams_per_instance) for k in range(REQUIREMENTS)]
-        )
+        teams = np.column_stack([rng.choice(instance.candidates(k), teams_per_instance) for k in range(REQUIREMENTS)])
         features.append(team_features(instance, teams))
     frame = pd.DataFrame(np.concatenate(features), columns=list(TEAM_FEATURES))
     column = {name: frame[name].to_numpy(dtype=np.float64) for name in TEAM_FEATURES}
