@@ -354,7 +354,13 @@ def milp_seed(instance: TeamInstance, limits: TeamLimits, required: IntArray) ->
     row_lower = np.concatenate((np.ones(k_count), np.full(n_x, -np.inf), [-np.inf]))
     row_upper = np.concatenate((np.ones(k_count), np.zeros(n_x), [limits.max_members]))
     solution = solve_milp(
-        cost, lower, np.ones(n_x + u_count), np.ones(n_x + u_count, dtype=bool), rows, row_lower, row_upper
+        cost,
+        lower,
+        np.ones(n_x + u_count),
+        np.ones(n_x + u_count, dtype=bool),
+        rows,
+        row_lower,
+        row_upper,
     )
     assignment = np.full(k_count, -1, dtype=np.int64)
     chosen = solution.values[:n_x] > 0.5
@@ -370,12 +376,11 @@ def assemble_teams(
     beam_width: int = 4,
     max_rounds: int = 25,
     pair_candidates: int = 4,
-    seed_candidates: int = 10,
 ) -> list[ScoredTeam]:
     """Up to `top_k` distinct feasible teams, best first, by `scorer`.
 
-    Beam local search: the beam starts at the MILP seed (`milp_seed` on each requirement's
-    `seed_candidates` best); each round scores, in one scorer call, the unseen feasible neighbours
+    Beam local search: the beam starts at the MILP seed (`milp_seed`, on `_seed_candidacies`, or
+    each requirement's best candidate when no limit can bind); each round scores, in one scorer call, the unseen feasible neighbours
     of every beam team (`_neighbours`: one requirement to any candidate, a member replaced
     everywhere, two requirements at once among their `pair_candidates` best) and keeps the best
     `beam_width` teams seen; it stops when the best score stops improving. Every returned team is
@@ -386,7 +391,7 @@ def assemble_teams(
     if required.size == 0 and limits.max_members >= len(candidates):
         seed = np.array([rows[0] for rows in candidates], dtype=np.int64)  # the MILP's optimum when no limit binds
     else:
-        seed = milp_seed(limited.restricted(_best_candidates(limited, candidates, seed_candidates)), limits, required)
+        seed = milp_seed(limited.restricted(_seed_candidacies(limited, candidates, required)), limits, required)
     moves = _pair_moves(candidates, pair_candidates)
     teams, scores = seed[None, :], scorer(limited, seed[None, :])
     keys = _team_keys(teams, limited.partner_ids.size)
@@ -411,12 +416,20 @@ def assemble_teams(
     return [ScoredTeam(teams[row].copy(), float(scores[row])) for row in order.tolist()]
 
 
-def _best_candidates(instance: TeamInstance, candidates: Sequence[IntArray], count: int) -> npt.NDArray[np.bool_]:
-    """(K, U) bool: the `count` best-fit candidates of each requirement."""
+def _seed_candidacies(
+    instance: TeamInstance, candidates: Sequence[IntArray], required: IntArray
+) -> npt.NDArray[np.bool_]:
+    """(K, U) bool: the best candidate of each requirement, and every candidacy of a partner that
+    is required or a candidate of several requirements. The MILP optimum (and feasibility) keeps:
+    a member covering one requirement only, not required, can be swapped for that requirement's
+    best candidate without adding a member or lowering the sum of log fits."""
     keep = np.zeros(instance.fit.shape, dtype=bool)
     for k, rows in enumerate(candidates):
-        keep[k, rows[:count]] = True
-    return keep
+        keep[k, rows[0]] = True
+    is_candidate = ~np.isnan(instance.fit)
+    shared = is_candidate.sum(axis=0) >= 2
+    shared[required] = True
+    return keep | (is_candidate & shared[None, :])
 
 
 def _team_keys(teams: IntArray, candidate_count: int) -> IntArray:
