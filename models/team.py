@@ -379,12 +379,13 @@ def assemble_teams(
 ) -> list[ScoredTeam]:
     """Up to `top_k` distinct feasible teams, best first, by `scorer`.
 
-    Beam local search: the beam starts at the MILP seed (`milp_seed`, on `_seed_candidacies`, or
-    each requirement's best candidate when no limit can bind); each round scores, in one scorer call, the unseen feasible neighbours
-    of every beam team (`_neighbours`: one requirement to any candidate, a member replaced
-    everywhere, two requirements at once among their `pair_candidates` best) and keeps the best
-    `beam_width` teams seen; it stops when the best score stops improving. Every returned team is
-    feasible, so its score never exceeds `exact_best_team`'s.
+    Beam local search: the beam starts at the MILP seed (`milp_seed` on `_seed_candidacies`, or
+    each requirement's best candidate when no limit can bind); each round scores, in one scorer
+    call, the unseen feasible neighbours of every beam team (`_neighbours`: one requirement to any
+    candidate, a member replaced everywhere, two requirements at once among their
+    `pair_candidates` best) and keeps the best `beam_width` teams seen; it stops when the best
+    score stops improving. Every returned team is feasible, so its score never exceeds
+    `exact_best_team`'s.
     """
     limited, required = apply_limits(instance, limits)
     candidates = [limited.candidates(k) for k in range(len(limited.products))]
@@ -463,7 +464,9 @@ def _pair_moves(candidates: Sequence[IntArray], pair_candidates: int) -> _PairMo
     if not parts:
         empty = np.empty(0, dtype=np.int64)
         return _PairMoves(empty, empty, empty, empty)
-    first_k, second_k, first_rows, second_rows = (np.concatenate(column).astype(np.int64) for column in zip(*parts))
+    first_k, second_k, first_rows, second_rows = (
+        np.concatenate(column).astype(np.int64) for column in zip(*parts, strict=True)
+    )
     return _PairMoves(first_k, second_k, first_rows, second_rows)
 
 
