@@ -14,20 +14,23 @@ instances. `shapley_credit` splits a team's probability among its members exactl
 from __future__ import annotations
 
 import itertools
+import json
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 from scipy import sparse
 
 from features.pairs import FEATURE_COLUMNS as PAIR_FEATURES
 from features.pairs import LOAD_RATIO, DealBatch, FeatureContext, pair_feature_matrix
 from features.teams import CoSellHistory, requirement_batch, uncovered_requirement
+from models.calibration import Calibrator
 from models.solver import solve_milp
-from models.win import Reason, WinModel
+from models.win import Reason, WinModel, top_reasons
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -56,12 +59,13 @@ TEAM_FEATURES: tuple[str, ...] = (
     TEAM_JOINT_DEALS,
     TEAM_JOINT_WIN_RATE,
 )
-# Fits up, load down: keeps the optimiser from exploiting regions that legacy teams never reached.
+# Sign constraints of the team model's coefficients: fits up, load and hand-offs down, co-sell history up.
 TEAM_MONOTONE_DIRECTIONS: dict[str, int] = {
     TEAM_COVERAGE: 1,
     TEAM_MIN_FIT: 1,
     TEAM_MEAN_FIT: 1,
     TEAM_LOG_FIT: 1,
+    TEAM_SIZE: -1,
     TEAM_MAX_LOAD: -1,
     TEAM_MEAN_LOAD: -1,
     TEAM_PAIRS_WITH_HISTORY: 1,
@@ -82,6 +86,7 @@ TEAM_FEATURE_REASONS: dict[str, tuple[str, str]] = {
     TEAM_JOINT_WIN_RATE: ("members won together before", "members lost together before"),
 }
 TEAM_MODEL_DIR = "team"  # the team model's directory inside a team bundle
+TEAM_MODEL_FILE = "team_model.json"
 MAX_EXACT_TEAMS = 2_000_000  # exhaustive search refuses larger instances
 
 TeamScorer = Callable[["TeamInstance", IntArray], FloatArray]
@@ -163,12 +168,81 @@ def team_features(instance: TeamInstance, assignment: IntArray) -> npt.NDArray[n
     return np.column_stack([np.asarray(columns[name], dtype=np.float32) for name in TEAM_FEATURES])
 
 
-def load_team_model(directory: Path) -> WinModel:
-    """The team model saved (by `WinModel.save`) under `directory`/TEAM_MODEL_DIR."""
-    return WinModel.load(directory / TEAM_MODEL_DIR, reasons=TEAM_FEATURE_REASONS)
+@dataclass(frozen=True)
+class TeamModel:
+    """Calibrated team win probability: a logistic model, additive in log-odds over TEAM_FEATURES,
+    with the coefficient signs of TEAM_MONOTONE_DIRECTIONS.
+
+    Its structure follows the domain: TEAM_LOG_FIT is the log of the product of the members' fits
+    (every requirement must be delivered), the weakest and mean fits bend that product, and load,
+    hand-offs and co-sell history adjust it. Unlike trees it extrapolates: the optimiser explores
+    teams stronger than any legacy team, where a tree ensemble is flat and ranks them by noise.
+    Same face as `WinModel` (predict_win_probability, contributions, explain, save / load).
+
+    coefficients: (F,) log-odds per unit of each feature; reference: (F,) the mean training team,
+    against which `contributions` are measured.
+    """
+
+    feature_names: tuple[str, ...]
+    coefficients: tuple[float, ...]
+    intercept: float
+    reference: tuple[float, ...]
+    calibrator: Calibrator
+    reasons: Mapping[str, tuple[str, str]] = field(default_factory=lambda: TEAM_FEATURE_REASONS)
+
+    def _matrix(self, features: pd.DataFrame | np.ndarray) -> FloatArray:
+        if isinstance(features, pd.DataFrame):
+            features = features[list(self.feature_names)].to_numpy()
+        if features.ndim != 2 or features.shape[1] != len(self.feature_names):
+            raise ValueError(f"expected an (n, {len(self.feature_names)}) feature array, got {features.shape}")
+        return np.asarray(features, dtype=np.float64)
+
+    def raw_score(self, features: pd.DataFrame | np.ndarray) -> FloatArray:
+        """(n,) uncalibrated log-odds."""
+        return np.asarray(self._matrix(features) @ np.asarray(self.coefficients) + self.intercept)
+
+    def predict_win_probability(self, features: pd.DataFrame | np.ndarray) -> FloatArray:
+        """(n,) calibrated probability in [0, 1] that the team closes the deal."""
+        return np.asarray(self.calibrator.predict(self.raw_score(features)), dtype=np.float64)
+
+    def contributions(self, features: pd.DataFrame | np.ndarray) -> FloatArray:
+        """(n, F) log-odds contribution of each feature against the mean training team (exact
+        Shapley values of a linear model)."""
+        return (self._matrix(features) - np.asarray(self.reference)) * np.asarray(self.coefficients)
+
+    def explain(self, features: pd.DataFrame | np.ndarray, top_k: int = 3) -> list[list[Reason]]:
+        """Top `top_k` reasons per row, by the size of their contribution."""
+        return top_reasons(self.contributions(features), self.feature_names, self.reasons, top_k)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "feature_names": list(self.feature_names),
+            "coefficients": list(self.coefficients),
+            "intercept": self.intercept,
+            "reference": list(self.reference),
+            "calibrator": self.calibrator.to_dict(),
+        }
+        (directory / TEAM_MODEL_FILE).write_text(json.dumps(payload, indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> TeamModel:
+        payload = json.loads((directory / TEAM_MODEL_FILE).read_text())
+        return cls(
+            feature_names=tuple(payload["feature_names"]),
+            coefficients=tuple(float(value) for value in payload["coefficients"]),
+            intercept=float(payload["intercept"]),
+            reference=tuple(float(value) for value in payload["reference"]),
+            calibrator=Calibrator.from_dict(payload["calibrator"]),
+        )
 
 
-def model_scorer(team_model: WinModel) -> TeamScorer:
+def load_team_model(directory: Path) -> TeamModel:
+    """The team model saved (by `TeamModel.save`) under `directory`/TEAM_MODEL_DIR."""
+    return TeamModel.load(directory / TEAM_MODEL_DIR)
+
+
+def model_scorer(team_model: TeamModel | WinModel) -> TeamScorer:
     """Score teams by the calibrated team model."""
 
     def score(instance: TeamInstance, assignment: IntArray) -> FloatArray:
@@ -280,7 +354,13 @@ def milp_seed(instance: TeamInstance, limits: TeamLimits, required: IntArray) ->
     row_lower = np.concatenate((np.ones(k_count), np.full(n_x, -np.inf), [-np.inf]))
     row_upper = np.concatenate((np.ones(k_count), np.zeros(n_x), [limits.max_members]))
     solution = solve_milp(
-        cost, lower, np.ones(n_x + u_count), np.ones(n_x + u_count, dtype=bool), rows, row_lower, row_upper
+        cost,
+        lower,
+        np.ones(n_x + u_count),
+        np.ones(n_x + u_count, dtype=bool),
+        rows,
+        row_lower,
+        row_upper,
     )
     assignment = np.full(k_count, -1, dtype=np.int64)
     chosen = solution.values[:n_x] > 0.5
@@ -293,65 +373,125 @@ def assemble_teams(
     scorer: TeamScorer,
     limits: TeamLimits = TeamLimits(),
     top_k: int = 3,
-    beam_width: int = 6,
+    beam_width: int = 4,
     max_rounds: int = 25,
-    pair_candidates: int = 6,
+    pair_candidates: int = 4,
 ) -> list[ScoredTeam]:
     """Up to `top_k` distinct feasible teams, best first, by `scorer`.
 
-    Beam local search: the beam starts at the MILP seed; each round scores the neighbours of every
-    beam team (`_neighbours`: one requirement to any candidate, a member replaced everywhere, two
-    requirements at once among their `pair_candidates` best) and keeps the best `beam_width`
-    distinct feasible teams seen; it stops when the best score stops improving. Every returned team
-    is feasible, so its score never exceeds `exact_best_team`'s.
+    Beam local search: the beam starts at the MILP seed (`milp_seed` on `_seed_candidacies`, or
+    each requirement's best candidate when no limit can bind); each round scores, in one scorer
+    call, the unseen feasible neighbours of every beam team (`_neighbours`: one requirement to any
+    candidate, a member replaced everywhere, two requirements at once among their
+    `pair_candidates` best) and keeps the best `beam_width` teams seen; it stops when the best
+    score stops improving. Every returned team is feasible, so its score never exceeds
+    `exact_best_team`'s.
     """
     limited, required = apply_limits(instance, limits)
-    seed = milp_seed(limited, limits, required)
-    seen: dict[bytes, float] = {seed.tobytes(): float(scorer(limited, seed[None, :])[0])}
-    beam = [seed]
     candidates = [limited.candidates(k) for k in range(len(limited.products))]
-    best = max(seen.values())
+    if required.size == 0 and limits.max_members >= len(candidates):
+        seed = np.array([rows[0] for rows in candidates], dtype=np.int64)  # the MILP's optimum when no limit binds
+    else:
+        seed = milp_seed(limited.restricted(_seed_candidacies(limited, candidates, required)), limits, required)
+    moves = _pair_moves(candidates, pair_candidates)
+    teams, scores = seed[None, :], scorer(limited, seed[None, :])
+    keys = _team_keys(teams, limited.partner_ids.size)
+    beam, best = teams, float(scores[0])
     for _ in range(max_rounds):
-        batch = np.unique(np.concatenate([_neighbours(team, candidates, pair_candidates) for team in beam]), axis=0)
-        batch = batch[[team.tobytes() not in seen for team in batch]]
-        batch = batch[feasible(limited, batch, limits, required)]
+        batch = np.concatenate([_neighbours(team, candidates, moves) for team in beam])
+        batch_keys, first = np.unique(_team_keys(batch, limited.partner_ids.size), return_index=True)
+        fresh = ~np.isin(batch_keys, keys)
+        batch, batch_keys = batch[first[fresh]], batch_keys[fresh]
+        allowed = feasible(limited, batch, limits, required)
+        batch, batch_keys = batch[allowed], batch_keys[allowed]
         if batch.size:
-            for team, score in zip(batch, scorer(limited, batch).tolist(), strict=True):
-                seen[team.tobytes()] = score
-        ranked = sorted(seen.items(), key=lambda item: -item[1])[:beam_width]
-        beam = [np.frombuffer(key, dtype=np.int64) for key, _ in ranked]
-        if ranked[0][1] <= best + 1e-12:
+            teams = np.concatenate((teams, batch))
+            scores = np.concatenate((scores, scorer(limited, batch)))
+            keys = np.concatenate((keys, batch_keys))
+        order = np.argsort(-scores, kind="stable")
+        beam = teams[order[:beam_width]]
+        if scores[order[0]] <= best + 1e-12:
             break
-        best = ranked[0][1]
-    ranked = sorted(seen.items(), key=lambda item: -item[1])[:top_k]
-    return [ScoredTeam(np.frombuffer(key, dtype=np.int64).copy(), score) for key, score in ranked]
+        best = float(scores[order[0]])
+    order = np.argsort(-scores, kind="stable")[:top_k]
+    return [ScoredTeam(teams[row].copy(), float(scores[row])) for row in order.tolist()]
 
 
-def _neighbours(team: IntArray, candidates: Sequence[IntArray], pair_candidates: int) -> IntArray:
+def _seed_candidacies(
+    instance: TeamInstance, candidates: Sequence[IntArray], required: IntArray
+) -> npt.NDArray[np.bool_]:
+    """(K, U) bool: the best candidate of each requirement, and every candidacy of a partner that
+    is required or a candidate of several requirements. The MILP optimum (and feasibility) keeps:
+    a member covering one requirement only, not required, can be swapped for that requirement's
+    best candidate without adding a member or lowering the sum of log fits."""
+    keep = np.zeros(instance.fit.shape, dtype=bool)
+    for k, rows in enumerate(candidates):
+        keep[k, rows[0]] = True
+    is_candidate = ~np.isnan(instance.fit)
+    shared = is_candidate.sum(axis=0) >= 2
+    shared[required] = True
+    return keep | (is_candidate & shared[None, :])
+
+
+def _team_keys(teams: IntArray, candidate_count: int) -> IntArray:
+    """(B,) one integer per distinct (B, K) team: its rows as digits in base U + 1 (exact while
+    (U + 1)^K < 2^63, else a 64-bit hash of the row's bytes, collisions vanishingly rare)."""
+    base = candidate_count + 1
+    if teams.shape[1] * math.log2(base) < 63:
+        return np.asarray((teams + 1) @ (base ** np.arange(teams.shape[1], dtype=np.int64)), dtype=np.int64)
+    return np.asarray(
+        pd.util.hash_array(np.ascontiguousarray(teams).view(f"V{8 * teams.shape[1]}").ravel()), dtype=np.int64
+    )
+
+
+@dataclass(frozen=True)
+class _PairMoves:
+    """Two requirements reassigned at once: (M,) first and second requirement and their new rows."""
+
+    first: IntArray
+    second: IntArray
+    first_rows: IntArray
+    second_rows: IntArray
+
+
+def _pair_moves(candidates: Sequence[IntArray], pair_candidates: int) -> _PairMoves:
+    """Every pair of requirements, each to one of its `pair_candidates` best candidates."""
+    parts: list[tuple[IntArray, IntArray, IntArray, IntArray]] = []
+    for first, second in itertools.combinations(range(len(candidates)), 2):
+        grid = np.array(np.meshgrid(candidates[first][:pair_candidates], candidates[second][:pair_candidates]))
+        rows_first, rows_second = grid[0].ravel(), grid[1].ravel()
+        parts.append((np.full(rows_first.size, first), np.full(rows_first.size, second), rows_first, rows_second))
+    if not parts:
+        empty = np.empty(0, dtype=np.int64)
+        return _PairMoves(empty, empty, empty, empty)
+    first_k, second_k, first_rows, second_rows = (
+        np.concatenate(column).astype(np.int64) for column in zip(*parts, strict=True)
+    )
+    return _PairMoves(first_k, second_k, first_rows, second_rows)
+
+
+def _neighbours(team: IntArray, candidates: Sequence[IntArray], moves: _PairMoves) -> IntArray:
     """(moves, K) teams one move away from `team`: a requirement reassigned to any of its
     candidates; a member replaced in all its requirements by a partner that is a candidate for
-    each of them; two requirements reassigned together among their `pair_candidates` best."""
-    moves = [team[None, :]]
-    for k, rows in enumerate(candidates):
-        single = np.repeat(team[None, :], rows.size, axis=0)
-        single[:, k] = rows
-        moves.append(single)
+    each of them; two requirements reassigned together (`moves`)."""
+    sizes = [rows.size for rows in candidates]
+    single = np.repeat(team[None, :], sum(sizes), axis=0)
+    single[np.arange(single.shape[0]), np.repeat(np.arange(team.size), sizes)] = np.concatenate(candidates)
+    paired = np.repeat(team[None, :], moves.first.size, axis=0)
+    paired[np.arange(moves.first.size), moves.first] = moves.first_rows
+    paired[np.arange(moves.first.size), moves.second] = moves.second_rows
+    replaced = []
     for member in np.unique(team).tolist():
         slots = np.flatnonzero(team == member)
+        if slots.size < 2:
+            continue  # a member of one requirement: the single moves already replace it
         shared = candidates[slots[0]]
         for slot in slots[1:].tolist():
             shared = np.intersect1d(shared, candidates[slot])
-        replaced = np.repeat(team[None, :], shared.size, axis=0)
-        replaced[:, slots] = shared[:, None]
-        moves.append(replaced)
-    for first, second in itertools.combinations(range(team.size), 2):
-        grid = np.array(np.meshgrid(candidates[first][:pair_candidates], candidates[second][:pair_candidates])).reshape(
-            2, -1
-        )
-        paired = np.repeat(team[None, :], grid.shape[1], axis=0)
-        paired[:, first], paired[:, second] = grid[0], grid[1]
-        moves.append(paired)
-    return np.concatenate(moves).astype(np.int64)
+        moved = np.repeat(team[None, :], shared.size, axis=0)
+        moved[:, slots] = shared[:, None]
+        replaced.append(moved)
+    return np.concatenate([single, paired, *replaced]).astype(np.int64)
 
 
 def exact_best_team(
@@ -439,7 +579,7 @@ class TeamProposal:
     reasons: tuple[Reason, ...]
 
 
-def describe_team(instance: TeamInstance, team_model: WinModel, team: ScoredTeam) -> TeamProposal:
+def describe_team(instance: TeamInstance, team_model: TeamModel | WinModel, team: ScoredTeam) -> TeamProposal:
     """Members with what they cover and their credit, cohesion and the model's top reasons."""
     credit = shapley_credit(instance, model_scorer(team_model), team.assignment)
     features = team_features(instance, team.assignment)

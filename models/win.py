@@ -7,7 +7,7 @@ LightGBM's own text format and a JSON calibrator, so a bundle never unpickles pr
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,20 +68,7 @@ class WinModel:
         """Top `top_k` reasons per row from TreeSHAP contributions. TreeSHAP costs far more per row
         than a prediction (10 rows cost about twice a 200-row predict with the default model): explain
         only the rows you return."""
-        reasons: list[list[Reason]] = []
-        for row in self.contributions(features):
-            order = np.argsort(-np.abs(row))[:top_k]
-            reasons.append(
-                [
-                    Reason(
-                        feature=self.feature_names[index],
-                        contribution=float(row[index]),
-                        text=self.reasons[self.feature_names[index]][0 if row[index] >= 0 else 1],
-                    )
-                    for index in order
-                ]
-            )
-        return reasons
+        return top_reasons(self.contributions(features), self.feature_names, self.reasons, top_k)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -98,3 +85,27 @@ class WinModel:
             feature_names=tuple(payload["feature_names"]),
             reasons=reasons,
         )
+
+
+def top_reasons(
+    contributions: np.ndarray,
+    feature_names: Sequence[str],
+    reasons: Mapping[str, tuple[str, str]],
+    top_k: int,
+) -> list[list[Reason]]:
+    """Per row of (n, F) log-odds `contributions`: the `top_k` largest in size, worded by `reasons`
+    (feature -> (raises, lowers))."""
+    explained: list[list[Reason]] = []
+    for row in contributions:
+        order = np.argsort(-np.abs(row))[:top_k]
+        explained.append(
+            [
+                Reason(
+                    feature=feature_names[index],
+                    contribution=float(row[index]),
+                    text=reasons[feature_names[index]][0 if row[index] >= 0 else 1],
+                )
+                for index in order
+            ]
+        )
+    return explained

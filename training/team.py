@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize
 
 from features import schema
 from features.embed import Encoder, make_encoder
@@ -31,15 +32,16 @@ from features.synthetic import GroundTruth, team_deal_probability
 from features.teams import CoSellHistory, requirement_batch, team_members
 from models.assignment import assign_globally, assign_greedily
 from models.bundle import BundleManifest, ModelBundle
+from models.calibration import Calibrator, select_calibrator
 from models.registry import CHAMPION, REGISTERED_TEAM_MODEL, Paths, download_bundle, version_by_alias
 from models.team import (
-    TEAM_FEATURE_REASONS,
     TEAM_FEATURES,
     TEAM_MIN_FIT,
     TEAM_MODEL_DIR,
     TEAM_MONOTONE_DIRECTIONS,
     TeamInstance,
     TeamLimits,
+    TeamModel,
     TeamScorer,
     assemble_teams,
     build_instance,
@@ -69,7 +71,7 @@ class TeamReport:
     version: tracking.RegisteredVersion
     alias: str
     decision: str
-    team_model: WinModel
+    team_model: TeamModel
     win_model: WinModel
 
 
@@ -176,7 +178,7 @@ def evaluate_assembly(
     ecosystem: schema.Ecosystem,
     truth: GroundTruth,
     win_model: WinModel,
-    team_model: WinModel,
+    team_model: TeamModel,
     history: CoSellHistory,
     encoder: Encoder,
     deal_rows: np.ndarray,
@@ -288,12 +290,39 @@ def evaluate_batch_assignment(
     }
 
 
-def fit_team_model(config: TeamConfig, train: PairFrame, calibration: PairFrame) -> WinModel:
-    """LightGBM + Platt on team deals (the win model's trainer with the team features)."""
-    trainer = WinModelTrainer(
-        config.team_model, feature_names=TEAM_FEATURES, monotone_directions=TEAM_MONOTONE_DIRECTIONS
-    ).fit(train, calibration)
-    return replace(trainer.model_, reasons=TEAM_FEATURE_REASONS)
+def fit_team_model(config: TeamConfig, train: PairFrame, calibration: PairFrame) -> TeamModel:
+    """Logistic regression on the team features of the train window (L-BFGS-B on the mean
+    log-loss plus `config.team_model.l2` on standardised coefficients, signs bounded by
+    TEAM_MONOTONE_DIRECTIONS), then the calibration map on the calibration window."""
+    features = train.features[list(TEAM_FEATURES)].to_numpy(dtype=np.float64)
+    labels = train.labels.astype(np.float64)
+    mean, spread = features.mean(axis=0), features.std(axis=0)
+    spread[spread == 0] = 1.0  # a constant feature keeps coefficient 0 under the penalty
+    standard = (features - mean) / spread
+    penalty = config.team_model.l2
+
+    def loss(weights: np.ndarray) -> tuple[float, np.ndarray]:
+        logits = weights[0] + standard @ weights[1:]
+        residual = 1.0 / (1.0 + np.exp(-logits)) - labels
+        value = float(np.mean(np.logaddexp(0.0, logits) - labels * logits) + penalty * weights[1:] @ weights[1:])
+        gradient = np.concatenate(([residual.mean()], standard.T @ residual / labels.size + 2 * penalty * weights[1:]))
+        return value, gradient
+
+    signs = [TEAM_MONOTONE_DIRECTIONS.get(name, 0) for name in TEAM_FEATURES]
+    bounds = [(None, None)] + [(0.0, None) if sign > 0 else (None, 0.0) if sign < 0 else (None, None) for sign in signs]
+    result = minimize(loss, np.zeros(len(TEAM_FEATURES) + 1), jac=True, method="L-BFGS-B", bounds=bounds)
+    coefficients = result.x[1:] / spread
+    uncalibrated = TeamModel(
+        feature_names=TEAM_FEATURES,
+        coefficients=tuple(coefficients.tolist()),
+        intercept=float(result.x[0] - coefficients @ mean),
+        reference=tuple(mean.tolist()),
+        calibrator=Calibrator("none"),
+    )
+    selection = select_calibrator(
+        config.team_model.calibration, uncalibrated.raw_score(calibration.features), calibration.labels
+    )
+    return replace(uncalibrated, calibrator=selection.calibrator)
 
 
 def _team_windows(frame: PairFrame, seconds: np.ndarray, cuts: np.ndarray) -> dict[str, PairFrame]:

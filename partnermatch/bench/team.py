@@ -1,5 +1,5 @@
-"""Team assembly benchmark, in process: 7 requirements x ~50 candidates each, scored by a LightGBM
-team model the size of the default one. Reports p50/p99 of `assemble_teams` and, as the baseline,
+"""Team assembly benchmark, in process: 7 requirements x ~50 candidates each, scored by a team
+model fitted as in training (`training.team.fit_team_model`). Reports p50/p99 of `assemble_teams` and, as the baseline,
 exhaustive search on the same instances cut to `exact_candidates` per requirement (the full
 50^7 enumeration is out of reach: its time is extrapolated from the measured cost per team).
 """
@@ -9,21 +9,26 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
+import pandas as pd
 
 from features.progress import SILENT, Progress
-from models.calibration import Calibrator
 from models.team import (
     TEAM_FEATURES,
-    TEAM_MIN_FIT,
+    TEAM_LOG_FIT,
+    TEAM_PAIRS_WITH_HISTORY,
+    TEAM_SIZE,
     TeamInstance,
     TeamLimits,
+    TeamModel,
     assemble_teams,
     exact_best_team,
     model_scorer,
+    team_features,
 )
-from models.win import WinModel
+from training.config import TeamConfig
+from training.team import fit_team_model
+from training.win_model import PairFrame
 
 REQUIREMENTS = 7
 CANDIDATES = 50
@@ -46,24 +51,22 @@ def bench_instance(rng: np.random.Generator, partners: int) -> TeamInstance:
     )
 
 
-def bench_team_model(seed: int = 0) -> WinModel:
-    """300 trees of 7 leaves on synthetic team features (the default team model's size)."""
+def bench_team_model(seed: int = 0, instances: int = 20, teams_per_instance: int = 200) -> TeamModel:
+    """The team model fitted (as in training) on random teams of bench instances, labelled by a
+    team truth of the domain's shape: the product of fits, co-sell history up, hand-offs down."""
     rng = np.random.default_rng(seed)
-    features = rng.random((5000, len(TEAM_FEATURES))).astype(np.float32)
-    labels = (rng.random(5000) < features[:, TEAM_FEATURES.index(TEAM_MIN_FIT)]).astype(int)
-    booster = lgb.train(
-        {
-            "objective": "binary",
-            "num_leaves": 7,
-            "learning_rate": 0.05,
-            "verbosity": -1,
-            "seed": seed,
-            "num_threads": 2,
-        },
-        lgb.Dataset(features, labels),
-        num_boost_round=300,
-    )
-    return WinModel(booster, Calibrator("platt"), TEAM_FEATURES)
+    features = []
+    for _ in range(instances):
+        instance = bench_instance(rng, 10 * REQUIREMENTS * CANDIDATES)
+        teams = np.column_stack([rng.choice(instance.candidates(k), teams_per_instance) for k in range(REQUIREMENTS)])
+        features.append(team_features(instance, teams))
+    frame = pd.DataFrame(np.concatenate(features), columns=list(TEAM_FEATURES))
+    column = {name: frame[name].to_numpy(dtype=np.float64) for name in TEAM_FEATURES}
+    logit = 0.5 * column[TEAM_LOG_FIT] + column[TEAM_PAIRS_WITH_HISTORY] - 0.15 * column[TEAM_SIZE] + 2.0
+    labels = (rng.random(len(frame)) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
+    rows = np.arange(len(frame))
+    pair_frame = PairFrame(features=frame, labels=labels, group_ids=rows, source_rows=rows)
+    return fit_team_model(TeamConfig(), pair_frame, pair_frame)
 
 
 def _percentiles(seconds: list[float]) -> dict[str, float]:

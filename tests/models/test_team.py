@@ -3,6 +3,8 @@ errors; global assignment vs greedy; why-not."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightgbm as lgb
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from models.team import (
     TEAM_FEATURES,
     TeamInstance,
     TeamLimits,
+    TeamModel,
     assemble_teams,
     exact_best_team,
     feasible,
@@ -166,3 +169,63 @@ def test_why_not_names_the_constraint_or_the_gap(team_model: WinModel) -> None:
     assert why_not(ids[order[0]], ids, constraints, probability, features, team_model, top_k=3).in_top_k
     with pytest.raises(FeatureError):
         why_not("P99", ids, constraints, probability, features, team_model)
+
+
+@pytest.fixture(scope="module")
+def linear_team_model() -> TeamModel:
+    """A hand-set team model: the product of fits, a weakest-link bonus, hand-offs cost."""
+    coefficients = np.zeros(len(TEAM_FEATURES))
+    coefficients[TEAM_FEATURES.index("team_log_fit")] = 1.0
+    coefficients[TEAM_FEATURES.index("team_min_fit")] = 2.0
+    coefficients[TEAM_FEATURES.index("team_size")] = -0.2
+    return TeamModel(
+        feature_names=TEAM_FEATURES,
+        coefficients=tuple(coefficients.tolist()),
+        intercept=1.0,
+        reference=tuple(np.full(len(TEAM_FEATURES), 0.5).tolist()),
+        calibrator=Calibrator("platt", slope=1.2, intercept=-0.1),
+    )
+
+
+def test_team_model_round_trips_and_explains_exactly(linear_team_model: TeamModel, tmp_path: Path) -> None:
+    instance = random_instance(np.random.default_rng(7), requirements=4, partners=6, candidate_share=1.0)
+    features = team_features(instance, np.array([[0, 1, 2, 3], [5, 5, 5, 5]]))
+    linear_team_model.save(tmp_path)
+    loaded = TeamModel.load(tmp_path)
+    assert loaded.predict_win_probability(features) == pytest.approx(
+        linear_team_model.predict_win_probability(features)
+    )
+    reference = linear_team_model.raw_score(np.asarray(linear_team_model.reference)[None, :])
+    contributions = linear_team_model.contributions(features)
+    assert contributions.sum(axis=1) == pytest.approx(linear_team_model.raw_score(features) - reference)
+    reasons = linear_team_model.explain(features, top_k=2)
+    assert [len(row) for row in reasons] == [2, 2]
+    assert reasons[0][0].feature == TEAM_FEATURES[int(np.argmax(np.abs(contributions[0])))]
+
+
+def test_assembly_with_the_team_model_matches_exhaustive_search(linear_team_model: TeamModel) -> None:
+    rng = np.random.default_rng(8)
+    scorer = model_scorer(linear_team_model)
+    gaps = []
+    for _ in range(20):
+        instance = random_instance(rng, requirements=int(rng.integers(2, 6)), partners=8)
+        limits = TeamLimits(max_members=int(rng.integers(2, 5)))
+        found = assemble_teams(instance, scorer, limits, top_k=2)[0].win_probability
+        exact = exact_best_team(instance, scorer, limits).win_probability
+        assert found <= exact + 1e-12
+        gaps.append(1.0 - found / exact)
+    assert np.mean(gaps) < 0.01
+
+
+def test_a_stronger_member_never_lowers_the_team_probability(linear_team_model: TeamModel) -> None:
+    instance = random_instance(np.random.default_rng(9), requirements=3, partners=6, candidate_share=1.0)
+    team = np.array([[0, 1, 2]])
+    stronger = TeamInstance(
+        instance.products,
+        instance.partner_ids,
+        np.where(np.arange(6) == 1, 0.99, instance.fit),
+        instance.load_ratio,
+        instance.joint,
+    )
+    scorer = model_scorer(linear_team_model)
+    assert scorer(stronger, team)[0] >= scorer(instance, team)[0]

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from features.synthetic import EcosystemConfig, generate_ecosystem
 from models.registry import CHAMPION, REGISTERED_TEAM_MODEL, Paths, version_by_alias
+from models.team import TEAM_FEATURES, TEAM_LOG_FIT, TEAM_MAX_LOAD, TEAM_MONOTONE_DIRECTIONS
 from training.config import TeamConfig
-from training.team import bootstrap_margin, run_team_training
+from training.team import bootstrap_margin, fit_team_model, run_team_training
+from training.win_model import PairFrame
 
 
 @pytest.mark.integration
@@ -43,3 +46,22 @@ def test_bootstrap_margin_brackets_the_mean() -> None:
     margin = bootstrap_margin(ours, other, 500, 0)
     assert margin["ci_low"] < margin["margin"] < margin["ci_high"]
     assert margin["margin"] == np.mean(ours - other)
+
+
+def test_team_model_keeps_the_domain_signs_and_extrapolates() -> None:
+    """Legacy teams are weak; the fitted model must still rank stronger teams higher."""
+    rng = np.random.default_rng(1)
+    rows = 3000
+    features = pd.DataFrame(rng.random((rows, len(TEAM_FEATURES))), columns=list(TEAM_FEATURES))
+    features[TEAM_LOG_FIT] = rng.uniform(-8.0, -2.0, rows)  # never a strong team in history
+    logit = 0.6 * features[TEAM_LOG_FIT] + 2.0 - 2.0 * features[TEAM_MAX_LOAD]
+    labels = (rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))).to_numpy().astype(np.int64)
+    frame = PairFrame(features=features, labels=labels, group_ids=np.arange(rows), source_rows=np.arange(rows))
+    model = fit_team_model(TeamConfig(), frame, frame)
+    for name, sign in TEAM_MONOTONE_DIRECTIONS.items():
+        assert sign * model.coefficients[TEAM_FEATURES.index(name)] >= 0.0, name
+    strong = np.tile(features.median().to_numpy(), (3, 1))
+    strong[:, TEAM_FEATURES.index(TEAM_LOG_FIT)] = [-2.0, -1.0, -0.2]  # beyond the history
+    probability = model.predict_win_probability(strong)
+    assert probability[0] < probability[1] < probability[2]
+    assert model.coefficients[TEAM_FEATURES.index(TEAM_LOG_FIT)] == pytest.approx(0.6, abs=0.15)
