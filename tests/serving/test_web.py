@@ -16,6 +16,7 @@ from playwright.sync_api import BrowserContext, Page, Route, expect, sync_playwr
 from features.schema import PRODUCTS, REGIONS
 from models.registry import Paths
 from partnermatch.bench.route import RunningServer, running_service
+from serving.stores import sqlite_url
 from serving.web.pages import RECRUITERS_PAGE, WEB_PREFIX
 from tests.serving.test_integration import STARTUP_LIMIT_SECONDS
 
@@ -44,7 +45,10 @@ EMPTY_SECOND_PROFILE = TWO_PROSPECTS.replace(BOLT_PROFILE, "")
 def server(smoke_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     directory = tmp_path_factory.mktemp("web-service")
     with running_service(
-        Paths.from_environment(), directory / "decisions.sqlite", directory / "server.log", STARTUP_LIMIT_SECONDS
+        Paths.from_environment(),
+        sqlite_url(directory / "decisions.sqlite"),
+        directory / "server.log",
+        STARTUP_LIMIT_SECONDS,
     ) as running:
         yield running
 
