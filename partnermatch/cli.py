@@ -654,3 +654,43 @@ def bench_team(
     with _user_errors(), show_progress(console) as progress:
         results = run_bench(partners, instances, progress=progress)
     _emit(results, json_path)
+
+
+@app.command()
+def retrain(
+    model: Annotated[str, typer.Option(help="The model to retrain (only `win` learns from feedback).")] = "win",
+    data: Annotated[
+        Path | None, typer.Option(help="History directory (CSV/Parquet); default: the champion bundle's history.")
+    ] = None,
+    margin: Annotated[
+        float | None, typer.Option(help="Log-loss improvement (nats) the interval's lower end must exceed.")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file overriding the training defaults.")] = None,
+    json_path: JsonOption = None,
+) -> None:
+    """Retrain on history + feedback; promote only when the improvement's bootstrap interval clears the margin."""
+    from models.registry import Paths
+    from partnermatch.retrain import retrain_with_feedback
+    from training.config import RetrainConfig, load_train_config
+
+    if model != "win":
+        raise typer.BadParameter(f"only `win` learns from feedback, got {model!r}", param_hint="--model")
+    with _user_errors(), show_progress(console) as progress:
+        defaults = RetrainConfig(train=load_train_config(config))
+        retrain_config = defaults if margin is None else RetrainConfig(train=defaults.train, margin=margin)
+        report = retrain_with_feedback(retrain_config, Paths.from_environment(), data, progress)
+    console.print(f"registered {report.version.name} v{report.version.version} as {report.alias}: {report.decision}")
+    comparison = report.comparison.as_metrics() if report.comparison is not None else None
+    _emit(
+        {
+            "version": report.version.version,
+            "alias": report.alias,
+            "promoted": report.promoted,
+            "champion_before": report.champion_before,
+            "decision": report.decision,
+            "feedback_sequence": report.feedback_sequence,
+            "comparison": comparison,
+            "metrics": report.metrics,
+        },
+        json_path,
+    )
