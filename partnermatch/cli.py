@@ -43,6 +43,8 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+aliases_app = typer.Typer(help="Registry aliases (champion, challenger) and their history.", no_args_is_help=True)
+app.add_typer(aliases_app, name="aliases")
 # soft_wrap: long lines are not cut at 80 columns when stderr is a file or a pipe (a terminal wraps them itself).
 console = Console(stderr=True, soft_wrap=True)
 
@@ -694,3 +696,29 @@ def retrain(
         },
         json_path,
     )
+
+
+@aliases_app.command("history")
+def aliases_history(
+    model: Annotated[
+        str | None, typer.Option(help="A model (`win`, `team`, ... or `partnermatch-win`); default: every model.")
+    ] = None,
+    json_path: JsonOption = None,
+) -> None:
+    """Every alias move, oldest first: when, model, alias, version (and the one before), who, why."""
+    from models.registry import Paths
+    from training.tracking import alias_history
+
+    name = None if model is None else model if model.startswith("partnermatch-") else f"partnermatch-{model}"
+    with _user_errors():
+        changes = alias_history(Paths.from_environment(), name)
+    for change in changes:
+        before = f" (was v{change.previous_version})" if change.previous_version else ""
+        typer.echo(
+            f"{change.changed_at.isoformat(timespec='seconds')}  {change.model_name} @{change.alias} -> "
+            f"v{change.version}{before}  by {change.changed_by}: {change.reason}"
+        )
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({"changes": [change.as_json() for change in changes]}, indent=2) + "\n")
+        console.print(f"wrote {json_path}")

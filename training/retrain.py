@@ -239,8 +239,9 @@ def run_retraining(
         comparison_metrics = comparison.as_metrics() if comparison is not None else {}
         run.log_params({"feedback_sequence": feedback_sequence, "margin": config.margin})
         run.log_metrics({"retrain": comparison_metrics})
-        alias = tracking.mark_version(paths, REGISTERED_WIN_MODEL, version.version, promoted)
-        run.set_tags({"alias": alias, "decision": decision})
+        alias = tracking.mark_version(
+            paths, REGISTERED_WIN_MODEL, version.version, promoted, decision, comparison_metrics
+        )
     return RetrainReport(
         version=version,
         alias=alias,

@@ -458,8 +458,8 @@ def promote(
     new_score = evaluation.validation[WinModelTrainer.name][config.promotion_metric]
     promoted, decision = decide_promotion(config.promotion_metric, new_score, score)
     run.log_params({"champion_comparison": score.basis if score is not None else "no champion registered"})
-    alias = tracking.mark_version(paths, REGISTERED_WIN_MODEL, version.version, promoted)
-    run.set_tags({"alias": alias, "decision": decision})
+    validation = evaluation.validation[WinModelTrainer.name]
+    alias = tracking.mark_version(paths, REGISTERED_WIN_MODEL, version.version, promoted, decision, validation)
     return Promotion(
         alias=alias,
         promoted=promoted,

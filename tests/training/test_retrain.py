@@ -5,9 +5,10 @@ the feedback store, then `partnermatch retrain` (hashing encoder, real LightGBM 
 from __future__ import annotations
 
 import json
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,6 +34,7 @@ from serving.service import feedback_store_path, prepare_database
 from training.config import RetrainConfig, TrainConfig
 from training.retrain import Comparison, compare_on_recent, decide_retrain_promotion, row_log_loss
 from training.stages import run_training
+from training.tracking import AliasChange, alias_history, record_alias_change
 from training.win_model import PairFrame
 
 SMOKE = TrainConfig(encoder="hashing-32", ecosystem=EcosystemConfig(partners=150, deals=1500, seed=3))
@@ -181,6 +183,27 @@ def test_retrain_folds_feedback_in_and_promotes_only_past_the_margin(
     )
     assert len(newest.history[schema.DEALS.name]) == len(deals)
 
+    # Every alias move is in the history: who, when, why, the numbers, and as tags on the run.
+    listed = runner.invoke(app, ["aliases", "history", "--model", "win", "--json", str(isolated_paths / "h.json")])
+    assert listed.exit_code == 0, listed.output
+    changes = json.loads((isolated_paths / "h.json").read_text())["changes"]
+    assert [(change["alias"], change["version"]) for change in changes] == [
+        (CHAMPION, first.version.version),
+        (CHALLENGER, str(int(first.version.version) + 1)),
+        (CHAMPION, champion.version),
+        (report["alias"], report["version"]),
+    ]
+    assert changes[2]["previous_version"] == first.version.version and changes[0]["previous_version"] is None
+    assert changes[2]["reason"].endswith("promoted to champion") and "@" in changes[2]["changed_by"]
+    assert changes[2]["metrics"]["log_loss_improvement"] > changes[2]["metrics"]["log_loss_improvement_ci_low"]
+    assert "log_loss" in changes[0]["metrics"]
+    assert changes[0]["changed_at"] < changes[1]["changed_at"] < changes[2]["changed_at"]
+    assert f"{REGISTERED_WIN_MODEL} @{CHAMPION} -> v{champion.version}" in listed.output
+    tags = mlflow.MlflowClient().get_run(champion.run_id).data.tags
+    assert tags["alias"] == CHAMPION and tags["decision"] == changes[2]["reason"]
+    assert tags["alias_changed_by"] == changes[2]["changed_by"]
+    assert runner.invoke(app, ["aliases", "history", "--model", "team"]).output == ""
+
 
 def test_retrain_without_a_champion_says_what_to_run(isolated_paths: Path) -> None:
     result = CliRunner().invoke(app, ["retrain"])
@@ -190,3 +213,15 @@ def test_retrain_without_a_champion_says_what_to_run(isolated_paths: Path) -> No
 def test_retrain_refuses_models_without_feedback(isolated_paths: Path) -> None:
     result = CliRunner().invoke(app, ["retrain", "--model", "team"])
     assert result.exit_code == 2 and "only `win`" in result.output
+
+
+def test_alias_history_reads_back_what_was_recorded_per_model(isolated_paths: Path) -> None:
+    paths = Paths.from_environment()
+    moments = [datetime(2026, 1, day, tzinfo=UTC) for day in (1, 2)]
+    for moment, model_name in zip(moments, ("partnermatch-win", "partnermatch-team"), strict=True):
+        change = AliasChange(moment, model_name, CHAMPION, "3", "2", "me@box", "better", {"log_loss": 0.5}, "r1")
+        record_alias_change(paths, change)
+    everything = alias_history(paths)
+    assert [change.model_name for change in everything] == ["partnermatch-win", "partnermatch-team"]
+    assert everything[0].changed_at == moments[0] and everything[0].metrics == {"log_loss": 0.5}
+    assert [change.changed_at for change in alias_history(paths, "partnermatch-team")] == [moments[1]]
