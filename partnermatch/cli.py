@@ -722,3 +722,14 @@ def aliases_history(
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps({"changes": [change.as_json() for change in changes]}, indent=2) + "\n")
         console.print(f"wrote {json_path}")
+
+
+@app.command("shadow-report")
+def shadow_report(json_path: JsonOption = None) -> None:
+    """Champion vs shadow (PARTNERMATCH_SHADOW) from the decision log: top-k agreement, expected wins, calibration."""
+    from models.registry import Paths
+    from partnermatch.shadow_report import shadow_report_from_log
+
+    with _user_errors():
+        report = shadow_report_from_log(Paths.from_environment())
+    _emit(report, json_path)

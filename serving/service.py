@@ -73,6 +73,7 @@ from serving.schemas import (
     RouteRequest,
     RouteResponse,
 )
+from serving.shadow import SHADOW_ENV, Shadow, shadow_alias
 from serving.stores import import_legacy_keys, sqlite_url, upgrade_database
 
 logger = logging.getLogger(__name__)
@@ -164,17 +165,17 @@ def _serving_encoder(name: str, cache_dir: Path) -> Encoder:
     return encoder.inner if isinstance(encoder, CachedEncoder) else encoder
 
 
-def load_router(paths: Paths, progress: Progress = SILENT) -> Router:
-    """A Router over the registered champion of `partnermatch-win`, its index and its encoder.
+def load_router(paths: Paths, progress: Progress = SILENT, alias: str = CHAMPION) -> Router:
+    """A Router over the registered `alias` (default: champion) of `partnermatch-win`, its index and its encoder.
 
     The routing state is computed once per champion version and stored under
     `<cache>/routing-state/`; every worker maps those files and the partner index read-only, so
-    workers share one copy of the arrays. Raises ValueError when no champion is registered.
+    workers share one copy of the arrays. Raises ValueError when no such version is registered.
     """
-    champion = version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
+    champion = version_by_alias(paths, REGISTERED_WIN_MODEL, alias)
     if champion is None:
         raise ValueError(
-            f"no {REGISTERED_WIN_MODEL}@{CHAMPION} is registered in {paths.tracking_uri}: "
+            f"no {REGISTERED_WIN_MODEL}@{alias} is registered in {paths.tracking_uri}: "
             "run `partnermatch serve` (trains one on the demo ecosystem) or `partnermatch train`"
         )
     progress.step(f"loading {REGISTERED_WIN_MODEL} v{champion.version}")
@@ -206,6 +207,22 @@ def load_router(paths: Paths, progress: Progress = SILENT) -> Router:
     return Router.from_state(
         shared_routing_state(directory, build, bundle.win_model, index, encoder, model_info, settings)
     )
+
+
+def load_shadow(paths: Paths, store: FeedbackStore, decisions: DecisionLog) -> Shadow | None:
+    """The shadow model `PARTNERMATCH_SHADOW` names (`serving.shadow`), with live features from
+    `store`; None when shadow mode is off or no such version is registered (logged)."""
+    alias = shadow_alias()
+    if alias is None:
+        return None
+    version = version_by_alias(paths, REGISTERED_WIN_MODEL, alias)
+    if version is None:
+        logger.warning(
+            "%s=%s but no %s@%s is registered: serving without a shadow", SHADOW_ENV, alias, REGISTERED_WIN_MODEL, alias
+        )
+        return None
+    applied = int(version.tags.get(FEEDBACK_SEQUENCE_TAG, 0))
+    return Shadow(LiveRouter(load_router(paths, alias=alias), store, applied), decisions)
 
 
 def serve_command(host: str, port: int) -> list[str]:
@@ -323,6 +340,7 @@ class PartnerMatch:
         self.decisions = DecisionLog(_service_database())
         self.feedback_store = FeedbackStore(feedback_store_path(paths))
         self.live = LiveRouter(self.router, self.feedback_store, feedback_applied(paths))
+        self.shadow = load_shadow(paths, self.feedback_store, self.decisions)
 
     @bentoml.api(route="/route", input_spec=RouteRequest, output_spec=RouteResponse)
     def route(self, deal: DealIn, options: RouteOptions, ctx: bentoml.Context) -> Response:
@@ -339,6 +357,8 @@ class PartnerMatch:
             logger.exception("the decision log could not be written")
             body = error_json("server", "the decision log is unavailable", version)
             return _answer(ctx, 503, body, {"Retry-After": "1"})
+        if self.shadow is not None and not decided.replayed:
+            self.shadow.answer(request, decided.response_json)
         headers = {REPLAYED_HEADER: "true"} if decided.replayed else None
         return _answer(ctx, 200, decided.response_json.encode(), headers)
 

@@ -26,7 +26,7 @@ from features import schema
 from features.embed import make_encoder
 from features.progress import SILENT, Progress
 from models.bundle import ModelBundle
-from models.calibration import PROBABILITY_EPSILON
+from models.calibration import row_log_losses
 from models.registry import (
     FEEDBACK_SEQUENCE_TAG,
     REGISTERED_WIN_MODEL,
@@ -137,12 +137,6 @@ def with_feedback(history: schema.Ecosystem, feedback: FeedbackTables) -> schema
     )
 
 
-def row_log_loss(labels: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-    """(n,) per-row log-loss in nats, probabilities clipped like `models.calibration.log_loss`."""
-    clipped = np.clip(np.asarray(probabilities, dtype=np.float64), PROBABILITY_EPSILON, 1.0 - PROBABILITY_EPSILON)
-    return -np.where(np.asarray(labels) == 1, np.log(clipped), np.log1p(-clipped))
-
-
 def _pooled_improvement(champion_sums: np.ndarray, challenger_sums: np.ndarray, rows: np.ndarray) -> float:
     return float((champion_sums.sum() - challenger_sums.sum()) / rows.sum())
 
@@ -156,8 +150,8 @@ def compare_on_recent(
     """Pooled log-loss of both models on `frame`'s rows and a paired bootstrap interval (deals
     resampled, `config.resamples` draws at `config.level`) of the champion's minus the challenger's."""
     deal_rows = pd.Series(frame.group_ids)
-    champion_sums = pd.Series(row_log_loss(frame.labels, champion_probabilities)).groupby(deal_rows).sum()
-    challenger_sums = pd.Series(row_log_loss(frame.labels, challenger_probabilities)).groupby(deal_rows).sum()
+    champion_sums = pd.Series(row_log_losses(frame.labels, champion_probabilities)).groupby(deal_rows).sum()
+    challenger_sums = pd.Series(row_log_losses(frame.labels, challenger_probabilities)).groupby(deal_rows).sum()
     rows = deal_rows.groupby(deal_rows).size()
     arrays = (champion_sums.to_numpy(), challenger_sums.to_numpy(), rows.to_numpy(dtype=np.float64))
     return Comparison(

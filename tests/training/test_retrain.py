@@ -32,7 +32,7 @@ from serving.feedback_store import FeedbackEvent, FeedbackStore
 from serving.schemas import DealIn, RouteRequest
 from serving.service import feedback_store_path, prepare_database
 from training.config import RetrainConfig, TrainConfig
-from training.retrain import Comparison, compare_on_recent, decide_retrain_promotion, row_log_loss
+from training.retrain import Comparison, compare_on_recent, decide_retrain_promotion
 from training.stages import run_training
 from training.tracking import AliasChange, alias_history, record_alias_change
 from training.win_model import PairFrame
@@ -47,11 +47,6 @@ def _frame(labels: np.ndarray, deals: np.ndarray) -> PairFrame:
         group_ids=deals,
         source_rows=np.arange(len(labels)),
     )
-
-
-def test_row_log_loss_matches_the_definition() -> None:
-    losses = row_log_loss(np.array([1, 0]), np.array([0.8, 0.25]))
-    assert losses == pytest.approx([-np.log(0.8), -np.log(0.75)])
 
 
 def test_a_better_challenger_clears_the_margin_and_an_equal_one_does_not() -> None:
