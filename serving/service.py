@@ -17,6 +17,9 @@ decision log and the API keys from one database (`serving.stores`): `PARTNERMATC
 default the SQLite file `<mlruns>/decisions.sqlite` (see `database_url`). Each worker migrates it to
 the latest schema at start-up.
 
+Shadow mode (`PARTNERMATCH_SHADOW=challenger`, `serving.shadow`): the challenger also routes each
+new decision and its answer is logged beside the champion's.
+
 Errors all have the one shape of `serving.errors` (statuses listed in `ERROR_STATUSES`).
 """
 

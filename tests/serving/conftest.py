@@ -22,6 +22,11 @@ from training.win_model import WinModelTrainer
 
 WORLD = EcosystemConfig(partners=400, deals=4000, seed=3)
 SMOKE = TrainConfig(encoder="hashing-32", ecosystem=EcosystemConfig(partners=300, deals=3000, seed=5))
+# A weaker model on the same data: registered after the champion it becomes the challenger, the
+# shadow every session routes beside the champion (PARTNERMATCH_SHADOW=challenger).
+SHADOW_SMOKE = TrainConfig(
+    encoder="hashing-32", ecosystem=SMOKE.ecosystem, model=WinModelConfig(n_estimators=3, num_leaves=3)
+)
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,8 @@ def synthetic_world() -> World:
 
 @pytest.fixture(scope="session")
 def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A smoke-sized champion trained and registered in an MLflow store of its own; the
-    PARTNERMATCH_* variables point at it for the whole session."""
+    """A smoke-sized champion and a weaker challenger trained and registered in an MLflow store of
+    its own, the challenger in shadow mode; the PARTNERMATCH_* variables point at it for the whole session."""
     from models.registry import Paths
     from training.stages import run_training
     from training.workflows import demo_ecosystem
@@ -96,6 +101,8 @@ def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         paths = Paths.from_environment()
         ecosystem, truth = demo_ecosystem(SMOKE.ecosystem, paths)
         run_training(SMOKE, paths, ecosystem, truth)
+        run_training(SHADOW_SMOKE, paths, ecosystem, truth)
+        patch.setenv("PARTNERMATCH_SHADOW", "challenger")
         yield root
 
 
