@@ -70,7 +70,7 @@ def test_shadow_report_compares_both_on_decisions_and_feedback(client: Any, tmp_
     report = json.loads((tmp_path / "shadow.json").read_text())
     assert report["decisions"] >= 1 and len(report["shadow_versions"]) == 1
     for k in AGREEMENT_AT:
-        assert 0 <= report["agreement"][f"jaccard_at_{k}"] <= report["agreement"][f"overlap_at_{k}"] <= 1
+        assert 0 <= report["agreement"][f"jaccard_at_{k}"] <= 1 and 0 <= report["agreement"][f"overlap_at_{k}"] <= 1
     assert 0 < report["expected_wins"]["champion"] <= report["decisions"]
     assert 0 < report["expected_wins"]["shadow"] <= report["decisions"]
     outcomes = report["outcomes"]
