@@ -43,6 +43,8 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(data_app, name="data")
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+aliases_app = typer.Typer(help="Registry aliases (champion, challenger) and their history.", no_args_is_help=True)
+app.add_typer(aliases_app, name="aliases")
 # soft_wrap: long lines are not cut at 80 columns when stderr is a file or a pipe (a terminal wraps them itself).
 console = Console(stderr=True, soft_wrap=True)
 
@@ -655,3 +657,80 @@ def bench_team(
     with _user_errors(), show_progress(console) as progress:
         results = run_bench(partners, instances, progress=progress)
     _emit(results, json_path)
+
+
+@app.command()
+def retrain(
+    model: Annotated[str, typer.Option(help="The model to retrain (only `win` learns from feedback).")] = "win",
+    data: Annotated[
+        Path | None, typer.Option(help="History directory (CSV/Parquet); default: the champion bundle's history.")
+    ] = None,
+    margin: Annotated[
+        float | None, typer.Option(help="Log-loss improvement (nats) the interval's lower end must exceed.")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file overriding the training defaults.")] = None,
+    json_path: JsonOption = None,
+) -> None:
+    """Retrain on history + feedback; promote only when the improvement's bootstrap interval clears the margin."""
+    from models.registry import Paths
+    from partnermatch.retrain import retrain_with_feedback
+    from training.config import RetrainConfig, load_train_config
+
+    if model != "win":
+        raise typer.BadParameter(f"only `win` learns from feedback, got {model!r}", param_hint="--model")
+    with _user_errors(), show_progress(console) as progress:
+        defaults = RetrainConfig(train=load_train_config(config))
+        retrain_config = defaults if margin is None else RetrainConfig(train=defaults.train, margin=margin)
+        report = retrain_with_feedback(retrain_config, Paths.from_environment(), data, progress)
+    console.print(f"registered {report.version.name} v{report.version.version} as {report.alias}: {report.decision}")
+    comparison = report.comparison.as_metrics() if report.comparison is not None else None
+    _emit(
+        {
+            "version": report.version.version,
+            "alias": report.alias,
+            "promoted": report.promoted,
+            "champion_before": report.champion_before,
+            "decision": report.decision,
+            "feedback_sequence": report.feedback_sequence,
+            "comparison": comparison,
+            "metrics": report.metrics,
+        },
+        json_path,
+    )
+
+
+@aliases_app.command("history")
+def aliases_history(
+    model: Annotated[
+        str | None, typer.Option(help="A model (`win`, `team`, ... or `partnermatch-win`); default: every model.")
+    ] = None,
+    json_path: JsonOption = None,
+) -> None:
+    """Every alias move, oldest first: when, model, alias, version (and the one before), who, why."""
+    from models.registry import Paths
+    from training.tracking import alias_history
+
+    name = None if model is None else model if model.startswith("partnermatch-") else f"partnermatch-{model}"
+    with _user_errors():
+        changes = alias_history(Paths.from_environment(), name)
+    for change in changes:
+        before = f" (was v{change.previous_version})" if change.previous_version else ""
+        typer.echo(
+            f"{change.changed_at.isoformat(timespec='seconds')}  {change.model_name} @{change.alias} -> "
+            f"v{change.version}{before}  by {change.changed_by}: {change.reason}"
+        )
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({"changes": [change.as_json() for change in changes]}, indent=2) + "\n")
+        console.print(f"wrote {json_path}")
+
+
+@app.command("shadow-report")
+def shadow_report(json_path: JsonOption = None) -> None:
+    """Champion vs shadow (PARTNERMATCH_SHADOW) from the decision log: top-k agreement, expected wins, calibration."""
+    from models.registry import Paths
+    from partnermatch.shadow_report import shadow_report_from_log
+
+    with _user_errors():
+        report = shadow_report_from_log(Paths.from_environment())
+    _emit(report, json_path)

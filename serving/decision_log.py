@@ -83,6 +83,26 @@ class DecisionLog:
             row = connection.execute(sa.select(DECISIONS).where(DECISIONS.c.decision_id == decision_id)).first()
         return None if row is None else _logged(row)
 
+    def attach_shadow(self, decision_id: str, shadow_model_version: str, shadow_response_json: str) -> None:
+        """Store the shadow model's answer beside a logged decision (committed when this returns)."""
+        with write_transaction(self._engine) as connection:
+            connection.execute(
+                DECISIONS.update()
+                .where(DECISIONS.c.decision_id == decision_id)
+                .values(shadow_model_version=shadow_model_version, shadow_response_json=shadow_response_json)
+            )
+
+    def shadowed(self) -> list[tuple[str, str, str]]:
+        """(champion response JSON, shadow model version, shadow response JSON) of every decision with
+        a shadow answer, in log order."""
+        query = (
+            sa.select(DECISIONS.c.response_json, DECISIONS.c.shadow_model_version, DECISIONS.c.shadow_response_json)
+            .where(DECISIONS.c.shadow_response_json.is_not(None))
+            .order_by(DECISIONS.c.logged_at)
+        )
+        with self._engine.connect() as connection:
+            return [(row[0], row[1], row[2]) for row in connection.execute(query)]
+
     def __len__(self) -> int:
         with self._engine.connect() as connection:
             return int(connection.execute(sa.select(sa.func.count()).select_from(DECISIONS)).scalar_one())

@@ -20,6 +20,9 @@ decision log and the API keys from one database (`serving.stores`): `PARTNERMATC
 default the SQLite file `<mlruns>/decisions.sqlite` (see `database_url`). Each worker migrates it to
 the latest schema at start-up.
 
+Shadow mode (`PARTNERMATCH_SHADOW=challenger`, `serving.shadow`): the challenger also routes each
+new decision and its answer is logged beside the champion's.
+
 Errors all have the one shape of `serving.errors` (statuses listed in `ERROR_STATUSES`).
 """
 
@@ -79,6 +82,7 @@ from serving.schemas import (
     RouteRequest,
     RouteResponse,
 )
+from serving.shadow import SHADOW_ENV, Shadow, shadow_alias
 from serving.stores import import_legacy_keys, sqlite_url, upgrade_database
 from serving.web.pages import WEB_PREFIX, web_app
 
@@ -171,17 +175,17 @@ def _serving_encoder(name: str, cache_dir: Path) -> Encoder:
     return encoder.inner if isinstance(encoder, CachedEncoder) else encoder
 
 
-def load_router(paths: Paths, progress: Progress = SILENT) -> Router:
-    """A Router over the registered champion of `partnermatch-win`, its index and its encoder.
+def load_router(paths: Paths, progress: Progress = SILENT, alias: str = CHAMPION) -> Router:
+    """A Router over the registered `alias` (default: champion) of `partnermatch-win`, its index and its encoder.
 
     The routing state is computed once per champion version and stored under
     `<cache>/routing-state/`; every worker maps those files and the partner index read-only, so
-    workers share one copy of the arrays. Raises ValueError when no champion is registered.
+    workers share one copy of the arrays. Raises ValueError when no such version is registered.
     """
-    champion = version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
+    champion = version_by_alias(paths, REGISTERED_WIN_MODEL, alias)
     if champion is None:
         raise ValueError(
-            f"no {REGISTERED_WIN_MODEL}@{CHAMPION} is registered in {paths.tracking_uri}: "
+            f"no {REGISTERED_WIN_MODEL}@{alias} is registered in {paths.tracking_uri}: "
             "run `partnermatch serve` (trains one on the demo ecosystem) or `partnermatch train`"
         )
     progress.step(f"loading {REGISTERED_WIN_MODEL} v{champion.version}")
@@ -213,6 +217,22 @@ def load_router(paths: Paths, progress: Progress = SILENT) -> Router:
     return Router.from_state(
         shared_routing_state(directory, build, bundle.win_model, index, encoder, model_info, settings)
     )
+
+
+def load_shadow(paths: Paths, store: FeedbackStore, decisions: DecisionLog) -> Shadow | None:
+    """The shadow model `PARTNERMATCH_SHADOW` names (`serving.shadow`), with live features from
+    `store`; None when shadow mode is off or no such version is registered (logged)."""
+    alias = shadow_alias()
+    if alias is None:
+        return None
+    version = version_by_alias(paths, REGISTERED_WIN_MODEL, alias)
+    if version is None:
+        logger.warning(
+            "%s=%s but no %s@%s is registered: serving without a shadow", SHADOW_ENV, alias, REGISTERED_WIN_MODEL, alias
+        )
+        return None
+    applied = int(version.tags.get(FEEDBACK_SEQUENCE_TAG, 0))
+    return Shadow(LiveRouter(load_router(paths, alias=alias), store, applied), decisions)
 
 
 def serve_command(host: str, port: int) -> list[str]:
@@ -344,6 +364,7 @@ class PartnerMatch:
         self.decisions = DecisionLog(_service_database())
         self.feedback_store = FeedbackStore(feedback_store_path(paths))
         self.live = LiveRouter(self.router, self.feedback_store, feedback_applied(paths))
+        self.shadow = load_shadow(paths, self.feedback_store, self.decisions)
 
         def ipp_encoder(name: str) -> Encoder:
             # The router's encoder when it is the one asked for: one copy in memory.
@@ -367,6 +388,8 @@ class PartnerMatch:
             logger.exception("the decision log could not be written")
             body = error_json("server", "the decision log is unavailable", version)
             return _answer(ctx, 503, body, {"Retry-After": "1"})
+        if self.shadow is not None and not decided.replayed:
+            self.shadow.answer(request, decided.response_json)
         headers = {REPLAYED_HEADER: "true"} if decided.replayed else None
         return _answer(ctx, 200, decided.response_json.encode(), headers)
 

@@ -40,6 +40,9 @@ DECISIONS = sa.Table(
     sa.Column("model_version", sa.Text, nullable=False),
     sa.Column("request_json", sa.Text, nullable=False),
     sa.Column("response_json", sa.Text, nullable=False),
+    # Shadow mode (`serving.shadow`): what the shadow model answered to the same request; NULL: no shadow.
+    sa.Column("shadow_model_version", sa.Text, nullable=True),
+    sa.Column("shadow_response_json", sa.Text, nullable=True),
 )
 # A retry claim: (owner, retry_key) is unique, so of two concurrent claims one commits.
 RETRIES = sa.Table(

@@ -12,6 +12,7 @@ from typing import Any, Literal, TypeVar
 
 from features.synthetic import EcosystemConfig
 from models.calibration import CalibrationChoice
+from training.evaluate import BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES
 
 EXPERIMENT = "partnermatch"
 
@@ -89,6 +90,20 @@ class TeamModelConfig:
 
     l2: float = 0.01  # ridge penalty on the standardised coefficients, per training row
     calibration: Literal["platt", "none"] = "platt"  # strictly monotone maps only: the optimiser needs no ties
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """Retraining with feedback: the training recipe (the champion's encoder and model parameters
+    replace `train`'s) and the promotion rule: promote when the lower end of the bootstrap interval
+    of the log-loss improvement (champion - challenger, nats, over resampled recent deals) is above
+    `margin`."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+    margin: float = 0.0
+    resamples: int = BOOTSTRAP_RESAMPLES
+    level: float = BOOTSTRAP_LEVEL  # two-sided confidence of the interval, in (0, 1)
+    seed: int = 0
 
 
 @dataclass(frozen=True)

@@ -548,8 +548,10 @@ def train_ipp(
     new = fit.metrics["model"]["realised_spearman"]
     # A champion without a defined score (constant predictions) yields to any version; an undefined one never wins.
     promoted = champion is None or np.isnan(champion) or bool(new >= champion)
-    alias = mark_version(paths, REGISTERED_IPP_MODEL, version.version, promoted)
     metrics = fit.metrics | {"promotion": {"champion_realised_spearman": champion, "promoted": promoted}}
+    comparison = f"realised Spearman {new:.4f} vs champion {'none' if champion is None else f'{champion:.4f}'}"
+    decision = f"{comparison}: {'promoted to champion' if promoted else 'lower, kept as challenger'}"
+    alias = mark_version(paths, REGISTERED_IPP_MODEL, version.version, promoted, decision, metrics)
     return IppReport(metrics=metrics, model=fit.model, version=version, alias=alias)
 
 

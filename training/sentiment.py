@@ -428,5 +428,7 @@ def train_sentiment(
         run.log_metrics({key: value for key, value in metrics.items() if key not in ("dropped",)})
         model_dir = model.save(Path(scratch) / BUNDLE_ARTIFACT)
         version = tracking.register_sentiment_model(run, model_dir, REGISTERED_SENTIMENT_MODEL, {"decision": decision})
-        alias = tracking.mark_version(paths, REGISTERED_SENTIMENT_MODEL, version.version, promoted)
+        alias = tracking.mark_version(
+            paths, REGISTERED_SENTIMENT_MODEL, version.version, promoted, decision, metrics["validation"]
+        )
     return SentimentTrainReport(version=version, alias=alias, decision=decision, metrics=metrics)

@@ -17,6 +17,7 @@ impossible the champion stays and the new version becomes `challenger`, the reas
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -343,8 +344,10 @@ def log_and_register(
     evaluation: Evaluation,
     bundle: ModelBundle,
     workdir: Path,
+    extra_tags: Mapping[str, str] | None = None,
 ) -> RegisteredVersion:
-    """Log params, metrics and figures on `run` and register the bundle as a new version (no alias)."""
+    """Log params, metrics and figures on `run` and register the bundle as a new version (no alias),
+    tagged with its encoder, features and `extra_tags`."""
     synthetic = evaluation.slates is not None
     run.log_params({"model": asdict(config.model), "split": asdict(config.split), "encoder": embeddings.encoder})
     run.log_params({"ecosystem": asdict(config.ecosystem)} if synthetic else {"data": "external"})
@@ -361,7 +364,7 @@ def log_and_register(
         bundle.save(workdir / "bundle"),
         REGISTERED_WIN_MODEL,
         feature_names,
-        {ENCODER_TAG: config.encoder, FEATURES_TAG: ",".join(feature_names)},
+        {ENCODER_TAG: config.encoder, FEATURES_TAG: ",".join(feature_names)} | dict(extra_tags or {}),
     )
 
 
@@ -455,8 +458,8 @@ def promote(
     new_score = evaluation.validation[WinModelTrainer.name][config.promotion_metric]
     promoted, decision = decide_promotion(config.promotion_metric, new_score, score)
     run.log_params({"champion_comparison": score.basis if score is not None else "no champion registered"})
-    alias = tracking.mark_version(paths, REGISTERED_WIN_MODEL, version.version, promoted)
-    run.set_tags({"alias": alias, "decision": decision})
+    validation = evaluation.validation[WinModelTrainer.name]
+    alias = tracking.mark_version(paths, REGISTERED_WIN_MODEL, version.version, promoted, decision, validation)
     return Promotion(
         alias=alias,
         promoted=promoted,

@@ -409,8 +409,9 @@ def run_team_training(
             run, bundle_dir, REGISTERED_TEAM_MODEL, TEAM_FEATURES, {"encoder": encoder.name}, pyfunc="team"
         )
         promoted, decision = decide_promotion("log_loss", metrics["model"]["log_loss"], champion_score)
-        alias = tracking.mark_version(paths, REGISTERED_TEAM_MODEL, version.version, promoted)
-        run.set_tags({"alias": alias, "decision": decision})
+        alias = tracking.mark_version(
+            paths, REGISTERED_TEAM_MODEL, version.version, promoted, decision, metrics["model"]
+        )
     return TeamReport(
         metrics=metrics, version=version, alias=alias, decision=decision, team_model=team_model, win_model=win_model
     )

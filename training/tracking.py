@@ -11,14 +11,21 @@ fails raises `models.registry.RegistryError` naming the store.
 
 from __future__ import annotations
 
+import getpass
+import json
+import math
 import re
+import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pandas as pd
+import sqlalchemy as sa
 from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.pyfunc import PythonModel
@@ -205,9 +212,155 @@ def register_sentiment_model(run: Run, model_dir: Path, model_name: str, tags: M
     return register_directory(run, model_dir, model_name, _SentimentPyfunc(), signature, example, tags)
 
 
-def mark_version(paths: Paths, model_name: str, version: str, promoted: bool) -> str:
-    """Move `champion` to the version when promoted, else make it the `challenger`; return the alias."""
+ALIAS_HISTORY_FILE = "alias_history.sqlite"  # under the mlruns dir: every alias change, one row each
+_ALIAS_METADATA = sa.MetaData()
+ALIAS_HISTORY = sa.Table(
+    "alias_history",
+    _ALIAS_METADATA,
+    sa.Column("change_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("changed_at", sa.String(40), nullable=False),  # UTC ISO 8601, fixed width: text order is time order
+    sa.Column("model_name", sa.String(128), nullable=False, index=True),
+    sa.Column("alias", sa.String(32), nullable=False),
+    sa.Column("version", sa.String(32), nullable=False),
+    sa.Column("previous_version", sa.String(32)),  # the version the alias named before; NULL: none
+    sa.Column("changed_by", sa.String(256), nullable=False),  # user@host
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("metrics_json", sa.Text, nullable=False),  # flat name -> number
+    sa.Column("run_id", sa.String(64), nullable=False),  # the run that registered the version
+)
+
+
+@dataclass(frozen=True)
+class AliasChange:
+    """One move of an alias: who moved `alias` of `model_name` to `version`, when, why, on what numbers."""
+
+    changed_at: datetime  # UTC
+    model_name: str
+    alias: str
+    version: str
+    previous_version: str | None
+    changed_by: str  # user@host
+    reason: str
+    metrics: dict[str, float]
+    run_id: str
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self) | {"changed_at": self.changed_at.isoformat()}
+
+
+def alias_history_url(paths: Paths) -> str:
+    return f"sqlite:///{paths.mlruns_dir.resolve() / ALIAS_HISTORY_FILE}"
+
+
+def _alias_history_engine(paths: Paths) -> sa.Engine:
+    paths.mlruns_dir.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(alias_history_url(paths))
+    _ALIAS_METADATA.create_all(engine)
+    return engine
+
+
+def changed_by() -> str:
+    """`user@host` of this process."""
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+def record_alias_change(paths: Paths, change: AliasChange) -> None:
+    """Append `change` to the alias history table (committed when this returns)."""
+    engine = _alias_history_engine(paths)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                ALIAS_HISTORY.insert().values(
+                    changed_at=change.changed_at.astimezone(UTC).isoformat(timespec="microseconds"),
+                    model_name=change.model_name,
+                    alias=change.alias,
+                    version=change.version,
+                    previous_version=change.previous_version,
+                    changed_by=change.changed_by,
+                    reason=change.reason,
+                    metrics_json=json.dumps(change.metrics, sort_keys=True),
+                    run_id=change.run_id,
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def alias_history(paths: Paths, model_name: str | None = None) -> list[AliasChange]:
+    """Every recorded alias change (of `model_name`, or of every model), oldest first."""
+    engine = _alias_history_engine(paths)
+    query = sa.select(ALIAS_HISTORY).order_by(ALIAS_HISTORY.c.change_id)
+    if model_name is not None:
+        query = query.where(ALIAS_HISTORY.c.model_name == model_name)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(query).mappings().all()
+    finally:
+        engine.dispose()
+    return [
+        AliasChange(
+            changed_at=datetime.fromisoformat(row["changed_at"]),
+            model_name=row["model_name"],
+            alias=row["alias"],
+            version=row["version"],
+            previous_version=row["previous_version"],
+            changed_by=row["changed_by"],
+            reason=row["reason"],
+            metrics=json.loads(row["metrics_json"]),
+            run_id=row["run_id"],
+        )
+        for row in rows
+    ]
+
+
+def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Flat name -> float of every finite number in `metrics` (nested dicts flattened, as logged)."""
+    flat = _flatten("", metrics)
+    return {
+        key: float(value)
+        for key, value in flat.items()
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    }
+
+
+def mark_version(
+    paths: Paths, model_name: str, version: str, promoted: bool, reason: str, metrics: Mapping[str, Any]
+) -> str:
+    """Move `champion` to the version when promoted, else make it the `challenger`; return the alias.
+
+    Every move is recorded with who (user@host), when, why (`reason`, the decision in words) and the
+    numbers behind it (`metrics`, flattened): as tags on the run that registered the version (`alias`,
+    `decision`, `alias_changed_by`, `alias_changed_at`) and as a row of the alias history table
+    (`alias_history`)."""
     alias = CHAMPION if promoted else CHALLENGER
+    change_time = datetime.now(UTC)
     with store_errors(paths, "write"):
-        MlflowClient().set_registered_model_alias(model_name, alias, version)
+        client = MlflowClient()
+        aliases = client.get_registered_model(model_name).aliases
+        previous = aliases.get(alias)
+        client.set_registered_model_alias(model_name, alias, version)
+        run_id = str(client.get_model_version(model_name, version).run_id)
+        who = changed_by()
+        tags = {
+            "alias": alias,
+            "decision": reason,
+            "alias_changed_by": who,
+            "alias_changed_at": change_time.isoformat(),
+        }
+        for key, value in tags.items():
+            client.set_tag(run_id, key, value)
+        record_alias_change(
+            paths,
+            AliasChange(
+                changed_at=change_time,
+                model_name=model_name,
+                alias=alias,
+                version=str(version),
+                previous_version=None if previous is None else str(previous),
+                changed_by=who,
+                reason=reason,
+                metrics=_numbers(metrics),
+                run_id=run_id,
+            ),
+        )
     return alias

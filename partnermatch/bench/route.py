@@ -48,6 +48,7 @@ from serving.routing import Router, merit_order
 from serving.schemas import RouteRequest
 from serving.service import (
     DATABASE_URL_ENV,
+    FEEDBACK_STORE_ENV,
     SERVE_ENVIRONMENT,
     load_router,
     serve_command,
@@ -191,6 +192,9 @@ def running_service(
         "PARTNERMATCH_MLRUNS": str(paths.mlruns_dir),
         "PARTNERMATCH_CACHE": str(paths.cache_dir),
         DATABASE_URL_ENV: database_url,
+        # Its own (empty) feedback: events of the caller's store would move the live features away
+        # from the brute-force reference.
+        FEEDBACK_STORE_ENV: str(paths.mlruns_dir.parent / "feedback.sqlite"),
     }
     upgrade_database(database_url)
     keys = KeyStore(database_url)

@@ -28,6 +28,12 @@ SMOKE_IPP = IppConfig(
     ecosystem=SMOKE.ecosystem, encoder=SMOKE.encoder, n_estimators=60, learning_rate=0.1, bootstrap_resamples=20
 )
 
+# A weaker model on the same data: registered after the champion it becomes the challenger, the
+# shadow every session routes beside the champion (PARTNERMATCH_SHADOW=challenger).
+SHADOW_SMOKE = TrainConfig(
+    encoder="hashing-32", ecosystem=SMOKE.ecosystem, model=WinModelConfig(n_estimators=3, num_leaves=3)
+)
+
 
 @dataclass(frozen=True)
 class World:
@@ -86,8 +92,9 @@ def synthetic_world() -> World:
 
 @pytest.fixture(scope="session")
 def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A smoke-sized champion (and IPP champion) trained and registered in an MLflow store of its
-    own; the PARTNERMATCH_* variables point at it for the whole session."""
+    """A smoke-sized champion, a weaker challenger (in shadow mode) and an IPP champion trained and
+    registered in an MLflow store of its own; the PARTNERMATCH_* variables point at it for the whole
+    session."""
     from models.registry import Paths
     from training.ipp import train_ipp
     from training.stages import run_training
@@ -103,6 +110,8 @@ def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         ecosystem, truth = demo_ecosystem(SMOKE.ecosystem, paths)
         run_training(SMOKE, paths, ecosystem, truth)
         train_ipp(SMOKE_IPP, paths, ecosystem, truth)
+        run_training(SHADOW_SMOKE, paths, ecosystem, truth)
+        patch.setenv("PARTNERMATCH_SHADOW", "challenger")
         yield root
 
 
