@@ -25,6 +25,14 @@ from serving.errors import ERROR_STATUSES
 from serving.idempotency import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_CHARS, REPLAY_WINDOW, REPLAYED_HEADER
 from serving.keys import Scope
 from serving.schemas import DecisionRecord, ErrorResponse, RouteRequest, RouteResponse
+from serving.team_schemas import (
+    BatchRouteRequest,
+    BatchRouteResponse,
+    TeamRequest,
+    TeamResponse,
+    WhyNotRequest,
+    WhyNotResponse,
+)
 
 REF = "#/components/schemas/{model}"
 SECURITY_SCHEMES: dict[str, dict[str, str]] = {
@@ -41,6 +49,12 @@ _REPLACED_SCHEMAS = (
     "ValidationError",
     "RouteRequestIODescriptor",
     "RouteResponseIODescriptor",
+    "TeamRequestIODescriptor",
+    "TeamResponseIODescriptor",
+    "BatchRouteRequestIODescriptor",
+    "BatchRouteResponseIODescriptor",
+    "WhyNotRequestIODescriptor",
+    "WhyNotResponseIODescriptor",
 )
 _RETRY_AFTER = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}
 
@@ -67,6 +81,7 @@ class Operation:
     statuses: tuple[int, ...]  # error statuses, each a key of ERROR_STATUSES
     scope: Scope
     takes_body: str | None = None  # component name of the JSON request body
+    idempotent: bool = True  # with a body: takes an `Idempotency-Key` (answers are logged decisions)
 
 
 def api_document(
@@ -90,6 +105,12 @@ def api_document(
             (RouteResponse, "serialization"),
             (DecisionRecord, "serialization"),
             (ErrorResponse, "serialization"),
+            (TeamRequest, "validation"),
+            (TeamResponse, "serialization"),
+            (BatchRouteRequest, "validation"),
+            (BatchRouteResponse, "serialization"),
+            (WhyNotRequest, "validation"),
+            (WhyNotResponse, "serialization"),
         ],
         ref_template=REF,
     )
@@ -108,6 +129,7 @@ def api_document(
         _restrict(schemas["DealIn"]["properties"]["products"], vocabulary.products)
         _restrict(schemas["RouteOptions"]["properties"]["allowed_regions"], vocabulary.regions)
         _restrict(schemas["CertificationRequirement"]["properties"]["product"], vocabulary.products)
+        _restrict(schemas["TeamOptions"]["properties"]["allowed_regions"], vocabulary.regions)
     return document
 
 
@@ -127,6 +149,7 @@ def _operation(generated: dict[str, Any], operation: Operation, max_body_bytes: 
             "description": f"JSON, at most {max_body_bytes:,} bytes.",
             "content": {"application/json": {"schema": {"$ref": REF.format(model=operation.takes_body)}}},
         }
+    if operation.takes_body is not None and operation.idempotent:
         hours = int(REPLAY_WINDOW.total_seconds() // 3600)
         result["parameters"] = [
             *generated.get("parameters", []),

@@ -30,7 +30,8 @@ ERROR_STATUSES: dict[int, str] = {
     422: "A malformed body or a bad value (unknown product or region, amount <= 0, ...).",
     429: "Too many requests for this API key; retry after `Retry-After` seconds.",
     500: "An unexpected error (a bug); the server log has the details.",
-    503: "A store (API keys or decision log) is temporarily unavailable; retry after `Retry-After` seconds.",
+    503: "A store (API keys or decision log) is temporarily unavailable; retry after `Retry-After` seconds. "
+    "Or a model the endpoint needs is not registered: the error names the command that trains it.",
 }
 
 

@@ -35,6 +35,7 @@ class Scope(StrEnum):
     """What a key may do. Add a member for each new capability (and map its paths in `AccessPolicy`)."""
 
     ROUTE = "route"  # POST /route
+    TEAM = "team"  # POST /team
     READ_DECISIONS = "read_decisions"  # GET /decisions/{id}
     ADMIN = "admin"  # every scope
 

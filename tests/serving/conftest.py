@@ -16,12 +16,24 @@ from features.index import PartnerIndex
 from features.synthetic import EcosystemConfig, generate_ecosystem
 from serving.routing import Router, RoutingSettings
 from serving.schemas import ModelInfo
-from training.config import SplitConfig, TrainConfig, WinModelConfig
+from training.config import SplitConfig, TeamConfig, TrainConfig, WinModelConfig
 from training.stages import build_dataset, embed_ecosystem, time_split
 from training.win_model import WinModelTrainer
 
 WORLD = EcosystemConfig(partners=400, deals=4000, seed=3)
 SMOKE = TrainConfig(encoder="hashing-32", ecosystem=EcosystemConfig(partners=300, deals=3000, seed=5))
+# The smoke team model: its own bundle (win model, history with team deals, index, team model).
+SMOKE_TEAM = TeamConfig(
+    ecosystem=EcosystemConfig(partners=200, deals=1500, team_deals=300, seed=6),
+    encoder="hashing-32",
+    win_model=WinModelConfig(n_estimators=40, learning_rate=0.2, min_child_samples=20),
+    team_model=WinModelConfig(n_estimators=30, learning_rate=0.2, num_leaves=7, min_child_samples=10),
+    candidates_per_requirement=4,
+    evaluation_deals=2,
+    exact_candidates=2,
+    batch_deals=20,
+    bootstrap=20,
+)
 
 
 @dataclass(frozen=True)
@@ -81,10 +93,11 @@ def synthetic_world() -> World:
 
 @pytest.fixture(scope="session")
 def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A smoke-sized champion trained and registered in an MLflow store of its own; the
-    PARTNERMATCH_* variables point at it for the whole session."""
+    """A smoke-sized win champion and team model trained and registered in an MLflow store of its
+    own; the PARTNERMATCH_* variables point at it for the whole session."""
     from models.registry import Paths
     from training.stages import run_training
+    from training.team import run_team_training
     from training.workflows import demo_ecosystem
 
     root = tmp_path_factory.mktemp("serving-store")
@@ -96,6 +109,7 @@ def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         paths = Paths.from_environment()
         ecosystem, truth = demo_ecosystem(SMOKE.ecosystem, paths)
         run_training(SMOKE, paths, ecosystem, truth)
+        run_team_training(SMOKE_TEAM, paths, *generate_ecosystem(SMOKE_TEAM.ecosystem))
         yield root
 
 
