@@ -618,13 +618,23 @@ def evaluate_teams(
 def bench_team(
     partners: Annotated[int, typer.Option(min=50, help="Partners the candidates are drawn from.")] = 100000,
     instances: Annotated[int, typer.Option(min=1, help="Team problems to time.")] = 50,
+    http: Annotated[
+        bool, typer.Option("--http", help="POST /team over HTTP against the real service (trains a team model).")
+    ] = False,
     json_path: JsonOption = None,
 ) -> None:
-    """Optimiser p50/p99 on 7 requirements x 50 candidates, against exhaustive search."""
+    """Optimiser p50/p99 on 7 requirements x 50 candidates, against exhaustive search; with --http,
+    POST /team p50/p99 against the exact solver on the same instances and the server's peak RSS."""
     from partnermatch.bench.team import bench_team as run_bench
 
     with _user_errors(), show_progress(console) as progress:
-        results = run_bench(partners, instances, progress=progress)
+        if http:
+            from models.registry import Paths
+            from partnermatch.bench.team_http import bench_team_http
+
+            results = bench_team_http(partners, instances, Paths.from_environment(), progress)
+        else:
+            results = run_bench(partners, instances, progress=progress)
     _emit(results, json_path)
 
 

@@ -93,8 +93,10 @@ def test_team_without_a_registered_team_model_answers_503_naming_the_command(
     assert "partnermatch train-team" in body["reason"]
 
 
-def test_load_team_assembler_names_the_training_command(tmp_path: Path) -> None:
+def test_load_team_assembler_names_the_training_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from models.registry import Paths
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # mlflow.set_tracking_uri sets it
     from serving.service import load_team_assembler
     from serving.team import ModelNotRegisteredError
 
