@@ -126,6 +126,10 @@ def required_rows(state: RoutingState, request: TeamRequest, parsed: ParsedReque
         raise RoutingConflictError(
             field, f"{len(ids)} required partners (registered partner included) exceed max_members"
         )
+    if len(ids) > len(request.deal.products):
+        raise RoutingConflictError(
+            field, f"{len(ids)} required partners cannot each cover one of {len(request.deal.products)} requirements"
+        )
     for partner_id, row in zip(ids, rows.tolist(), strict=True):
         failed = [constraint.name for constraint in parsed.constraints if not constraint.passes[row]]
         if failed:
@@ -141,10 +145,15 @@ def requirement_candidates(
     state, settings = assembler.state, assembler.settings
     products = np.flatnonzero(parsed.products)
     queries = query_vector[None, :] + assembler.product_vectors[products]
-    queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+    norms = np.linalg.norm(queries, axis=1, keepdims=True)
+    # A text and product name without a known token embed to zero: no text neighbours, history only.
+    has_text = norms[:, 0] > 1e-6
     # Over-fetch: the neighbours that fail a constraint are dropped after the search.
     fetch = min(len(state.index), 4 * settings.text_neighbours)
-    positions, _ = state.index.search(queries.astype(np.float32), fetch)
+    positions = np.full((products.size, fetch), -1, dtype=np.int64)
+    if has_text.any():
+        unit = (queries[has_text] / norms[has_text]).astype(np.float32)
+        positions[has_text] = state.index.search(unit, fetch)[0]
     regions = [region for region in parsed.allowed_regions if region in state.shortlist_logits]
     shortlists = [state.shortlist_logits[region] for region in regions]
     shortlist_rows = np.concatenate([shortlist.rows for shortlist in shortlists] + [np.zeros(0, dtype=np.int64)])

@@ -196,3 +196,28 @@ def test_cli_team_and_route_batch_use_the_endpoints_code(smoke_store: Path, tmp_
     assert "amount" in bad.output and "Traceback" not in bad.output
     deal_file.write_text("{not json")
     assert runner.invoke(app, ["team", "--deal", str(deal_file)]).exit_code == 2
+
+
+def test_team_with_a_text_that_cancels_its_requirement_uses_history_alone(client: Any) -> None:
+    import numpy as np
+
+    from features.embed import HashingEncoder
+
+    encoder = HashingEncoder(32)  # the smoke team bundle's encoder
+    product = encoder.encode(["storage"])[0]
+    words = [f"w{index}" for index in range(2000)]
+    opposite = next(
+        word for word, vector in zip(words, encoder.encode(words), strict=True) if np.allclose(vector, -product)
+    )
+    response = team(client, TEAM_DEAL | {"products": ["storage"], "requirement_text": opposite}, top_k=1)
+    assert response.status_code == 200, response.text
+    assert response.json()["candidates_per_requirement"][0] >= 1
+
+
+def test_more_required_partners_than_requirements_is_a_conflict(client: Any) -> None:
+    body = team(client, top_k=3, max_members=3).json()
+    members = sorted({m["partner_id"] for item in body["teams"] for m in item["members"]})[:2]
+    assert len(members) == 2
+    deal = TEAM_DEAL | {"products": ["firewall"]}
+    conflict = _error(team(client, deal, required_partner_ids=members), 409, "options.required_partner_ids")
+    assert "requirements" in conflict["reason"]
