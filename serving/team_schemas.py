@@ -7,7 +7,9 @@ raise `FeatureError(field, reason)` with the dotted field names used here.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, field_validator
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, Field, field_validator
 
 from features.schema import LOAD_WINDOW
 from serving.schemas import (
@@ -23,6 +25,7 @@ from serving.schemas import (
     _Strict,
     _unique,
     _unique_items,
+    _whole,
 )
 
 MAX_TEAM_MEMBERS = 7  # exact Shapley credit scores 2^members coalitions
@@ -107,10 +110,9 @@ class TeamResponse(BaseModel):
 class BatchOptions(_Strict):
     """How the batch is assigned."""
 
-    capacity_per_partner: Count | None = Field(
+    # Bounds before the validator: pydantic then writes them as JSON Schema's minimum / maximum.
+    capacity_per_partner: Annotated[int, Field(ge=0, le=10_000), BeforeValidator(_whole)] | None = Field(
         default=None,
-        ge=0,
-        le=10_000,
         description="Deals of this batch one partner can take; default: its declared capacity minus its deals "
         f"of the last {LOAD_WINDOW.days} days.",
     )

@@ -221,3 +221,15 @@ def test_more_required_partners_than_requirements_is_a_conflict(client: Any) -> 
     deal = TEAM_DEAL | {"products": ["firewall"]}
     conflict = _error(team(client, deal, required_partner_ids=members), 409, "options.required_partner_ids")
     assert "requirements" in conflict["reason"]
+
+
+def test_the_contract_documents_the_new_operations_and_their_bounds(client: Any) -> None:
+    document = client.get("/docs.json").json()
+    for path, scope in (("/team", "team"), ("/route/batch", "route"), ("/route/why_not", "route")):
+        operation = document["paths"][path]["post"]
+        assert {"404", "409", "422", "503"} <= operation["responses"].keys()
+        assert f"scope `{scope}`" in operation["description"]
+        assert not any(parameter["name"] == "Idempotency-Key" for parameter in operation.get("parameters", []))
+    capacity = document["components"]["schemas"]["BatchOptions"]["properties"]["capacity_per_partner"]["anyOf"][0]
+    assert (capacity["minimum"], capacity["maximum"]) == (0, 10_000)
+    assert document["components"]["schemas"]["BatchRouteRequest"]["properties"]["deals"]["maxItems"] == 200
