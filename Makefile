@@ -96,3 +96,7 @@ bench-ipp: install ## partnermatch bench ipp: prospects per second in batch, p50
 
 clean: ## remove caches and local MLflow runs (keeps .venv)
 	rm -rf .cache mlruns/mlflow.db mlruns/artifacts .pytest_cache .mypy_cache .ruff_cache
+
+.PHONY: bench-team-http
+bench-team-http: install ## POST /team over HTTP vs the exact solver, server RSS with and without the team model
+	$(PM) bench team --http --partners 2000 --instances 50 --json $(OUT)/bench-team-http-2k.json

@@ -96,3 +96,18 @@ def assign_greedily(candidates: IntArray, probability: FloatArray, capacity: Int
                 choice[deal] = slot
                 break
     return _plan(candidates, probability, choice, capacity.size)
+
+
+SECONDS_PER_DAY = 86_400.0
+
+
+def emerging_partners(
+    joined_seconds: npt.NDArray[np.int64],
+    capacity: FloatArray,
+    as_of_seconds: int,
+    tenure_days: float,
+) -> npt.NDArray[np.bool_]:
+    """(N,) True for the partners an exposure share favours: joined fewer than `tenure_days` before
+    `as_of_seconds`, or declaring a capacity below the median (newer or smaller partners)."""
+    tenure = (as_of_seconds - np.asarray(joined_seconds, dtype=np.float64)) / SECONDS_PER_DAY
+    return np.asarray((tenure < tenure_days) | (capacity < np.median(capacity)))

@@ -338,6 +338,8 @@ def milp_seed(instance: TeamInstance, limits: TeamLimits, required: IntArray) ->
     lower = np.zeros(n_x + u_count)
     lower[n_x + required] = 1.0
     edge = np.arange(n_x)
+    required_sorted = np.sort(required)
+    on_required = np.isin(u_cols, required_sorted)
     rows = sparse.vstack(
         [
             sparse.csr_matrix((np.ones(n_x), (k_rows, edge)), shape=(k_count, n_x + u_count)),
@@ -349,10 +351,18 @@ def milp_seed(instance: TeamInstance, limits: TeamLimits, required: IntArray) ->
                 shape=(n_x, n_x + u_count),
             ),
             sparse.csr_matrix(np.concatenate((np.zeros(n_x), np.ones(u_count)))[None, :]),
+            # A required member covers at least one requirement (y[u] = 1 alone would not put it in the team).
+            sparse.csr_matrix(
+                (
+                    np.ones(on_required.sum()),
+                    (np.searchsorted(required_sorted, u_cols[on_required]), edge[on_required]),
+                ),
+                shape=(required.size, n_x + u_count),
+            ),
         ]
     )
-    row_lower = np.concatenate((np.ones(k_count), np.full(n_x, -np.inf), [-np.inf]))
-    row_upper = np.concatenate((np.ones(k_count), np.zeros(n_x), [limits.max_members]))
+    row_lower = np.concatenate((np.ones(k_count), np.full(n_x, -np.inf), [-np.inf], np.ones(required.size)))
+    row_upper = np.concatenate((np.ones(k_count), np.zeros(n_x), [limits.max_members], np.full(required.size, np.inf)))
     solution = solve_milp(
         cost,
         lower,

@@ -652,13 +652,23 @@ def evaluate_teams(
 def bench_team(
     partners: Annotated[int, typer.Option(min=50, help="Partners the candidates are drawn from.")] = 100000,
     instances: Annotated[int, typer.Option(min=1, help="Team problems to time.")] = 50,
+    http: Annotated[
+        bool, typer.Option("--http", help="POST /team over HTTP against the real service (trains a team model).")
+    ] = False,
     json_path: JsonOption = None,
 ) -> None:
-    """Optimiser p50/p99 on 7 requirements x 50 candidates, against exhaustive search."""
+    """Optimiser p50/p99 on 7 requirements x 50 candidates, against exhaustive search; with --http,
+    POST /team p50/p99 against the exact solver on the same instances and the server's peak RSS."""
     from partnermatch.bench.team import bench_team as run_bench
 
     with _user_errors(), show_progress(console) as progress:
-        results = run_bench(partners, instances, progress=progress)
+        if http:
+            from models.registry import Paths
+            from partnermatch.bench.team_http import bench_team_http
+
+            results = bench_team_http(partners, instances, Paths.from_environment(), progress)
+        else:
+            results = run_bench(partners, instances, progress=progress)
     _emit(results, json_path)
 
 
@@ -737,3 +747,45 @@ def shadow_report(json_path: JsonOption = None) -> None:
     with _user_errors():
         report = shadow_report_from_log(Paths.from_environment())
     _emit(report, json_path)
+
+
+@app.command()
+def team(
+    deal: Annotated[Path, typer.Option(help="JSON file: a deal, or a whole request {deal, options} of POST /team.")],
+    json_path: JsonOption = None,
+) -> None:
+    """Assemble partner teams for a multi-product deal with the team model, as POST /team would."""
+    from models.registry import Paths
+    from serving.service import load_team_assembler, read_team_request
+    from serving.team import assemble
+
+    with _user_errors(), show_progress(console) as progress:
+        request = read_team_request(deal)
+        assembler = load_team_assembler(Paths.from_environment(), progress)
+        progress.step(f"assembling teams for {len(request.deal.products)} requirements")
+        response = assemble(assembler, request)
+    _emit(response.model_dump(mode="json"), json_path)
+
+
+@app.command("route-batch")
+def route_batch(
+    deals: Annotated[Path, typer.Option(help="JSON file: the body of POST /route/batch {deals, options}.")],
+    out: Annotated[Path, typer.Option(help="Where to write the JSON response.")],
+) -> None:
+    """Route many deals at once under partner capacities (global plan vs greedy), as POST /route/batch would."""
+    from models.registry import Paths
+    from serving.batch import route_batch as run
+    from serving.service import load_router, read_batch_request
+
+    with _user_errors(), show_progress(console) as progress:
+        request = read_batch_request(deals)
+        router = load_router(Paths.from_environment(), progress)
+        progress.step(f"routing {len(request.deals)} deals")
+        response = run(router, request, progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(response.model_dump_json(indent=2) + "\n")
+    plan, greedy = response.global_plan, response.greedy
+    console.print(
+        f"wrote {out}: expected wins {plan.expected_wins:.2f} global vs {greedy.expected_wins:.2f} greedy "
+        f"({response.lift:+.1%}), {plan.assigned}/{len(response.assignments)} deals assigned"
+    )

@@ -33,6 +33,14 @@ from serving.schemas import (
     RouteRequest,
     RouteResponse,
 )
+from serving.team_schemas import (
+    BatchRouteRequest,
+    BatchRouteResponse,
+    TeamRequest,
+    TeamResponse,
+    WhyNotRequest,
+    WhyNotResponse,
+)
 
 REF = "#/components/schemas/{model}"
 SECURITY_SCHEMES: dict[str, dict[str, str]] = {
@@ -51,6 +59,12 @@ _REPLACED_SCHEMAS = (
     "RouteResponseIODescriptor",
     "FeedbackRequestIODescriptor",
     "FeedbackResponseIODescriptor",
+    "TeamRequestIODescriptor",
+    "TeamResponseIODescriptor",
+    "BatchRouteRequestIODescriptor",
+    "BatchRouteResponseIODescriptor",
+    "WhyNotRequestIODescriptor",
+    "WhyNotResponseIODescriptor",
 )
 _RETRY_AFTER = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}
 
@@ -106,6 +120,12 @@ def api_document(
             (IppFitRequest, "validation"),
             (IppFitResponse, "serialization"),
             (WhiteSpaceResponse, "serialization"),
+            (TeamRequest, "validation"),
+            (TeamResponse, "serialization"),
+            (BatchRouteRequest, "validation"),
+            (BatchRouteResponse, "serialization"),
+            (WhyNotRequest, "validation"),
+            (WhyNotResponse, "serialization"),
         ],
         ref_template=REF,
     )
@@ -124,6 +144,7 @@ def api_document(
         _restrict(schemas["DealIn"]["properties"]["products"], vocabulary.products)
         _restrict(schemas["RouteOptions"]["properties"]["allowed_regions"], vocabulary.regions)
         _restrict(schemas["CertificationRequirement"]["properties"]["product"], vocabulary.products)
+        _restrict(schemas["TeamOptions"]["properties"]["allowed_regions"], vocabulary.regions)
     return document
 
 

@@ -36,6 +36,7 @@ class Scope(StrEnum):
     """What a key may do. Add a member for each new capability (and map its paths in `AccessPolicy`)."""
 
     ROUTE = "route"  # POST /route
+    TEAM = "team"  # POST /team
     READ_DECISIONS = "read_decisions"  # GET /decisions/{id}
     IPP = "ipp"  # POST /ipp_fit, GET /white_space: ideal-partner fit and white space for recruiters
     ADMIN = "admin"  # every scope

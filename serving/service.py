@@ -33,6 +33,7 @@ import logging
 import os
 import sqlite3
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -41,6 +42,7 @@ from typing import Any, cast
 import bentoml
 from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI, Request
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
@@ -52,12 +54,15 @@ from models.bundle import INDEX_DIR, ModelBundle
 from models.registry import (
     CHAMPION,
     FEEDBACK_SEQUENCE_TAG,
+    REGISTERED_TEAM_MODEL,
     REGISTERED_WIN_MODEL,
     Paths,
     local_bundle,
     version_by_alias,
 )
+from models.solver import SolverError
 from serving.asgi import ApiKeyAuth, BodyLimits, JsonErrors, SwaggerAtDocs, caller
+from serving.batch import route_batch
 from serving.contract import Operation, Vocabulary, api_document
 from serving.decision_log import DecisionLog
 from serving.errors import error_json, status_of
@@ -84,7 +89,19 @@ from serving.schemas import (
 )
 from serving.shadow import SHADOW_ENV, Shadow, shadow_alias
 from serving.stores import import_legacy_keys, sqlite_url, upgrade_database
+from serving.team import TEAM_TRAINING_COMMAND, ModelNotRegisteredError, TeamAssembler, assemble
+from serving.team_schemas import (
+    BatchOptions,
+    BatchRouteRequest,
+    BatchRouteResponse,
+    TeamOptions,
+    TeamRequest,
+    TeamResponse,
+    WhyNotRequest,
+    WhyNotResponse,
+)
 from serving.web.pages import WEB_PREFIX, web_app
+from serving.why_not import explain_why_not
 
 logger = logging.getLogger(__name__)
 
@@ -175,26 +192,29 @@ def _serving_encoder(name: str, cache_dir: Path) -> Encoder:
     return encoder.inner if isinstance(encoder, CachedEncoder) else encoder
 
 
-def load_router(paths: Paths, progress: Progress = SILENT, alias: str = CHAMPION) -> Router:
-    """A Router over the registered `alias` (default: champion) of `partnermatch-win`, its index and its encoder.
+def load_router(
+    paths: Paths, progress: Progress = SILENT, alias: str = CHAMPION, model_name: str = REGISTERED_WIN_MODEL
+) -> Router:
+    """A Router over the registered `alias` (default: champion) of `model_name` (a bundle: win model,
+    history, index), its index and its encoder.
 
     The routing state is computed once per champion version and stored under
     `<cache>/routing-state/`; every worker maps those files and the partner index read-only, so
     workers share one copy of the arrays. Raises ValueError when no such version is registered.
     """
-    champion = version_by_alias(paths, REGISTERED_WIN_MODEL, alias)
+    champion = version_by_alias(paths, model_name, alias)
     if champion is None:
         raise ValueError(
-            f"no {REGISTERED_WIN_MODEL}@{alias} is registered in {paths.tracking_uri}: "
+            f"no {model_name}@{alias} is registered in {paths.tracking_uri}: "
             "run `partnermatch serve` (trains one on the demo ecosystem) or `partnermatch train`"
         )
-    progress.step(f"loading {REGISTERED_WIN_MODEL} v{champion.version}")
+    progress.step(f"loading {model_name} v{champion.version}")
     bundle_dir = local_bundle(paths, champion)
     bundle = ModelBundle.load(bundle_dir, with_history=False)
     index = PartnerIndex.load(bundle_dir / INDEX_DIR, mmap=True)
     set_search_threads(1)  # one query at a time: more OpenMP threads only add overhead
     encoder = _serving_encoder(bundle.manifest.encoder, paths.cache_dir)
-    model_info = ModelInfo(name=REGISTERED_WIN_MODEL, version=champion.version, encoder=bundle.manifest.encoder)
+    model_info = ModelInfo(name=model_name, version=champion.version, encoder=bundle.manifest.encoder)
     settings = RoutingSettings()
 
     def build() -> RoutingState:
@@ -282,6 +302,45 @@ def route_once(request: RouteRequest, paths: Paths, progress: Progress = SILENT)
     return response
 
 
+SERVE_TEAMS_ENV = "PARTNERMATCH_SERVE_TEAMS"  # "0": do not load the team model (POST /team answers 503)
+
+
+def load_team_assembler(paths: Paths, progress: Progress = SILENT) -> TeamAssembler:
+    """The team assembler over the registered champion of `partnermatch-team` (its routing state is
+    stored and mapped like the win champion's). Raises ModelNotRegisteredError naming the command
+    that trains one."""
+    champion = version_by_alias(paths, REGISTERED_TEAM_MODEL, CHAMPION)
+    if champion is None:
+        raise ModelNotRegisteredError(
+            f"no {REGISTERED_TEAM_MODEL}@{CHAMPION} is registered in {paths.tracking_uri}: "
+            f"run `{TEAM_TRAINING_COMMAND}`"
+        )
+    router = load_router(paths, progress, REGISTERED_TEAM_MODEL)
+    return TeamAssembler.from_bundle(router.state, local_bundle(paths, champion))
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in `path`; ValueError (or FileNotFoundError) naming the file otherwise."""
+    try:
+        payload = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path} must hold a JSON object")
+    return payload
+
+
+def read_team_request(path: Path) -> TeamRequest:
+    """A JSON file holding a deal, or a whole request `{"deal": ..., "options": ...}` of `POST /team`."""
+    payload = _json_object(path)
+    return TeamRequest.model_validate(payload if "deal" in payload else {"deal": payload})
+
+
+def read_batch_request(path: Path) -> BatchRouteRequest:
+    """A JSON file holding the body of `POST /route/batch`: `{"deals": [...], "options": {...}}`."""
+    return BatchRouteRequest.model_validate(_json_object(path))
+
+
 # The API: its operations (statuses each can answer besides 200), who may call what, body limit.
 MAX_BODY_BYTES = 1_048_576  # the largest valid request (10,000 excluded ids, a 10,000-character text) is ~200 KB
 _ALWAYS = (401, 403, 429, 500, 503)
@@ -293,6 +352,25 @@ OPERATIONS = (
     ),
     Operation("/ipp_fit", "post", "IppFitResponse", (*_ALWAYS, 413, 415, 422), Scope.IPP, "IppFitRequest", False),
     Operation("/white_space", "get", "WhiteSpaceResponse", _ALWAYS, Scope.IPP),
+    Operation("/team", "post", "TeamResponse", (*_ALWAYS, 404, 409, 413, 415, 422), Scope.TEAM, "TeamRequest", False),
+    Operation(
+        "/route/batch",
+        "post",
+        "BatchRouteResponse",
+        (*_ALWAYS, 404, 409, 413, 415, 422),
+        Scope.ROUTE,
+        "BatchRouteRequest",
+        False,
+    ),
+    Operation(
+        "/route/why_not",
+        "post",
+        "WhyNotResponse",
+        (*_ALWAYS, 404, 409, 413, 415, 422),
+        Scope.ROUTE,
+        "WhyNotRequest",
+        False,
+    ),
 )
 ACCESS = AccessPolicy(
     public_paths=frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/"}),
@@ -303,6 +381,7 @@ ACCESS = AccessPolicy(
         ("/feedback", Scope.FEEDBACK),
         ("/ipp_fit", Scope.IPP),
         ("/white_space", Scope.IPP),
+        ("/team", Scope.TEAM),
     ),
 )
 
@@ -372,6 +451,14 @@ class PartnerMatch:
 
         self.ipp: IppScorer | None = load_ipp_scorer(paths, ipp_encoder)
         self.prospect_lists = ProspectListStore(sqlite_url(prospect_lists_beside(decision_log_path(paths))))
+        self.teams: TeamAssembler | None = None
+        self.teams_missing = f"the team model is not served ({SERVE_TEAMS_ENV}=0)"
+        if os.environ.get(SERVE_TEAMS_ENV, "1") != "0":
+            try:
+                self.teams = load_team_assembler(paths)
+            except ModelNotRegisteredError as error:
+                logger.warning("POST /team answers 503: %s", error)
+                self.teams_missing = str(error)
 
     @bentoml.api(route="/route", input_spec=RouteRequest, output_spec=RouteResponse)
     def route(self, deal: DealIn, options: RouteOptions, ctx: bentoml.Context) -> Response:
@@ -408,6 +495,36 @@ class PartnerMatch:
                 ctx, 503, error_json("server", "the feedback store is unavailable", version), {"Retry-After": "1"}
             )
         return _answer(ctx, 200, accepted.model_dump_json().encode())
+
+    @bentoml.api(route="/team", input_spec=TeamRequest, output_spec=TeamResponse)
+    def team(self, deal: DealIn, options: TeamOptions, ctx: bentoml.Context) -> Response:
+        """Assemble partner teams covering every product of a deal: members, credit, win probability, reasons."""
+        if self.teams is None:
+            return _answer(ctx, 503, error_json("model", self.teams_missing))
+        teams, request = self.teams, TeamRequest(deal=deal, options=options)
+        return self._pure(ctx, teams.model_info.version, lambda: assemble(teams, request))
+
+    @bentoml.api(route="/route/batch", input_spec=BatchRouteRequest, output_spec=BatchRouteResponse)
+    def route_batch(self, deals: list[RouteRequest], options: BatchOptions, ctx: bentoml.Context) -> Response:
+        """Route many deals at once under partner capacities: global plan vs greedy routing, exposure."""
+        request = BatchRouteRequest(deals=deals, options=options)
+        return self._pure(ctx, self.router.model_info.version, lambda: route_batch(self.router, request))
+
+    @bentoml.api(route="/route/why_not", input_spec=WhyNotRequest, output_spec=WhyNotResponse)
+    def why_not(self, deal: DealIn, options: RouteOptions, partner_id: str, ctx: bentoml.Context) -> Response:
+        """Why a partner is not in a deal's top k: the constraint that removed it, or the features behind it."""
+        request = WhyNotRequest(deal=deal, options=options, partner_id=partner_id)
+        return self._pure(ctx, self.router.model_info.version, lambda: explain_why_not(self.router, request))
+
+    def _pure(self, ctx: bentoml.Context, version: str, handle: Callable[[], BaseModel]) -> Response:
+        """Answer with `handle()`'s response, or its domain error in the one error shape."""
+        try:
+            return _answer(ctx, 200, handle().model_dump_json().encode())
+        except FeatureError as error:
+            return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
+        except SolverError as error:
+            logger.exception("the MILP solver failed")
+            return _answer(ctx, 503, error_json("server", str(error), version), {"Retry-After": "1"})
 
     @decisions_app.get("/{decision_id}", response_model=DecisionRecord)
     def decision(self, decision_id: str) -> DecisionRecord | Response:
@@ -465,5 +582,9 @@ _service = cast("bentoml.Service[PartnerMatch]", PartnerMatch)
 _service.add_asgi_middleware(JsonErrors)
 _service.add_asgi_middleware(SwaggerAtDocs)
 _service.add_asgi_middleware(ApiKeyAuth, policy=ACCESS, open_store=_service_key_store)
-_service.add_asgi_middleware(BodyLimits, paths=frozenset({"/route", "/feedback", "/ipp_fit"}), max_bytes=MAX_BODY_BYTES)
+_service.add_asgi_middleware(
+    BodyLimits,
+    paths=frozenset({"/route", "/feedback", "/ipp_fit", "/team", "/route/batch", "/route/why_not"}),
+    max_bytes=MAX_BODY_BYTES,
+)
 _service.mount_asgi_app(web_app, path=WEB_PREFIX)

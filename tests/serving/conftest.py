@@ -16,7 +16,7 @@ from features.index import PartnerIndex
 from features.synthetic import EcosystemConfig, generate_ecosystem
 from serving.routing import Router, RoutingSettings
 from serving.schemas import ModelInfo
-from training.config import SplitConfig, TrainConfig, WinModelConfig
+from training.config import SplitConfig, TeamConfig, TeamModelConfig, TrainConfig, WinModelConfig
 from training.ipp import IppConfig
 from training.stages import build_dataset, embed_ecosystem, time_split
 from training.win_model import WinModelTrainer
@@ -32,6 +32,19 @@ SMOKE_IPP = IppConfig(
 # shadow every session routes beside the champion (PARTNERMATCH_SHADOW=challenger).
 SHADOW_SMOKE = TrainConfig(
     encoder="hashing-32", ecosystem=SMOKE.ecosystem, model=WinModelConfig(n_estimators=3, num_leaves=3)
+)
+
+# The smoke team model: its own bundle (win model, history with team deals, index, team model).
+SMOKE_TEAM = TeamConfig(
+    ecosystem=EcosystemConfig(partners=200, deals=1500, team_deals=300, seed=6),
+    encoder="hashing-32",
+    win_model=WinModelConfig(n_estimators=40, learning_rate=0.2, min_child_samples=20),
+    team_model=TeamModelConfig(),
+    candidates_per_requirement=4,
+    evaluation_deals=2,
+    exact_candidates=2,
+    batch_deals=20,
+    bootstrap=20,
 )
 
 
@@ -92,12 +105,13 @@ def synthetic_world() -> World:
 
 @pytest.fixture(scope="session")
 def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A smoke-sized champion, a weaker challenger (in shadow mode) and an IPP champion trained and
-    registered in an MLflow store of its own; the PARTNERMATCH_* variables point at it for the whole
-    session."""
+    """A smoke-sized champion, a weaker challenger (in shadow mode), an IPP champion and a team model
+    trained and registered in an MLflow store of its own; the PARTNERMATCH_* variables point at it
+    for the whole session."""
     from models.registry import Paths
     from training.ipp import train_ipp
     from training.stages import run_training
+    from training.team import run_team_training
     from training.workflows import demo_ecosystem
 
     root = tmp_path_factory.mktemp("serving-store")
@@ -112,6 +126,7 @@ def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         train_ipp(SMOKE_IPP, paths, ecosystem, truth)
         run_training(SHADOW_SMOKE, paths, ecosystem, truth)
         patch.setenv("PARTNERMATCH_SHADOW", "challenger")
+        run_team_training(SMOKE_TEAM, paths, *generate_ecosystem(SMOKE_TEAM.ecosystem))
         yield root
 
 

@@ -46,6 +46,18 @@ def test_bentoml_serve_answers_route_health_and_metrics(smoke_store: Path, tmp_p
             assert fitted.json()["model"]["name"] == "partnermatch-ipp"
             assert client.get("/white_space").json()["cells"]
             assert client.get("/app/recruiters", headers={"Authorization": ""}).status_code == 200  # public
+            team_deal = DEAL | {"products": ["firewall", "sd-wan", "storage"]}
+            teams = client.post("/team", json={"deal": team_deal, "options": {"top_k": 2}})
+            assert teams.status_code == 200, teams.text
+            assert len(teams.json()["teams"]) == 2 and teams.json()["model"]["name"] == "partnermatch-team"
+            batch = {"deals": [{"deal": DEAL}] * 4, "options": {"capacity_per_partner": 1}}
+            planned = client.post("/route/batch", json=batch)
+            assert planned.status_code == 200, planned.text
+            assert planned.json()["global_plan"]["expected_wins"] >= planned.json()["greedy"]["expected_wins"] - 1e-9
+            asked = {"deal": DEAL, "options": {"max_results": 1}, "partner_id": body["partners"][2]["partner_id"]}
+            explained = client.post("/route/why_not", json=asked)
+            assert explained.status_code == 200, explained.text
+            assert explained.json()["compared_with"] == body["partners"][0]["partner_id"]
             for probe in ("/healthz", "/livez", "/readyz"):
                 assert client.get(probe).status_code == 200
             metrics = client.get("/metrics", headers={"Authorization": ""})  # no key needed
