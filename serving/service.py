@@ -315,7 +315,7 @@ def load_team_assembler(paths: Paths, progress: Progress = SILENT) -> TeamAssemb
             f"no {REGISTERED_TEAM_MODEL}@{CHAMPION} is registered in {paths.tracking_uri}: "
             f"run `{TEAM_TRAINING_COMMAND}`"
         )
-    router = load_router(paths, progress, REGISTERED_TEAM_MODEL)
+    router = load_router(paths, progress, model_name=REGISTERED_TEAM_MODEL)
     return TeamAssembler.from_bundle(router.state, local_bundle(paths, champion))
 
 
