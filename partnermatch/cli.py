@@ -634,18 +634,11 @@ def train_team(
     _emit(metrics, json_path)
 
 
-@evaluate_app.command("teams")
-def evaluate_teams(
-    partners: TeamSize = 1000,
-    deals: Annotated[int, typer.Option(min=10, help="Regular deals.")] = 10000,
-    team_deals: Annotated[int, typer.Option(min=10, help="Team deals (2-7 requirements each).")] = 3000,
-    evaluation_deals: Annotated[int, typer.Option(min=1, help="Held-out team deals to assemble.")] = 200,
-    json_path: JsonOption = None,
-) -> None:
-    """Teams vs best-single and random teams under the latent truth; optimiser vs exact; global vs greedy."""
-    with _user_errors(), show_progress(console) as progress:
-        metrics = _team_report(partners, deals, team_deals, evaluation_deals, progress)
-    _emit(metrics, json_path)
+# One flow trains, evaluates and registers the team model: `evaluate teams` is the same command.
+evaluate_app.command(
+    "teams",
+    help="Teams vs best-single and random teams under the latent truth; optimiser vs exact; global vs greedy.",
+)(train_team)
 
 
 @bench_app.command("team")
