@@ -34,6 +34,7 @@ REGISTERED_WIN_MODEL = "partnermatch-win"
 REGISTERED_IPP_MODEL = "partnermatch-ipp"
 REGISTERED_TEAM_MODEL = "partnermatch-team"
 REGISTERED_SENTIMENT_MODEL = "partnermatch-sentiment"
+REGISTERED_HEALTH_MODEL = "partnermatch-health"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 BUNDLE_ARTIFACT = "bundle"  # the model directory (a bundle) inside a logged model's artifacts

@@ -184,3 +184,30 @@ class SentimentConfig:
     max_iter: int = 300
     tolerance: float = 1e-3
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """Partner health and the disengagement model (`training.health`).
+
+    As-of times run every `step_days` from `warmup_days` after the history starts (so trend windows
+    are filled) to `horizon` before its end (so the label is observed). Partners are split by a hash
+    of their id: `test_share` are never fitted on, `calibration_share` calibrate; in time, training
+    and calibration rows end (as-of + horizon) before `train_until_share` of the history and test
+    rows start after it."""
+
+    ecosystem: EcosystemConfig = field(default_factory=EcosystemConfig)
+    step_days: int = 14
+    warmup_days: int = 240
+    train_until_share: float = 0.6
+    test_share: float = 0.25
+    calibration_share: float = 0.2
+    n_estimators: int = 300
+    learning_rate: float = 0.03
+    num_leaves: int = 15
+    min_child_samples: int = 40
+    calibration: CalibrationChoice = "auto"
+    rule_decline_ratio: float = 0.5  # baseline: alert when the 30-day engagement rate is at most this share of before
+    watch_multiple: float = 3.0  # bands: at_risk holds the base-rate share of training rows, watch up to this multiple
+    bootstrap_resamples: int = 200
+    seed: int = 0
