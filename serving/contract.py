@@ -22,6 +22,13 @@ from pydantic.json_schema import models_json_schema
 from features.pairs import FeatureContext
 from features.schema import CERT_LEVELS, MAX_CERT_LEVEL
 from serving.errors import ERROR_STATUSES
+from serving.health_schemas import (
+    PartnerHealthRequest,
+    PartnerHealthResponse,
+    PartnerKpis,
+    SentimentRequest,
+    SentimentResponse,
+)
 from serving.idempotency import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_CHARS, REPLAY_WINDOW, REPLAYED_HEADER
 from serving.keys import Scope
 from serving.schemas import DecisionRecord, ErrorResponse, RouteRequest, RouteResponse
@@ -41,6 +48,10 @@ _REPLACED_SCHEMAS = (
     "ValidationError",
     "RouteRequestIODescriptor",
     "RouteResponseIODescriptor",
+    "SentimentRequestIODescriptor",
+    "SentimentResponseIODescriptor",
+    "PartnerHealthRequestIODescriptor",
+    "PartnerHealthResponseIODescriptor",
 )
 _RETRY_AFTER = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}
 
@@ -90,6 +101,11 @@ def api_document(
             (RouteResponse, "serialization"),
             (DecisionRecord, "serialization"),
             (ErrorResponse, "serialization"),
+            (SentimentRequest, "validation"),
+            (SentimentResponse, "serialization"),
+            (PartnerHealthRequest, "validation"),
+            (PartnerHealthResponse, "serialization"),
+            (PartnerKpis, "serialization"),
         ],
         ref_template=REF,
     )

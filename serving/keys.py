@@ -36,6 +36,8 @@ class Scope(StrEnum):
 
     ROUTE = "route"  # POST /route
     READ_DECISIONS = "read_decisions"  # GET /decisions/{id}
+    SENTIMENT = "sentiment"  # POST /sentiment
+    HEALTH = "health"  # POST /partner_health, GET /partners/{id}/kpis
     ADMIN = "admin"  # every scope
 
 

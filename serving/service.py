@@ -39,11 +39,40 @@ from features.index import PartnerIndex, set_search_threads
 from features.pairs import FeatureError
 from features.progress import SILENT, Progress
 from models.bundle import INDEX_DIR, ModelBundle
-from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, local_bundle, version_by_alias
-from serving.asgi import ApiKeyAuth, BodyLimits, JsonErrors, SwaggerAtDocs, caller
+from models.health import UnknownPartnersError
+from models.registry import (
+    CHAMPION,
+    REGISTERED_HEALTH_MODEL,
+    REGISTERED_SENTIMENT_MODEL,
+    REGISTERED_WIN_MODEL,
+    Paths,
+    local_bundle,
+    version_by_alias,
+)
+from serving.asgi import INTERNAL_HEADER, ApiKeyAuth, BodyLimits, JsonErrors, SwaggerAtDocs, caller, internal_token
 from serving.contract import Operation, Vocabulary, api_document
 from serving.decision_log import DecisionLog
 from serving.errors import error_json, status_of
+from serving.health import (
+    TRAIN_HEALTH,
+    TRAIN_SENTIMENT,
+    health_response,
+    health_status,
+    kpi_response,
+    load_health,
+    load_sentiment,
+    missing_model_reason,
+    sentiment_response,
+    sentiment_rows,
+)
+from serving.health_schemas import (
+    MAX_SENTIMENT_TEXTS,
+    PartnerHealthRequest,
+    PartnerHealthResponse,
+    PartnerKpis,
+    SentimentRequest,
+    SentimentResponse,
+)
 from serving.idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, decide_once, record_decision, retry_claim
 from serving.keys import AccessPolicy, KeyStore, Scope, sqlite_url
 from serving.routing import Router, RoutingSettings, shared_routing_state, state_directory
@@ -200,11 +229,33 @@ _ALWAYS = (401, 403, 429, 500, 503)
 OPERATIONS = (
     Operation("/route", "post", "RouteResponse", (400, *_ALWAYS, 404, 409, 413, 415, 422), Scope.ROUTE, "RouteRequest"),
     Operation("/decisions/{decision_id}", "get", "DecisionRecord", (*_ALWAYS, 404), Scope.READ_DECISIONS),
+    Operation(
+        "/sentiment", "post", "SentimentResponse", (*_ALWAYS, 413, 415, 422), Scope.SENTIMENT, "SentimentRequest"
+    ),
+    Operation(
+        "/partner_health",
+        "post",
+        "PartnerHealthResponse",
+        (*_ALWAYS, 404, 413, 415, 422),
+        Scope.HEALTH,
+        "PartnerHealthRequest",
+    ),
+    Operation("/partners/{partner_id}/kpis", "get", "PartnerKpis", (*_ALWAYS, 404), Scope.HEALTH),
 )
+# Reached only by the service itself (`serving.asgi.internal_token`): the adaptive batch of /sentiment.
+SENTIMENT_BATCH_ROUTE = "/sentiment/batch"
+# A batch waits at most this long for company; one text alone scores in a few ms.
+SENTIMENT_BATCH_LATENCY_MS = 20
 ACCESS = AccessPolicy(
     public_paths=frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/"}),
     public_prefixes=("/static_content", "/assets"),  # the Swagger UI's files
-    scoped_prefixes=(("/route", Scope.ROUTE), ("/decisions", Scope.READ_DECISIONS)),
+    scoped_prefixes=(
+        ("/route", Scope.ROUTE),
+        ("/decisions", Scope.READ_DECISIONS),
+        ("/sentiment", Scope.SENTIMENT),
+        ("/partner_health", Scope.HEALTH),
+        ("/partners", Scope.HEALTH),
+    ),
 )
 
 
@@ -234,6 +285,7 @@ class ContractService(bentoml.Service):
     @property
     def openapi_spec(self) -> Any:
         base = super().openapi_spec.asdict()
+        base["paths"].pop(SENTIMENT_BATCH_ROUTE, None)  # internal: not part of the API
         return OpenAPIDocument(
             api_document(base, OPERATIONS, ACCESS.public_paths, _loaded_vocabulary(), MAX_BODY_BYTES)
         )
@@ -246,8 +298,10 @@ def _answer(ctx: bentoml.Context, status: int, body: bytes, headers: dict[str, s
 
 
 decisions_app = FastAPI(title="decisions")
+partners_app = FastAPI(title="partners")
 
 
+@bentoml.asgi_app(partners_app, path="/partners")
 @bentoml.asgi_app(decisions_app, path="/decisions")
 @bentoml.service(name=SERVICE_NAME, service_class=ContractService, workers=1, traffic={"timeout": 60})
 class PartnerMatch:
@@ -257,6 +311,8 @@ class PartnerMatch:
         paths = Paths.from_environment()
         self.router = load_router(paths)
         self.decisions = DecisionLog(decision_log_path(paths))
+        self.sentiment = load_sentiment(paths)
+        self.health = load_health(paths)
 
     @bentoml.api(route="/route", input_spec=RouteRequest, output_spec=RouteResponse)
     def route(self, deal: DealIn, options: RouteOptions, ctx: bentoml.Context) -> Response:
@@ -292,10 +348,65 @@ class PartnerMatch:
             response=response,
         )
 
+    @bentoml.api(
+        route=SENTIMENT_BATCH_ROUTE,
+        batchable=True,
+        max_batch_size=MAX_SENTIMENT_TEXTS,
+        max_latency_ms=SENTIMENT_BATCH_LATENCY_MS,
+    )
+    def sentiment_batch(self, texts: list[str]) -> list[list[float]]:
+        """Texts of concurrent /sentiment requests, stacked by BentoML's adaptive batching: per text the
+        class probabilities and frustration (`serving.health.sentiment_rows`)."""
+        if self.sentiment is None:
+            raise RuntimeError("sentiment_batch is called only when a sentiment model is loaded")
+        return sentiment_rows(self.sentiment.model, texts)
+
+    @bentoml.api(route="/sentiment", input_spec=SentimentRequest, output_spec=SentimentResponse)
+    async def sentiment(self, texts: list[str], ctx: bentoml.Context) -> Response:
+        """Sentiment label, calibrated class probabilities and frustration of each text."""
+        if self.sentiment is None:
+            return _answer(
+                ctx, 503, error_json("model", missing_model_reason(REGISTERED_SENTIMENT_MODEL, TRAIN_SENTIMENT))
+            )
+        # Through the service's own HTTP app, so that BentoML batches concurrent requests together.
+        answer = await cast(Any, self).to_async.request(
+            "POST", SENTIMENT_BATCH_ROUTE, json={"texts": texts}, headers={INTERNAL_HEADER: internal_token()}
+        )
+        answer.raise_for_status()
+        body = sentiment_response(self.sentiment.served, answer.json()).model_dump_json().encode()
+        return _answer(ctx, 200, body)
+
+    @bentoml.api(route="/partner_health", input_spec=PartnerHealthRequest, output_spec=PartnerHealthResponse)
+    def partner_health(self, partner_ids: list[str], ctx: bentoml.Context) -> Response:
+        """Health score, band, 90-day disengagement probability, reasons and trends per partner."""
+        if self.health is None:
+            return _answer(ctx, 503, error_json("model", missing_model_reason(REGISTERED_HEALTH_MODEL, TRAIN_HEALTH)))
+        try:
+            body = health_response(self.health, partner_ids).model_dump_json().encode()
+        except UnknownPartnersError as error:
+            return _answer(ctx, health_status(error), error_json(error.field, error.reason, self.health.served.version))
+        return _answer(ctx, 200, body)
+
+    @partners_app.get("/{partner_id}/kpis", response_model=PartnerKpis)
+    def partner_kpis(self, partner_id: str) -> PartnerKpis | Response:
+        """Programme KPIs of a partner: win rate, pipeline, revenue, time to competency, tier recommendation."""
+        if self.health is None:
+            body = error_json("model", missing_model_reason(REGISTERED_HEALTH_MODEL, TRAIN_HEALTH))
+            return Response(body, status_code=503, media_type="application/json")
+        try:
+            return kpi_response(self.health, partner_id)
+        except UnknownPartnersError as error:
+            body = error_json("partner_id", error.reason, self.health.served.version)
+            return Response(body, status_code=health_status(error), media_type="application/json")
+
 
 # The decorators turned the class into a bentoml.Service (mypy sees the class); outermost first.
 _service = cast("bentoml.Service[PartnerMatch]", PartnerMatch)
 _service.add_asgi_middleware(JsonErrors)
 _service.add_asgi_middleware(SwaggerAtDocs)
-_service.add_asgi_middleware(ApiKeyAuth, policy=ACCESS, open_store=_service_key_store)
-_service.add_asgi_middleware(BodyLimits, paths=frozenset({"/route"}), max_bytes=MAX_BODY_BYTES)
+_service.add_asgi_middleware(
+    ApiKeyAuth, policy=ACCESS, open_store=_service_key_store, internal_paths=frozenset({SENTIMENT_BATCH_ROUTE})
+)
+_service.add_asgi_middleware(
+    BodyLimits, paths=frozenset({"/route", "/sentiment", "/partner_health"}), max_bytes=MAX_BODY_BYTES
+)
