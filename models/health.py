@@ -37,6 +37,8 @@ from features.health import (
     WIN_RATE_TREND,
 )
 from features.pairs import FeatureError
+from features.progress import SILENT, Progress
+from models.registry import CHAMPION, REGISTERED_HEALTH_MODEL, Paths, RegisteredVersion, local_bundle, version_by_alias
 from models.win import Reason, WinModel
 
 FORMAT_VERSION = 1
@@ -212,3 +214,27 @@ def _plain(value: Any) -> Any:
     if isinstance(value, pd.Timestamp):
         return value.isoformat()
     return value
+
+
+HEALTH_BATCH = 500  # partners per TreeSHAP call in `assess_all`
+
+
+def assess_all(model: HealthModel, progress: Progress = SILENT) -> list[PartnerHealth]:
+    """`assess` for every partner of the snapshot, in batches, reporting progress."""
+    partner_ids = model.snapshot[schema.PARTNER_ID].astype(str).tolist()
+    assessed: list[PartnerHealth] = []
+    for start in range(0, len(partner_ids), HEALTH_BATCH):
+        progress.count(start, len(partner_ids))
+        assessed.extend(model.assess(partner_ids[start : start + HEALTH_BATCH]))
+    progress.count(len(partner_ids), len(partner_ids))
+    return assessed
+
+
+def load_champion(paths: Paths) -> tuple[HealthModel, RegisteredVersion]:
+    """`partnermatch-health@champion` and its version; ValueError naming the command that trains one."""
+    version = version_by_alias(paths, REGISTERED_HEALTH_MODEL, CHAMPION)
+    if version is None:
+        raise ValueError(
+            f"no {REGISTERED_HEALTH_MODEL}@{CHAMPION} is registered: run `partnermatch train-health` first"
+        )
+    return HealthModel.load(local_bundle(paths, version)), version

@@ -311,8 +311,8 @@ class PartnerMatch:
         paths = Paths.from_environment()
         self.router = load_router(paths)
         self.decisions = DecisionLog(decision_log_path(paths))
-        self.sentiment = load_sentiment(paths)
-        self.health = load_health(paths)
+        self.sentiment_model = load_sentiment(paths)
+        self.health_model = load_health(paths)
 
     @bentoml.api(route="/route", input_spec=RouteRequest, output_spec=RouteResponse)
     def route(self, deal: DealIn, options: RouteOptions, ctx: bentoml.Context) -> Response:
@@ -357,46 +357,48 @@ class PartnerMatch:
     def sentiment_batch(self, texts: list[str]) -> list[list[float]]:
         """Texts of concurrent /sentiment requests, stacked by BentoML's adaptive batching: per text the
         class probabilities and frustration (`serving.health.sentiment_rows`)."""
-        if self.sentiment is None:
+        if self.sentiment_model is None:
             raise RuntimeError("sentiment_batch is called only when a sentiment model is loaded")
-        return sentiment_rows(self.sentiment.model, texts)
+        return sentiment_rows(self.sentiment_model.model, texts)
 
     @bentoml.api(route="/sentiment", input_spec=SentimentRequest, output_spec=SentimentResponse)
     async def sentiment(self, texts: list[str], ctx: bentoml.Context) -> Response:
         """Sentiment label, calibrated class probabilities and frustration of each text."""
-        if self.sentiment is None:
+        if self.sentiment_model is None:
             return _answer(
                 ctx, 503, error_json("model", missing_model_reason(REGISTERED_SENTIMENT_MODEL, TRAIN_SENTIMENT))
             )
-        # Through the service's own HTTP app, so that BentoML batches concurrent requests together.
-        answer = await cast(Any, self).to_async.request(
-            "POST", SENTIMENT_BATCH_ROUTE, json={"texts": texts}, headers={INTERNAL_HEADER: internal_token()}
-        )
-        answer.raise_for_status()
-        body = sentiment_response(self.sentiment.served, answer.json()).model_dump_json().encode()
+        # Through the service's own HTTP app, so that BentoML batches concurrent requests together. The
+        # self-call client's default headers carry this process's internal credential (a constant).
+        own_client = cast(Any, self).to_async
+        own_client.default_headers[INTERNAL_HEADER] = internal_token()
+        rows = await own_client.call("sentiment_batch", texts)
+        body = sentiment_response(self.sentiment_model.served, rows).model_dump_json().encode()
         return _answer(ctx, 200, body)
 
     @bentoml.api(route="/partner_health", input_spec=PartnerHealthRequest, output_spec=PartnerHealthResponse)
     def partner_health(self, partner_ids: list[str], ctx: bentoml.Context) -> Response:
         """Health score, band, 90-day disengagement probability, reasons and trends per partner."""
-        if self.health is None:
+        if self.health_model is None:
             return _answer(ctx, 503, error_json("model", missing_model_reason(REGISTERED_HEALTH_MODEL, TRAIN_HEALTH)))
         try:
-            body = health_response(self.health, partner_ids).model_dump_json().encode()
+            body = health_response(self.health_model, partner_ids).model_dump_json().encode()
         except UnknownPartnersError as error:
-            return _answer(ctx, health_status(error), error_json(error.field, error.reason, self.health.served.version))
+            return _answer(
+                ctx, health_status(error), error_json(error.field, error.reason, self.health_model.served.version)
+            )
         return _answer(ctx, 200, body)
 
     @partners_app.get("/{partner_id}/kpis", response_model=PartnerKpis)
     def partner_kpis(self, partner_id: str) -> PartnerKpis | Response:
         """Programme KPIs of a partner: win rate, pipeline, revenue, time to competency, tier recommendation."""
-        if self.health is None:
+        if self.health_model is None:
             body = error_json("model", missing_model_reason(REGISTERED_HEALTH_MODEL, TRAIN_HEALTH))
             return Response(body, status_code=503, media_type="application/json")
         try:
-            return kpi_response(self.health, partner_id)
+            return kpi_response(self.health_model, partner_id)
         except UnknownPartnersError as error:
-            body = error_json("partner_id", error.reason, self.health.served.version)
+            body = error_json("partner_id", error.reason, self.health_model.served.version)
             return Response(body, status_code=health_status(error), media_type="application/json")
 
 

@@ -393,9 +393,10 @@ class HealthReport:
 def register_health(
     model: HealthModel, metrics: dict[str, Any], config: HealthConfig, paths: Paths, sentiment_version: str
 ) -> HealthReport:
-    """Log one MLflow run and register the model; it becomes champion when its held-out ROC-AUC is
-    at least the engagement-decline rule's (else challenger: the model must beat the baseline)."""
-    promoted = bool(metrics["model"]["roc_auc"] >= metrics["engagement_decline_rule"]["roc_auc"])
+    """Log one MLflow run and register the model; it becomes champion when there is none yet or when
+    its held-out ROC-AUC is at least the engagement-decline rule's, else challenger."""
+    beats_rule = bool(metrics["model"]["roc_auc"] >= metrics["engagement_decline_rule"]["roc_auc"])
+    promoted = beats_rule or version_by_alias(paths, REGISTERED_HEALTH_MODEL, CHAMPION) is None
     signature = ModelSignature(
         inputs=Schema([ColSpec("double", name) for name in HEALTH_FEATURES]),
         outputs=Schema([ColSpec("double", "disengagement_probability")]),
