@@ -26,7 +26,7 @@ from features.performance import PRIOR_STRENGTH, attempts_table
 
 # Windows in days: recent activity, and the baseline window right before it.
 ENGAGEMENT_RECENT_DAYS = 30
-ENGAGEMENT_BASELINE_DAYS = 90
+ENGAGEMENT_BASELINE_DAYS = 365  # the partner's own usual rate: a long window, little noise
 SENTIMENT_RECENT_DAYS = 60
 SENTIMENT_BASELINE_DAYS = 180
 PIPELINE_RECENT_DAYS = 90
@@ -37,7 +37,7 @@ DAYS_SINCE_CAP = 365.0  # "no engagement for a year or ever" reads the same
 TREND_PSEUDO_COUNT = 0.5  # per 30 days, keeps log ratios of small counts finite
 MONTH_DAYS = 30.0
 
-# Feature columns (the disengagement model's inputs, in this order).
+# Feature columns (all in the snapshot; the disengagement model reads DISENGAGEMENT_FEATURES).
 ENGAGEMENT_30D = "engagement_30d"
 ENGAGEMENT_TREND = "engagement_trend"
 LOGINS_TREND = "logins_trend"
@@ -72,6 +72,22 @@ HEALTH_FEATURES: tuple[str, ...] = (
     TENURE_DAYS,
     TIER_LEVEL,
 )
+# The disengagement model's inputs and the sign each must keep (-1: a higher value never raises the
+# risk). Trends only: levels that identify a partner (tenure, tier, win rate, pipeline and message
+# volume) let the trees memorise which training partners had episodes (measured on 2,000 partners:
+# training ROC-AUC 0.71, held-out 0.54 with them; 0.61 / 0.56 without, at the engagement rule's 0.58).
+DISENGAGEMENT_MONOTONE: dict[str, int] = {
+    ENGAGEMENT_30D: -1,
+    ENGAGEMENT_TREND: -1,
+    LOGINS_TREND: -1,
+    DAYS_SINCE_ENGAGEMENT: 1,
+    SENTIMENT_RECENT: -1,
+    SENTIMENT_TREND: -1,
+    FRUSTRATION_RECENT: 1,
+    PIPELINE_TREND: -1,
+    WIN_RATE_TREND: -1,
+}
+DISENGAGEMENT_FEATURES: tuple[str, ...] = tuple(DISENGAGEMENT_MONOTONE)
 # How each feature reads in a reason: (when it raises the disengagement risk, when it lowers it).
 HEALTH_REASONS: dict[str, tuple[str, str]] = {
     ENGAGEMENT_30D: ("little engagement in the last 30 days", "active in the last 30 days"),
@@ -216,7 +232,14 @@ def _pipeline_features(
     baseline_closed = _window_sum(
         closed, keys, seconds, WIN_RATE_RECENT_DAYS, WIN_RATE_RECENT_DAYS + WIN_RATE_BASELINE_DAYS
     )
-    market = float(won.mean()) if won.size else 0.0
+    # The ecosystem-wide rate before each as-of time (not over all rows: that would leak the future).
+    everyone = EventIndex.build(
+        np.zeros(len(attempts), dtype=np.int64),
+        to_seconds(attempts[schema.CLOSED_AT]),
+        np.column_stack([np.ones(len(attempts)), won]),
+    )
+    market_counts = everyone.sum_before(np.zeros(keys.size, dtype=np.int64), seconds)
+    market = market_counts[:, 1] / np.maximum(market_counts[:, 0], 1.0)
     baseline_rate = (baseline_closed[:, 1] + PRIOR_STRENGTH * market) / (baseline_closed[:, 0] + PRIOR_STRENGTH)
     # The recent rate shrinks towards the partner's own baseline: few recent closes say "no change".
     recent_rate = (recent_closed[:, 1] + PRIOR_STRENGTH * baseline_rate) / (recent_closed[:, 0] + PRIOR_STRENGTH)

@@ -37,8 +37,9 @@ from sklearn.linear_model import LogisticRegression
 from features import schema
 from features.health import (
     AS_OF,
+    DISENGAGEMENT_FEATURES,
+    DISENGAGEMENT_MONOTONE,
     ENGAGEMENT_TREND,
-    HEALTH_FEATURES,
     HEALTH_REASONS,
     MessageScores,
     as_of_rows,
@@ -164,18 +165,22 @@ def fit_disengagement(
             "seed": config.seed,
             "verbosity": -1,
             "num_threads": 2,
+            "lambda_l2": config.l2_regularisation,
+            "monotone_constraints": [DISENGAGEMENT_MONOTONE[name] for name in DISENGAGEMENT_FEATURES],
         },
         lgb.Dataset(
-            features[split.train].to_numpy(dtype=np.float32), labels[split.train], feature_name=list(HEALTH_FEATURES)
+            features.loc[split.train, list(DISENGAGEMENT_FEATURES)].to_numpy(dtype=np.float32),
+            labels[split.train],
+            feature_name=list(DISENGAGEMENT_FEATURES),
         ),
         num_boost_round=config.n_estimators,
     )
-    uncalibrated = WinModel(booster, Calibrator("none"), HEALTH_FEATURES, HEALTH_REASONS)
+    uncalibrated = WinModel(booster, Calibrator("none"), DISENGAGEMENT_FEATURES, HEALTH_REASONS)
     margins = uncalibrated.raw_score(features[split.calibration])
     selection = select_calibrator(
         config.calibration, margins, labels[split.calibration], groups[split.calibration], seed=config.seed
     )
-    model = WinModel(booster, selection.calibrator, HEALTH_FEATURES, HEALTH_REASONS)
+    model = WinModel(booster, selection.calibrator, DISENGAGEMENT_FEATURES, HEALTH_REASONS)
     return model, {"method": selection.calibrator.method, "cv_log_loss": selection.cv_log_loss}
 
 
@@ -374,7 +379,7 @@ def _json_ready(value: Any) -> Any:
 
 
 class _HealthPyfunc(PythonModel):
-    """pyfunc face: predict(frame of HEALTH_FEATURES floats) -> disengagement probability in 90 days."""
+    """pyfunc face: predict(frame of DISENGAGEMENT_FEATURES floats) -> disengagement probability in 90 days."""
 
     def load_context(self, context: Any) -> None:
         self.model = HealthModel.load(Path(context.artifacts[BUNDLE_ARTIFACT]))
@@ -398,10 +403,10 @@ def register_health(
     beats_rule = bool(metrics["model"]["roc_auc"] >= metrics["engagement_decline_rule"]["roc_auc"])
     promoted = beats_rule or version_by_alias(paths, REGISTERED_HEALTH_MODEL, CHAMPION) is None
     signature = ModelSignature(
-        inputs=Schema([ColSpec("double", name) for name in HEALTH_FEATURES]),
+        inputs=Schema([ColSpec("double", name) for name in DISENGAGEMENT_FEATURES]),
         outputs=Schema([ColSpec("double", "disengagement_probability")]),
     )
-    example = model.snapshot[list(HEALTH_FEATURES)].head(1).fillna(0.0)
+    example = model.snapshot[list(DISENGAGEMENT_FEATURES)].head(1).fillna(0.0)
     with tempfile.TemporaryDirectory(prefix="health-") as scratch, tracking.start_run(paths, "health") as run:
         run.log_params({key: value for key, value in asdict(config).items() if key != "ecosystem"})
         run.log_params({"ecosystem": asdict(config.ecosystem), "sentiment_model": sentiment_version})
