@@ -274,14 +274,22 @@ def bench_sentiment(
     texts: Annotated[Path, typer.Option(help="Labelled texts to score (their labels are not used).")],
     corpus_format: Annotated[str, typer.Option("--format", help="phrasebank | goemotions | csv")] = "goemotions",
     limit: Annotated[int, typer.Option(min=32, help="Score at most this many texts.")] = 2000,
+    http: Annotated[bool, typer.Option(help="Also POST /sentiment over real HTTP (needs a win champion).")] = False,
     json_path: JsonOption = None,
 ) -> None:
     """Texts per second of the sentiment champion at batch 32, in process, with the uncached serving encoder."""
+    import tempfile
+
     from models.registry import Paths
     from partnermatch.bench.sentiment import bench_sentiment as run
+    from partnermatch.bench.sentiment import bench_sentiment_http
 
     with _user_errors(), show_progress(console) as progress:
-        results = run(texts, corpus_format, limit, Paths.from_environment(), progress)
+        paths = Paths.from_environment()
+        results = run(texts, corpus_format, limit, paths, progress)
+        if http:
+            with tempfile.TemporaryDirectory(prefix="bench-sentiment-") as scratch:
+                results["http"] = bench_sentiment_http(texts, corpus_format, limit, paths, Path(scratch), progress)
     _emit(results, json_path)
 
 

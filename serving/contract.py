@@ -78,6 +78,7 @@ class Operation:
     statuses: tuple[int, ...]  # error statuses, each a key of ERROR_STATUSES
     scope: Scope
     takes_body: str | None = None  # component name of the JSON request body
+    idempotency_key: bool = True  # a body operation takes `Idempotency-Key` (false: a read-only scoring call)
 
 
 def api_document(
@@ -143,6 +144,7 @@ def _operation(generated: dict[str, Any], operation: Operation, max_body_bytes: 
             "description": f"JSON, at most {max_body_bytes:,} bytes.",
             "content": {"application/json": {"schema": {"$ref": REF.format(model=operation.takes_body)}}},
         }
+    if operation.takes_body is not None and operation.idempotency_key:
         hours = int(REPLAY_WINDOW.total_seconds() // 3600)
         result["parameters"] = [
             *generated.get("parameters", []),

@@ -230,7 +230,13 @@ OPERATIONS = (
     Operation("/route", "post", "RouteResponse", (400, *_ALWAYS, 404, 409, 413, 415, 422), Scope.ROUTE, "RouteRequest"),
     Operation("/decisions/{decision_id}", "get", "DecisionRecord", (*_ALWAYS, 404), Scope.READ_DECISIONS),
     Operation(
-        "/sentiment", "post", "SentimentResponse", (*_ALWAYS, 413, 415, 422), Scope.SENTIMENT, "SentimentRequest"
+        "/sentiment",
+        "post",
+        "SentimentResponse",
+        (*_ALWAYS, 413, 415, 422),
+        Scope.SENTIMENT,
+        "SentimentRequest",
+        idempotency_key=False,
     ),
     Operation(
         "/partner_health",
@@ -239,6 +245,7 @@ OPERATIONS = (
         (*_ALWAYS, 404, 413, 415, 422),
         Scope.HEALTH,
         "PartnerHealthRequest",
+        idempotency_key=False,
     ),
     Operation("/partners/{partner_id}/kpis", "get", "PartnerKpis", (*_ALWAYS, 404), Scope.HEALTH),
 )

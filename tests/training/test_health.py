@@ -86,7 +86,9 @@ def test_an_engagement_collapse_raises_risk_and_lowers_the_score(fitted: tuple[H
     fit, _ = fitted
     model = fit.model
     steady = model.snapshot.head(20).copy()
-    collapsed = steady.assign(engagement_30d=0.0, engagement_trend=-10.0, logins_trend=-10.0, days_since_engagement=90.0)
+    collapsed = steady.assign(
+        engagement_30d=0.0, engagement_trend=-10.0, logins_trend=-10.0, days_since_engagement=90.0
+    )
     assert (model.probability(collapsed) >= model.probability(steady)).all()
     assert (model.probability(collapsed) > model.probability(steady)).any()
     scorer = model.scorer
