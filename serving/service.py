@@ -251,8 +251,10 @@ OPERATIONS = (
 )
 # Reached only by the service itself (`serving.asgi.internal_token`): the adaptive batch of /sentiment.
 SENTIMENT_BATCH_ROUTE = "/sentiment/batch"
-# A batch waits at most this long for company; one text alone scores in a few ms.
-SENTIMENT_BATCH_LATENCY_MS = 20
+# BentoML's latency budget for a batched call: requests it predicts would exceed it get 503, so it
+# must cover a full batch of MAX_SENTIMENT_TEXTS texts on a busy CPU (~0.2-0.5 s); the dispatcher's
+# learned wait stays short at low traffic (at 20 ms, 4 clients sending 32 texts each got 503s).
+SENTIMENT_BATCH_LATENCY_MS = 2000
 ACCESS = AccessPolicy(
     public_paths=frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/"}),
     public_prefixes=("/static_content", "/assets"),  # the Swagger UI's files
