@@ -20,16 +20,19 @@ Errors all have the one shape of `serving.errors` (statuses listed in `ERROR_STA
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import sqlite3
 import sys
+import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
 import bentoml
+import httpx
 from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI
 from starlette.responses import Response
@@ -322,6 +325,9 @@ class PartnerMatch:
         self.decisions = DecisionLog(decision_log_path(paths))
         self.sentiment_model = load_sentiment(paths)
         self.health_model = load_health(paths)
+        self._own_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @bentoml.api(route="/route", input_spec=RouteRequest, output_spec=RouteResponse)
     def route(self, deal: DealIn, options: RouteOptions, ctx: bentoml.Context) -> Response:
@@ -370,6 +376,22 @@ class PartnerMatch:
             raise RuntimeError("sentiment_batch is called only when a sentiment model is loaded")
         return sentiment_rows(self.sentiment_model.model, texts)
 
+    def _own_http(self) -> httpx.AsyncClient:
+        """A client of this service's own ASGI app (the one BentoML gives its self-proxy), carrying the
+        internal credential; one per event loop, as a client belongs to the loop it first ran in."""
+        loop = asyncio.get_running_loop()
+        client = self._own_clients.get(loop)
+        if client is None:
+            app = cast(Any, self).to_async.app
+            client = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://partnermatch.internal",
+                headers={INTERNAL_HEADER: internal_token()},
+                timeout=60.0,
+            )
+            self._own_clients[loop] = client
+        return client
+
     @bentoml.api(route="/sentiment", input_spec=SentimentRequest, output_spec=SentimentResponse)
     async def sentiment(self, texts: list[str], ctx: bentoml.Context) -> Response:
         """Sentiment label, calibrated class probabilities and frustration of each text."""
@@ -377,11 +399,10 @@ class PartnerMatch:
             return _answer(
                 ctx, 503, error_json("model", missing_model_reason(REGISTERED_SENTIMENT_MODEL, TRAIN_SENTIMENT))
             )
-        # Through the service's own HTTP app, so that BentoML batches concurrent requests together. The
-        # self-call client's default headers carry this process's internal credential (a constant).
-        own_client = cast(Any, self).to_async
-        own_client.default_headers[INTERNAL_HEADER] = internal_token()
-        rows = await own_client.call("sentiment_batch", texts)
+        # Through the service's own HTTP app, so that BentoML batches concurrent requests together.
+        answer = await self._own_http().post(SENTIMENT_BATCH_ROUTE, json={"texts": texts})
+        answer.raise_for_status()
+        rows = answer.json()
         body = sentiment_response(self.sentiment_model.served, rows).model_dump_json().encode()
         return _answer(ctx, 200, body)
 

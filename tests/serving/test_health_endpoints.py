@@ -15,13 +15,26 @@ from serving.asgi import INTERNAL_HEADER
 from serving.health_schemas import MAX_SENTIMENT_TEXT_CHARS, MAX_SENTIMENT_TEXTS
 from serving.keys import Scope
 from serving.ratelimit import RateLimit
-from tests.serving.conftest import UNLIMITED
+from tests.serving.conftest import UNLIMITED, AlreadyStarted
+
+
+@pytest.fixture(scope="module")
+def api(client: Any, admin_token: str) -> Iterator[Any]:
+    """A client of the `client` fixture's app on schemathesis' one event loop per process. BentoML's
+    batching dispatcher binds to the first loop that calls it (a served process has one loop); the
+    contract tests drive the app from that loop, so these tests use it too, in any order."""
+    from schemathesis.python.asgi import get_client
+
+    with get_client(AlreadyStarted(client.app)) as session:
+        session.headers["Authorization"] = f"Bearer {admin_token}"
+        yield session
+
 
 TEXTS = ["great thanks, excellent work", "the invoice is attached", "terrible, late and broken again"]
 
 
-def test_sentiment_answers_every_text_with_the_model_version(client: Any) -> None:
-    response = client.post("/sentiment", json={"texts": TEXTS})
+def test_sentiment_answers_every_text_with_the_model_version(api: Any) -> None:
+    response = api.post("/sentiment", json={"texts": TEXTS})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model"] == {"name": "partnermatch-sentiment", "version": "1"}
@@ -32,9 +45,9 @@ def test_sentiment_answers_every_text_with_the_model_version(client: Any) -> Non
         assert 0.0 <= result["frustration"] <= 1.0
 
 
-def test_batched_and_single_calls_agree(client: Any) -> None:
-    batched = client.post("/sentiment", json={"texts": TEXTS}).json()["results"]
-    single = [client.post("/sentiment", json={"texts": [text]}).json()["results"][0] for text in TEXTS]
+def test_batched_and_single_calls_agree(api: Any) -> None:
+    batched = api.post("/sentiment", json={"texts": TEXTS}).json()["results"]
+    single = [api.post("/sentiment", json={"texts": [text]}).json()["results"][0] for text in TEXTS]
     for one, many in zip(single, batched, strict=True):
         assert one["label"] == many["label"]
         assert one["frustration"] == pytest.approx(many["frustration"], abs=1e-9)
@@ -52,23 +65,23 @@ def test_batched_and_single_calls_agree(client: Any) -> None:
         ([], "texts", "1 item"),
     ],
 )
-def test_sentiment_422_names_the_item_and_the_limit(client: Any, texts: list[str], field: str, limit: str) -> None:
-    response = client.post("/sentiment", json={"texts": texts})
+def test_sentiment_422_names_the_item_and_the_limit(api: Any, texts: list[str], field: str, limit: str) -> None:
+    response = api.post("/sentiment", json={"texts": texts})
     assert response.status_code == 422, response.text
     body = response.json()
     assert body["field"] == field
     assert limit in body["reason"]
 
 
-def test_the_internal_batch_route_is_hidden(client: Any) -> None:
-    assert client.post("/sentiment/batch", json={"texts": ["hi"]}).status_code == 404
-    forged = client.post("/sentiment/batch", json={"texts": ["hi"]}, headers={INTERNAL_HEADER: "guess"})
+def test_the_internal_batch_route_is_hidden(api: Any) -> None:
+    assert api.post("/sentiment/batch", json={"texts": ["hi"]}).status_code == 404
+    forged = api.post("/sentiment/batch", json={"texts": ["hi"]}, headers={INTERNAL_HEADER: "guess"})
     assert forged.status_code == 404
-    assert "/sentiment/batch" not in client.get("/docs.json").json()["paths"]
+    assert "/sentiment/batch" not in api.get("/docs.json").json()["paths"]
 
 
-def test_partner_health_scores_bands_and_reasons(client: Any) -> None:
-    response = client.post("/partner_health", json={"partner_ids": ["P000001", "P000002"]})
+def test_partner_health_scores_bands_and_reasons(api: Any) -> None:
+    response = api.post("/partner_health", json={"partner_ids": ["P000001", "P000002"]})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model"]["name"] == "partnermatch-health"
@@ -81,27 +94,27 @@ def test_partner_health_scores_bands_and_reasons(client: Any) -> None:
         assert set(partner["components"]) == {"engagement", "sentiment", "pipeline", "win_rate"}
 
 
-def test_partner_health_404_names_unknown_ids(client: Any) -> None:
-    response = client.post("/partner_health", json={"partner_ids": ["P000001", "nobody", "ghost"]})
+def test_partner_health_404_names_unknown_ids(api: Any) -> None:
+    response = api.post("/partner_health", json={"partner_ids": ["P000001", "nobody", "ghost"]})
     assert response.status_code == 404, response.text
     body = response.json()
     assert "'nobody'" in body["reason"] and "'ghost'" in body["reason"]
     assert body["model_version"] == "1"
 
 
-def test_partner_kpis(client: Any) -> None:
-    response = client.get("/partners/P000001/kpis")
+def test_partner_kpis(api: Any) -> None:
+    response = api.get("/partners/P000001/kpis")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["recommendation"] in ("promote", "keep", "review")
     assert {"win_rate_365d", "revenue_365d", "pipeline_amount_365d", "days_to_first_win", "cohort"} <= body[
         "kpis"
     ].keys()
-    assert client.get("/partners/nobody/kpis").status_code == 404
+    assert api.get("/partners/nobody/kpis").status_code == 404
 
 
 @pytest.fixture()
-def without_models(client: Any) -> Iterator[None]:
+def without_models(api: Any) -> Iterator[None]:
     """The served instance as if neither model were registered."""
     service = bentoml.get_current_service()
     saved = (service.sentiment_model, service.health_model)
@@ -110,17 +123,17 @@ def without_models(client: Any) -> Iterator[None]:
     service.sentiment_model, service.health_model = saved
 
 
-def test_missing_models_answer_503_naming_the_command(client: Any, without_models: None) -> None:
-    sentiment = client.post("/sentiment", json={"texts": ["hi"]})
+def test_missing_models_answer_503_naming_the_command(api: Any, without_models: None) -> None:
+    sentiment = api.post("/sentiment", json={"texts": ["hi"]})
     assert sentiment.status_code == 503 and "partnermatch train-sentiment" in sentiment.json()["reason"]
-    health = client.post("/partner_health", json={"partner_ids": ["P000001"]})
+    health = api.post("/partner_health", json={"partner_ids": ["P000001"]})
     assert health.status_code == 503 and "partnermatch train-health" in health.json()["reason"]
-    assert client.get("/partners/P000001/kpis").status_code == 503
+    assert api.get("/partners/P000001/kpis").status_code == 503
 
 
-def test_scopes(client: Any, key_store: Any) -> None:
+def test_scopes(api: Any, key_store: Any) -> None:
     token = key_store.create("sentiment-only", {Scope.SENTIMENT}, RateLimit(**UNLIMITED)).token
     headers = {"Authorization": f"Bearer {token}"}
-    assert client.post("/sentiment", json={"texts": ["hi"]}, headers=headers).status_code == 200
-    assert client.post("/partner_health", json={"partner_ids": ["P000001"]}, headers=headers).status_code == 403
-    assert client.get("/partners/P000001/kpis", headers=headers).status_code == 403
+    assert api.post("/sentiment", json={"texts": ["hi"]}, headers=headers).status_code == 200
+    assert api.post("/partner_health", json={"partner_ids": ["P000001"]}, headers=headers).status_code == 403
+    assert api.get("/partners/P000001/kpis", headers=headers).status_code == 403
