@@ -34,6 +34,7 @@ REGISTERED_WIN_MODEL = "partnermatch-win"
 REGISTERED_IPP_MODEL = "partnermatch-ipp"
 REGISTERED_TEAM_MODEL = "partnermatch-team"
 REGISTERED_SENTIMENT_MODEL = "partnermatch-sentiment"
+REGISTERED_HEALTH_MODEL = "partnermatch-health"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 # Version tag of a win model retrained with feedback: the feedback store's latest sequence number

@@ -285,14 +285,22 @@ def bench_sentiment(
     texts: Annotated[Path, typer.Option(help="Labelled texts to score (their labels are not used).")],
     corpus_format: Annotated[str, typer.Option("--format", help="phrasebank | goemotions | csv")] = "goemotions",
     limit: Annotated[int, typer.Option(min=32, help="Score at most this many texts.")] = 2000,
+    http: Annotated[bool, typer.Option(help="Also POST /sentiment over real HTTP (needs a win champion).")] = False,
     json_path: JsonOption = None,
 ) -> None:
     """Texts per second of the sentiment champion at batch 32, in process, with the uncached serving encoder."""
+    import tempfile
+
     from models.registry import Paths
     from partnermatch.bench.sentiment import bench_sentiment as run
+    from partnermatch.bench.sentiment import bench_sentiment_http
 
     with _user_errors(), show_progress(console) as progress:
-        results = run(texts, corpus_format, limit, Paths.from_environment(), progress)
+        paths = Paths.from_environment()
+        results = run(texts, corpus_format, limit, paths, progress)
+        if http:
+            with tempfile.TemporaryDirectory(prefix="bench-sentiment-") as scratch:
+                results["http"] = bench_sentiment_http(texts, corpus_format, limit, paths, Path(scratch), progress)
     _emit(results, json_path)
 
 
@@ -782,3 +790,47 @@ def route_batch(
         f"wrote {out}: expected wins {plan.expected_wins:.2f} global vs {greedy.expected_wins:.2f} greedy "
         f"({response.lift:+.1%}), {plan.assigned}/{len(response.assignments)} deals assigned"
     )
+
+
+@app.command("train-health")
+def train_health(
+    data: Annotated[
+        Path | None, typer.Option(help="Generated ecosystem directory (with truth); default: the demo.")
+    ] = None,
+    partners: Annotated[int | None, typer.Option(help="Demo ecosystem size (partners).")] = None,
+    deals: Annotated[int | None, typer.Option(help="Demo ecosystem size (deals).")] = None,
+    json_path: JsonOption = None,
+) -> None:
+    """Fit the disengagement model and health score beside the engagement-decline rule; register partnermatch-health."""
+    from dataclasses import replace
+
+    from models.registry import Paths
+    from training.config import HealthConfig
+    from training.health import train_health as run
+
+    with _user_errors(), show_progress(console) as progress:
+        config = HealthConfig()
+        ecosystem = replace(
+            config.ecosystem, partners=partners or config.ecosystem.partners, deals=deals or config.ecosystem.deals
+        )
+        report = run(replace(config, ecosystem=ecosystem), Paths.from_environment(), data, progress)
+    console.print(f"registered {report.version.name} v{report.version.version} as {report.alias}")
+    _emit(report.metrics, json_path)
+
+
+@app.command()
+def health(out: Annotated[Path, typer.Option(help="JSON file: health of every partner.")]) -> None:
+    """Health score, band, disengagement probability, reasons and trends of every partner (champion's snapshot)."""
+    from dataclasses import asdict
+
+    from models.health import assess_all, load_champion
+    from models.registry import Paths
+
+    with _user_errors(), show_progress(console) as progress:
+        model, version = load_champion(Paths.from_environment())
+        progress.step(f"assessing {len(model.snapshot):,} partners with {version.name} v{version.version}")
+        assessed = assess_all(model, progress)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"model": version.name, "model_version": version.version, "partners": [asdict(row) for row in assessed]}
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    console.print(f"wrote the health of {len(assessed)} partners to {out}")

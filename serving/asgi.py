@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import functools
+import hmac
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -111,9 +114,11 @@ class ApiKeyAuth:
         policy: AccessPolicy,
         open_store: Callable[[], KeyStore],
         clock: Callable[[], float] = time.monotonic,
+        internal_paths: frozenset[str] = frozenset(),
     ) -> None:
         self.app = app
         self.policy = policy
+        self.internal_paths = internal_paths
         self.store = open_store()
         self.limiter = RateLimiter()
         self.clock = clock
@@ -121,6 +126,9 @@ class ApiKeyAuth:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.policy.is_public(scope["path"]):
             await self.app(scope, receive, send)
+            return
+        if scope["path"] in self.internal_paths:
+            await self._internal(scope, receive, send)
             return
         token = presented_token(Headers(scope=scope))
         if token is None:
@@ -151,6 +159,26 @@ class ApiKeyAuth:
         state: dict[str, Any] = scope.setdefault("state", {})
         state[CALLER_STATE] = key
         await self.app(scope, receive, send)
+
+    async def _internal(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A path only the service itself calls (with `internal_token`); to anyone else it does not exist."""
+        presented = Headers(scope=scope).get(INTERNAL_HEADER, "")
+        if hmac.compare_digest(presented.encode(), internal_token().encode()):
+            await self.app(scope, receive, send)
+            return
+        await send_error(
+            send, 404, "path", f"no endpoint {scope['method']} {scope['path']}; the API is described at /docs"
+        )
+
+
+INTERNAL_HEADER = "x-partnermatch-internal"
+
+
+@functools.cache
+def internal_token() -> str:
+    """This process's secret for the calls the service makes to itself: an API method that batches
+    requests adaptively (BentoML `batchable=True`) is reached through the service's own HTTP app."""
+    return secrets.token_urlsafe(32)
 
 
 def presented_token(headers: Headers) -> str | None:

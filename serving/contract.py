@@ -22,6 +22,13 @@ from pydantic.json_schema import models_json_schema
 from features.pairs import FeatureContext
 from features.schema import CERT_LEVELS, MAX_CERT_LEVEL
 from serving.errors import ERROR_STATUSES
+from serving.health_schemas import (
+    PartnerHealthRequest,
+    PartnerHealthResponse,
+    PartnerKpis,
+    SentimentRequest,
+    SentimentResponse,
+)
 from serving.idempotency import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_CHARS, REPLAY_WINDOW, REPLAYED_HEADER
 from serving.ipp_schemas import IppFitRequest, IppFitResponse, WhiteSpaceResponse
 from serving.keys import Scope
@@ -65,6 +72,10 @@ _REPLACED_SCHEMAS = (
     "BatchRouteResponseIODescriptor",
     "WhyNotRequestIODescriptor",
     "WhyNotResponseIODescriptor",
+    "SentimentRequestIODescriptor",
+    "SentimentResponseIODescriptor",
+    "PartnerHealthRequestIODescriptor",
+    "PartnerHealthResponseIODescriptor",
 )
 _RETRY_AFTER = {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}
 
@@ -91,7 +102,7 @@ class Operation:
     statuses: tuple[int, ...]  # error statuses, each a key of ERROR_STATUSES
     scope: Scope
     takes_body: str | None = None  # component name of the JSON request body
-    idempotency_key: bool = True  # with a body: takes an `Idempotency-Key` (retries replay the answer)
+    idempotency_key: bool = True  # with a body: takes an `Idempotency-Key` (false: a read-only scoring call)
 
 
 def api_document(
@@ -126,6 +137,11 @@ def api_document(
             (BatchRouteResponse, "serialization"),
             (WhyNotRequest, "validation"),
             (WhyNotResponse, "serialization"),
+            (SentimentRequest, "validation"),
+            (SentimentResponse, "serialization"),
+            (PartnerHealthRequest, "validation"),
+            (PartnerHealthResponse, "serialization"),
+            (PartnerKpis, "serialization"),
         ],
         ref_template=REF,
     )

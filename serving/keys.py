@@ -39,6 +39,8 @@ class Scope(StrEnum):
     TEAM = "team"  # POST /team
     READ_DECISIONS = "read_decisions"  # GET /decisions/{id}
     IPP = "ipp"  # POST /ipp_fit, GET /white_space: ideal-partner fit and white space for recruiters
+    SENTIMENT = "sentiment"  # POST /sentiment
+    HEALTH = "health"  # POST /partner_health, GET /partners/{id}/kpis
     ADMIN = "admin"  # every scope
     FEEDBACK = "feedback"  # POST /feedback
 

@@ -28,11 +28,13 @@ Errors all have the one shape of `serving.errors` (statuses listed in `ERROR_STA
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import sqlite3
 import sys
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import bentoml
+import httpx
 from bentoml.exceptions import BentoMLException
 from fastapi import FastAPI, Request
 from pydantic import BaseModel
@@ -51,9 +54,12 @@ from features.index import PartnerIndex, set_search_threads
 from features.pairs import FeatureError
 from features.progress import SILENT, Progress
 from models.bundle import INDEX_DIR, ModelBundle
+from models.health import UnknownPartnersError
 from models.registry import (
     CHAMPION,
     FEEDBACK_SEQUENCE_TAG,
+    REGISTERED_HEALTH_MODEL,
+    REGISTERED_SENTIMENT_MODEL,
     REGISTERED_TEAM_MODEL,
     REGISTERED_WIN_MODEL,
     Paths,
@@ -61,13 +67,33 @@ from models.registry import (
     version_by_alias,
 )
 from models.solver import SolverError
-from serving.asgi import ApiKeyAuth, BodyLimits, JsonErrors, SwaggerAtDocs, caller
+from serving.asgi import INTERNAL_HEADER, ApiKeyAuth, BodyLimits, JsonErrors, SwaggerAtDocs, caller, internal_token
 from serving.batch import route_batch
 from serving.contract import Operation, Vocabulary, api_document
 from serving.decision_log import DecisionLog
 from serving.errors import error_json, status_of
 from serving.feedback import LiveRouter, accept_feedback
 from serving.feedback_store import FeedbackStore
+from serving.health import (
+    TRAIN_HEALTH,
+    TRAIN_SENTIMENT,
+    health_response,
+    health_status,
+    kpi_response,
+    load_health,
+    load_sentiment,
+    missing_model_reason,
+    sentiment_response,
+    sentiment_rows,
+)
+from serving.health_schemas import (
+    MAX_SENTIMENT_TEXTS,
+    PartnerHealthRequest,
+    PartnerHealthResponse,
+    PartnerKpis,
+    SentimentRequest,
+    SentimentResponse,
+)
 from serving.idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, decide_once, record_decision, retry_claim
 from serving.ipp import MISSING_MODEL_REASON, IppScorer, load_ipp_scorer
 from serving.ipp_schemas import IppFitRequest, IppFitResponse, ProspectIn, WhiteSpaceResponse
@@ -371,7 +397,32 @@ OPERATIONS = (
         "WhyNotRequest",
         False,
     ),
+    Operation(
+        "/sentiment",
+        "post",
+        "SentimentResponse",
+        (*_ALWAYS, 413, 415, 422),
+        Scope.SENTIMENT,
+        "SentimentRequest",
+        idempotency_key=False,
+    ),
+    Operation(
+        "/partner_health",
+        "post",
+        "PartnerHealthResponse",
+        (*_ALWAYS, 404, 413, 415, 422),
+        Scope.HEALTH,
+        "PartnerHealthRequest",
+        idempotency_key=False,
+    ),
+    Operation("/partners/{partner_id}/kpis", "get", "PartnerKpis", (*_ALWAYS, 404), Scope.HEALTH),
 )
+# Reached only by the service itself (`serving.asgi.internal_token`): the adaptive batch of /sentiment.
+SENTIMENT_BATCH_ROUTE = "/sentiment/batch"
+# BentoML's latency budget for a batched call: requests it predicts would exceed it get 503, so it
+# must cover a full batch of MAX_SENTIMENT_TEXTS texts on a busy CPU (~0.2-0.5 s); the dispatcher's
+# learned wait stays short at low traffic (at 20 ms, 4 clients sending 32 texts each got 503s).
+SENTIMENT_BATCH_LATENCY_MS = 2000
 ACCESS = AccessPolicy(
     public_paths=frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/"}),
     public_prefixes=("/static_content", "/assets", WEB_PREFIX),  # the Swagger UI's files, the recruiters' page
@@ -382,6 +433,9 @@ ACCESS = AccessPolicy(
         ("/ipp_fit", Scope.IPP),
         ("/white_space", Scope.IPP),
         ("/team", Scope.TEAM),
+        ("/sentiment", Scope.SENTIMENT),
+        ("/partner_health", Scope.HEALTH),
+        ("/partners", Scope.HEALTH),
     ),
 )
 
@@ -412,6 +466,7 @@ class ContractService(bentoml.Service):
     @property
     def openapi_spec(self) -> Any:
         base = super().openapi_spec.asdict()
+        base["paths"].pop(SENTIMENT_BATCH_ROUTE, None)  # internal: not part of the API
         return OpenAPIDocument(
             api_document(base, OPERATIONS, ACCESS.public_paths, _loaded_vocabulary(), MAX_BODY_BYTES)
         )
@@ -429,8 +484,10 @@ def _answer(ctx: bentoml.Context, status: int, body: bytes, headers: dict[str, s
 decisions_app = FastAPI(title="decisions")
 # GET /white_space; mounted at the root, BentoML's mount answers only the paths of its routes.
 ipp_app = FastAPI(title="ipp", docs_url=None, redoc_url=None, openapi_url=None)
+partners_app = FastAPI(title="partners")
 
 
+@bentoml.asgi_app(partners_app, path="/partners")
 @bentoml.asgi_app(decisions_app, path="/decisions")
 @bentoml.asgi_app(ipp_app, path="/")
 @bentoml.service(name=SERVICE_NAME, service_class=ContractService, workers=1, traffic={"timeout": 60})
@@ -459,6 +516,11 @@ class PartnerMatch:
             except ModelNotRegisteredError as error:
                 logger.warning("POST /team answers 503: %s", error)
                 self.teams_missing = str(error)
+        self.sentiment_model = load_sentiment(paths)
+        self.health_model = load_health(paths)
+        self._own_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @bentoml.api(route="/route", input_spec=RouteRequest, output_spec=RouteResponse)
     def route(self, deal: DealIn, options: RouteOptions, ctx: bentoml.Context) -> Response:
@@ -576,15 +638,87 @@ class PartnerMatch:
             return Response(body, status_code=503, media_type="application/json", headers=RETRY)
         return self.ipp.white_space(kept)
 
+    @bentoml.api(
+        route=SENTIMENT_BATCH_ROUTE,
+        batchable=True,
+        max_batch_size=MAX_SENTIMENT_TEXTS,
+        max_latency_ms=SENTIMENT_BATCH_LATENCY_MS,
+    )
+    def sentiment_batch(self, texts: list[str]) -> list[list[float]]:
+        """Texts of concurrent /sentiment requests, stacked by BentoML's adaptive batching: per text the
+        class probabilities and frustration (`serving.health.sentiment_rows`)."""
+        if self.sentiment_model is None:
+            raise RuntimeError("sentiment_batch is called only when a sentiment model is loaded")
+        return sentiment_rows(self.sentiment_model.model, texts)
+
+    def _own_http(self) -> httpx.AsyncClient:
+        """A client of this service's own ASGI app (the one BentoML gives its self-proxy), carrying the
+        internal credential; one per event loop, as a client belongs to the loop it first ran in."""
+        loop = asyncio.get_running_loop()
+        client = self._own_clients.get(loop)
+        if client is None:
+            app = cast(Any, self).to_async.app
+            client = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://partnermatch.internal",
+                headers={INTERNAL_HEADER: internal_token()},
+                timeout=60.0,
+            )
+            self._own_clients[loop] = client
+        return client
+
+    @bentoml.api(route="/sentiment", input_spec=SentimentRequest, output_spec=SentimentResponse)
+    async def sentiment(self, texts: list[str], ctx: bentoml.Context) -> Response:
+        """Sentiment label, calibrated class probabilities and frustration of each text."""
+        if self.sentiment_model is None:
+            return _answer(
+                ctx, 503, error_json("model", missing_model_reason(REGISTERED_SENTIMENT_MODEL, TRAIN_SENTIMENT))
+            )
+        # Through the service's own HTTP app, so that BentoML batches concurrent requests together.
+        answer = await self._own_http().post(SENTIMENT_BATCH_ROUTE, json={"texts": texts})
+        answer.raise_for_status()
+        rows = answer.json()
+        body = sentiment_response(self.sentiment_model.served, rows).model_dump_json().encode()
+        return _answer(ctx, 200, body)
+
+    @bentoml.api(route="/partner_health", input_spec=PartnerHealthRequest, output_spec=PartnerHealthResponse)
+    def partner_health(self, partner_ids: list[str], ctx: bentoml.Context) -> Response:
+        """Health score, band, 90-day disengagement probability, reasons and trends per partner."""
+        if self.health_model is None:
+            return _answer(ctx, 503, error_json("model", missing_model_reason(REGISTERED_HEALTH_MODEL, TRAIN_HEALTH)))
+        try:
+            body = health_response(self.health_model, partner_ids).model_dump_json().encode()
+        except UnknownPartnersError as error:
+            return _answer(
+                ctx, health_status(error), error_json(error.field, error.reason, self.health_model.served.version)
+            )
+        return _answer(ctx, 200, body)
+
+    @partners_app.get("/{partner_id}/kpis", response_model=PartnerKpis)
+    def partner_kpis(self, partner_id: str) -> PartnerKpis | Response:
+        """Programme KPIs of a partner: win rate, pipeline, revenue, time to competency, tier recommendation."""
+        if self.health_model is None:
+            body = error_json("model", missing_model_reason(REGISTERED_HEALTH_MODEL, TRAIN_HEALTH))
+            return Response(body, status_code=503, media_type="application/json")
+        try:
+            return kpi_response(self.health_model, partner_id)
+        except UnknownPartnersError as error:
+            body = error_json("partner_id", error.reason, self.health_model.served.version)
+            return Response(body, status_code=health_status(error), media_type="application/json")
+
 
 # The decorators turned the class into a bentoml.Service (mypy sees the class); outermost first.
 _service = cast("bentoml.Service[PartnerMatch]", PartnerMatch)
 _service.add_asgi_middleware(JsonErrors)
 _service.add_asgi_middleware(SwaggerAtDocs)
-_service.add_asgi_middleware(ApiKeyAuth, policy=ACCESS, open_store=_service_key_store)
+_service.add_asgi_middleware(
+    ApiKeyAuth, policy=ACCESS, open_store=_service_key_store, internal_paths=frozenset({SENTIMENT_BATCH_ROUTE})
+)
 _service.add_asgi_middleware(
     BodyLimits,
-    paths=frozenset({"/route", "/feedback", "/ipp_fit", "/team", "/route/batch", "/route/why_not"}),
+    paths=frozenset(
+        {"/route", "/feedback", "/ipp_fit", "/team", "/route/batch", "/route/why_not", "/sentiment", "/partner_health"}
+    ),
     max_bytes=MAX_BODY_BYTES,
 )
 _service.mount_asgi_app(web_app, path=WEB_PREFIX)

@@ -16,7 +16,7 @@ from features.index import PartnerIndex
 from features.synthetic import EcosystemConfig, generate_ecosystem
 from serving.routing import Router, RoutingSettings
 from serving.schemas import ModelInfo
-from training.config import SplitConfig, TeamConfig, TeamModelConfig, TrainConfig, WinModelConfig
+from training.config import HealthConfig, SplitConfig, TeamConfig, TeamModelConfig, TrainConfig, WinModelConfig
 from training.ipp import IppConfig
 from training.stages import build_dataset, embed_ecosystem, time_split
 from training.win_model import WinModelTrainer
@@ -154,7 +154,7 @@ def admin_token(key_store: Any) -> str:
 
 
 @pytest.fixture(scope="session")
-def client(smoke_store: Path, admin_token: str) -> Iterator[Any]:
+def client(smoke_health_store: Path, admin_token: str) -> Iterator[Any]:
     """Starlette TestClient over the service's ASGI app (lifespan started: the model is loaded),
     sending the admin key on every request unless a test overrides the header."""
     from starlette.testclient import TestClient
@@ -245,3 +245,23 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     )
     upgrade_database(url)
     return str(url)
+
+
+SMOKE_HEALTH = HealthConfig(ecosystem=SMOKE.ecosystem, calibration="platt", bootstrap_resamples=5, n_estimators=60)
+
+
+@pytest.fixture(scope="session")
+def smoke_health_store(smoke_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke store plus a smoke sentiment champion (tiny texts, hashing encoder) and a smoke
+    health champion on the smoke ecosystem (its messages scored by that sentiment model)."""
+    from models.registry import Paths
+    from tests.training.test_sentiment import TINY, write_goemotions, write_phrasebank
+    from training.health import train_health
+    from training.sentiment import train_sentiment
+
+    texts = tmp_path_factory.mktemp("smoke-sentiment")
+    paths = Paths.from_environment()
+    phrasebank = write_phrasebank(texts / "Sentences_50Agree.txt", 40, seed=0)
+    train_sentiment(phrasebank, write_goemotions(texts / "goemotions", 40), paths, TINY)
+    train_health(SMOKE_HEALTH, paths)
+    return smoke_store

@@ -1,0 +1,134 @@
+"""Pure stages of the sentiment, partner-health and KPI endpoints (no bentoml): load the registered
+models (absent is not an error: the endpoint answers 503 naming the command that trains one), turn
+model outputs into response bodies, map domain errors to statuses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from features.sentiment_data import SENTIMENT_CLASSES
+from models.health import HealthModel, UnknownPartnersError
+from models.registry import (
+    CHAMPION,
+    REGISTERED_HEALTH_MODEL,
+    REGISTERED_SENTIMENT_MODEL,
+    Paths,
+    local_bundle,
+    version_by_alias,
+)
+from models.sentiment import SentimentModel, read_manifest
+from serving.health_schemas import (
+    HealthReason,
+    PartnerHealthOut,
+    PartnerHealthResponse,
+    PartnerKpis,
+    SentimentResponse,
+    ServedModel,
+    TextSentiment,
+)
+
+# One text per request encodes in a few ms; one thread each keeps two workers off each other's core.
+SENTIMENT_ENCODER_THREADS = 1
+TRAIN_SENTIMENT = "partnermatch train-sentiment"
+TRAIN_HEALTH = "partnermatch train-health"
+
+
+@dataclass(frozen=True)
+class LoadedSentiment:
+    model: SentimentModel
+    served: ServedModel
+
+
+@dataclass(frozen=True)
+class LoadedHealth:
+    model: HealthModel
+    served: ServedModel
+
+
+def load_sentiment(paths: Paths) -> LoadedSentiment | None:
+    """`partnermatch-sentiment@champion` with an uncached encoder (each text is new), or None when
+    none is registered. RegistryError when the registry cannot be read."""
+    from features.embed import CachedEncoder, make_encoder
+
+    version = version_by_alias(paths, REGISTERED_SENTIMENT_MODEL, CHAMPION)
+    if version is None:
+        return None
+    directory = local_bundle(paths, version)
+    encoder = make_encoder(read_manifest(directory)["encoder"], paths.cache_dir, threads=SENTIMENT_ENCODER_THREADS)
+    uncached = encoder.inner if isinstance(encoder, CachedEncoder) else encoder
+    return LoadedSentiment(
+        SentimentModel.load(directory, uncached), ServedModel(name=version.name, version=version.version)
+    )
+
+
+def load_health(paths: Paths) -> LoadedHealth | None:
+    """`partnermatch-health@champion`, or None when none is registered."""
+    version = version_by_alias(paths, REGISTERED_HEALTH_MODEL, CHAMPION)
+    if version is None:
+        return None
+    return LoadedHealth(
+        HealthModel.load(local_bundle(paths, version)), ServedModel(name=version.name, version=version.version)
+    )
+
+
+def missing_model_reason(model_name: str, command: str) -> str:
+    return f"no {model_name}@{CHAMPION} is registered: run `{command}`"
+
+
+def sentiment_rows(model: SentimentModel, texts: list[str]) -> list[list[float]]:
+    """Per text: the class probabilities (SENTIMENT_CLASSES order) then frustration, as plain floats
+    (the body of the batched method: a list per text, so batches of requests stack and split)."""
+    prediction = model.predict(texts)
+    return np.column_stack([prediction.probabilities, prediction.frustration]).tolist()
+
+
+def sentiment_response(served: ServedModel, rows: list[list[float]]) -> SentimentResponse:
+    """The response body from `sentiment_rows` output; the label is the most probable class."""
+    results = []
+    for row in rows:
+        probabilities = dict(zip(SENTIMENT_CLASSES, row[: len(SENTIMENT_CLASSES)], strict=True))
+        label = max(probabilities, key=lambda name: probabilities[name])
+        results.append(TextSentiment(label=label, probabilities=probabilities, frustration=row[len(SENTIMENT_CLASSES)]))
+    return SentimentResponse(model=served, results=results)
+
+
+def health_response(loaded: LoadedHealth, partner_ids: list[str]) -> PartnerHealthResponse:
+    """Health of the partners; UnknownPartnersError (404) names unknown ids."""
+    assessed = loaded.model.assess(partner_ids)
+    return PartnerHealthResponse(
+        model=loaded.served,
+        partners=[
+            PartnerHealthOut(
+                partner_id=health.partner_id,
+                as_of=health.as_of,
+                score=health.score,
+                band=health.band,
+                disengagement_probability=health.disengagement_probability,
+                reasons=[
+                    HealthReason(feature=r.feature, contribution=r.contribution, text=r.text) for r in health.reasons
+                ],
+                components=health.components,
+                trends=health.trends,
+            )
+            for health in assessed
+        ],
+    )
+
+
+def kpi_response(loaded: LoadedHealth, partner_id: str) -> PartnerKpis:
+    """The programme KPIs of one partner; UnknownPartnersError (404) when unknown."""
+    kpis = loaded.model.partner_kpis(partner_id)
+    return PartnerKpis(
+        model=loaded.served,
+        partner_id=partner_id,
+        kpis=kpis,
+        recommendation=str(kpis["recommendation"]),
+        tier_thresholds=loaded.model.summary.get("tier_thresholds", {}),
+    )
+
+
+def health_status(error: Exception) -> int:
+    """404 for unknown partner ids, else 422."""
+    return 404 if isinstance(error, UnknownPartnersError) else 422
