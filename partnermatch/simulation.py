@@ -555,8 +555,7 @@ def simulate(config: SimulationConfig, cache_dir: Path | None, progress: Progres
                 now,
             )
         routers = {FROZEN: frozen} | {
-            name: router_with_history(base, *_tables(markets[name].feedback(since, now)), as_of_seconds=now)
-            for name, (base, since) in live_bases.items()
+            name: router_at(base, markets[name], since, now) for name, (base, since) in live_bases.items()
         }
         # One request at a time, as the service serves them (OMP_NUM_THREADS=1): on a few hundred
         # rows, OpenMP threads only add overhead.
@@ -574,6 +573,13 @@ def simulate(config: SimulationConfig, cache_dir: Path | None, progress: Progres
         },
         retrains=tuple(retrains),
     )
+
+
+def router_at(base: Router, routed: RouterMarket, since: int, now: int) -> Router:
+    """`base` with the feedback of `routed`'s market reported in [since, now) (seconds) layered on,
+    routing as of `now`: the service's live features."""
+    feedback = routed.feedback(since, now)
+    return router_with_history(base, feedback.deals, feedback.outcomes, feedback.engagement, as_of_seconds=now)
 
 
 def route_deal(
@@ -616,7 +622,3 @@ def retrain(
     after = Champion(challenger.model, version) if promoted else champion
     record = RetrainRecord(month, version, after.version, promoted, decision, comparison, len(challenger.splits.train))
     return record, after, challenger
-
-
-def _tables(feedback: FeedbackTables) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    return feedback.deals, feedback.outcomes, feedback.engagement
