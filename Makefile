@@ -8,7 +8,7 @@ SHARED_DATA ?= ../shared/data
 OUT ?= bench-results
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve test browser fuzz lint unit generate train evaluate-leads evaluate-olist evaluate-maven evaluate-sentiment train-sentiment bench-train bench-generate bench-route bench-sentiment train-ipp evaluate-lookalike bench-ipp clean
+.PHONY: help install serve test browser fuzz lint unit generate train simulate evaluate-leads evaluate-olist evaluate-maven evaluate-sentiment train-sentiment bench-train bench-generate bench-route bench-sentiment train-ipp evaluate-lookalike bench-ipp clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -46,6 +46,9 @@ generate: install ## partnermatch generate (demo-sized) into data/ecosystem
 
 train: install ## partnermatch train on the demo ecosystem, metrics to $(OUT)/train.json
 	$(PM) train --json $(OUT)/train.json
+
+simulate: install ## partnermatch simulate: a year of deals, frozen / live / retrained models vs round robin and the oracle
+	$(PM) simulate --months 12 --json $(OUT)/simulate.json
 
 evaluate-leads: install ## X Education leads (leak-free and leaky) vs logistic regression
 	$(PM) data split-leads --source $(SHARED_DATA)/xeducation-lead-scoring/Leads.csv --out data/leads

@@ -739,6 +739,44 @@ def aliases_history(
         console.print(f"wrote {json_path}")
 
 
+@app.command()
+def simulate(
+    months: Annotated[int, typer.Option(min=1, help="Months of deals to route after the history window.")] = 12,
+    config: Annotated[Path | None, typer.Option(help="TOML file overriding the training defaults.")] = None,
+    partners: Annotated[int | None, typer.Option(help="Demo ecosystem size (partners).")] = None,
+    deals: Annotated[int | None, typer.Option(help="Demo ecosystem history size (deals).")] = None,
+    encoder: Annotated[str | None, typer.Option(help="hashing-<d> | minilm | minilm-onnx | minilm-onnx-int8")] = None,
+    margin: Annotated[
+        float | None, typer.Option(help="Log-loss improvement (nats) a monthly challenger must clear.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the outcome draws.")] = 0,
+    json_path: JsonOption = None,
+) -> None:
+    """Route a year of synthetic deals day by day: frozen, live and retrained models vs round robin and the oracle."""
+    from models.registry import Paths
+    from partnermatch.simulation import LIVE_RETRAIN, ROUND_ROBIN, SimulationConfig, summary
+    from partnermatch.simulation import simulate as run
+    from training.config import RetrainConfig, load_train_config
+
+    overrides: dict[str, Any] = {"encoder": encoder} if encoder else {}
+    ecosystem_overrides = {k: v for k, v in {"partners": partners, "deals": deals}.items() if v is not None}
+    if ecosystem_overrides:
+        overrides["ecosystem"] = ecosystem_overrides
+    with _user_errors(), show_progress(console) as progress:
+        train_config = load_train_config(config, overrides)
+        retrain_config = RetrainConfig(train=train_config, margin=0.0 if margin is None else margin)
+        simulation = SimulationConfig(history=train_config.ecosystem, months=months, retrain=retrain_config, seed=seed)
+        results = summary(run(simulation, Paths.from_environment().cache_dir, progress), simulation)
+    headline = results["lift"][f"{LIVE_RETRAIN}_vs_{ROUND_ROBIN}"]
+    won, revenue = headline["won_deals"], headline["revenue"]
+    console.print(
+        f"live features + monthly retrains vs round robin: won deals {won['relative']:+.1%} "
+        f"[{won['relative_ci_low']:+.1%}, {won['relative_ci_high']:+.1%}], revenue {revenue['relative']:+.1%} "
+        f"[{revenue['relative_ci_low']:+.1%}, {revenue['relative_ci_high']:+.1%}]"
+    )
+    _emit(results, json_path)
+
+
 @app.command("shadow-report")
 def shadow_report(json_path: JsonOption = None) -> None:
     """Champion vs shadow (PARTNERMATCH_SHADOW) from the decision log: top-k agreement, expected wins, calibration."""

@@ -180,9 +180,23 @@ def live_router(base: Router, events: list[FeedbackEvent]) -> Router:
     """`base` with `events` in its history: live context, routing time and load ratios."""
     if not events:
         return base
+    return router_with_history(base, *feedback_tables(events))
+
+
+def router_with_history(
+    base: Router,
+    deals: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    engagement: pd.DataFrame,
+    as_of_seconds: int | None = None,
+) -> Router:
+    """`base` with more history (`features.pairs.with_events` tables), routing as of `as_of_seconds`
+    (seconds since 1970; default and lower bound: just after the latest event), with the load
+    ratios of that moment."""
     state = base.state
-    context = with_events(state.context, *feedback_tables(events))
-    as_of_seconds = max(state.as_of_seconds, int(to_seconds([context.history_end])[0]) + 1)
+    context = with_events(state.context, deals, outcomes, engagement)
+    after_history = max(state.as_of_seconds, int(to_seconds([context.history_end])[0]) + 1)
+    as_of_seconds = max(after_history, as_of_seconds or 0)
     load_ratio = partner_load_ratio(context, as_of_seconds)
     load_ratio.flags.writeable = False
     return Router.from_state(replace(state, context=context, as_of_seconds=as_of_seconds, load_ratio=load_ratio))

@@ -43,6 +43,8 @@ from training.stages import (
     ENCODER_TAG,
     MODEL_PARAMS_PREFIX,
     UNREADABLE_BUNDLE,
+    PairDataset,
+    TimeSplits,
     build_dataset,
     embed_ecosystem,
     evaluate_fitted,
@@ -166,6 +168,26 @@ def compare_on_recent(
     )
 
 
+def compare_with_champion(
+    champion_model: WinModel | None,
+    challenger_model: WinModel,
+    dataset: PairDataset,
+    splits: TimeSplits,
+    config: RetrainConfig,
+) -> Comparison | None:
+    """Both models on the recent deals (after the calibration cut, see the module docstring); None
+    when there is no champion model or it needs features the dataset lacks."""
+    recent = dataset.rows.take(dataset.row_seconds > splits.boundaries[1])
+    if champion_model is None or not set(champion_model.feature_names) <= set(recent.features.columns):
+        return None
+    return compare_on_recent(
+        champion_model.predict_win_probability(recent.features),
+        challenger_model.predict_win_probability(recent.features),
+        recent,
+        config,
+    )
+
+
 def decide_retrain_promotion(comparison: Comparison | None, margin: float, champion_version: str) -> tuple[bool, str]:
     """(promote?, why in words): promote when the lower end of the improvement's interval is above
     `margin` (log-loss nats); never when the champion could not be compared."""
@@ -219,16 +241,9 @@ def run_retraining(
         tags = {FEEDBACK_SEQUENCE_TAG: str(feedback_sequence)}
         version = log_and_register(run, train_config, embeddings, splits, evaluation, bundle, Path(tmp), tags)
         progress.step(f"comparing with champion v{champion.version} on the recent deals")
-        recent = dataset.rows.take(dataset.row_seconds > splits.boundaries[1])
-        champion_model = _champion_model(paths, champion, Path(tmp))
-        comparison = None
-        if champion_model is not None and set(champion_model.feature_names) <= set(recent.features.columns):
-            comparison = compare_on_recent(
-                champion_model.predict_win_probability(recent.features),
-                bundle.win_model.predict_win_probability(recent.features),
-                recent,
-                config,
-            )
+        comparison = compare_with_champion(
+            _champion_model(paths, champion, Path(tmp)), bundle.win_model, dataset, splits, config
+        )
         promoted, decision = decide_retrain_promotion(comparison, config.margin, champion.version)
         comparison_metrics = comparison.as_metrics() if comparison is not None else {}
         run.log_params({"feedback_sequence": feedback_sequence, "margin": config.margin})
