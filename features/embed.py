@@ -202,7 +202,8 @@ def _export_notices_silenced() -> Iterator[None]:
     from torch.jit import TracerWarning
 
     advice = _DropRecords(
-        "Please consider to run pre-processing before quantization", "Please consider pre-processing before quantization"
+        "Please consider to run pre-processing before quantization",
+        "Please consider pre-processing before quantization",
     )
     root_logger = logging.getLogger()
     with warnings.catch_warnings():

@@ -17,7 +17,6 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from features.embed import STATIC_INT8_ENCODER
 from features.progress import Progress
 from partnermatch.progress import show_progress
 
@@ -582,7 +581,7 @@ def evaluate_lookalike(
     ],
     encoder: Annotated[
         str, typer.Option(help="hashing-<d> | minilm | minilm-onnx-int8-static | minilm-onnx-int8")
-    ] = STATIC_INT8_ENCODER,
+    ] = "minilm-onnx-int8",
     json_path: JsonOption = None,
 ) -> None:
     """Fit ranking on real data: top-1, top-5 and MRR of the model vs popularity and TF-IDF centroid."""
@@ -617,7 +616,7 @@ def bench_ipp(
     singles: Annotated[int, typer.Option(min=1, help="Prospects scored one at a time.")] = 500,
     encoder: Annotated[
         str, typer.Option(help="hashing-<d> | minilm | minilm-onnx-int8-static | minilm-onnx-int8")
-    ] = STATIC_INT8_ENCODER,
+    ] = "minilm-onnx-int8",
     http: Annotated[bool, typer.Option(help="Also over HTTP against the real service (POST /ipp_fit).")] = True,
     json_path: JsonOption = None,
 ) -> None:

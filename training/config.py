@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from features.embed import STATIC_INT8_ENCODER
 from features.synthetic import EcosystemConfig
 from models.calibration import CalibrationChoice
 from training.evaluate import BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES
@@ -73,7 +72,7 @@ class TrainConfig:
     model: WinModelConfig = field(default_factory=WinModelConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    encoder: str = STATIC_INT8_ENCODER
+    encoder: str = "minilm-onnx-int8"
     # Lower is better: the proper scoring rule covers both ranking and calibration.
     promotion_metric: str = "log_loss"
 
@@ -193,8 +192,8 @@ class SentimentConfig:
     """Sentiment and frustration heads (`training.sentiment`). The regularisation strengths are first
     guesses, not tuned on test data: on PhraseBank embedding_c 3 or tfidf_c 30 moved macro-F1 by < 0.01."""
 
-    encoder: str = STATIC_INT8_ENCODER
-    encode_batch_size: int = 32  # bulk encoding; the static int8 build gives every batch size the same vectors
+    encoder: str = "minilm-onnx-int8"
+    encode_batch_size: int = 32  # bulk encoding; serving encodes one text per request
     threads: int = 2
     tfidf_features: int = 2**17  # hashed n-gram columns
     tfidf_ngram_max: int = 2

@@ -30,7 +30,7 @@ from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, Schema
 
 from features import schema
-from features.embed import STATIC_INT8_ENCODER, Encoder, make_encoder
+from features.embed import Encoder, make_encoder
 from features.pairs import product_mask
 from features.performance import (
     ATTEMPTS,
@@ -93,7 +93,7 @@ class IppConfig:
     """Data, split, reference groups and LightGBM settings of the IPP model."""
 
     ecosystem: EcosystemConfig = field(default_factory=lambda: EcosystemConfig(partners=4000, deals=40000))
-    encoder: str = STATIC_INT8_ENCODER
+    encoder: str = "minilm-onnx-int8"
     test_cohort_share: float = 0.25  # latest-signed partners held out for evaluation
     early_stopping_share: float = 0.15  # latest-signed training partners that stop the boosting
     top_share: float = 0.25  # top (and bottom) performers: this share of the reference partners

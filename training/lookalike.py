@@ -28,7 +28,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from features.embed import STATIC_INT8_ENCODER, Encoder, make_encoder
+from features.embed import Encoder, make_encoder
 from features.lookalike import CHOSEN_BY, DATE, ENTITY_ID, TEXT, read_lookalike
 from features.progress import SILENT, Progress
 from training.evaluate import bootstrap_interval, first_relevant_ranks, ranking_hits
@@ -48,7 +48,7 @@ BASELINES: tuple[str, ...] = ("popularity", "tfidf_centroid")
 
 @dataclass(frozen=True)
 class LookalikeConfig:
-    encoder: str = STATIC_INT8_ENCODER
+    encoder: str = "minilm-onnx-int8"
     neighbours: int = 3  # knn_similarity averages the cosine to this many nearest past choices
     recent_days: int = 365  # log_recent_portfolio counts choices in this many days before the history ends
     folds: int = 4  # rolling origins for fitting the ranker before the cutoff
