@@ -2,7 +2,10 @@
 
 - `HashingEncoder`: deterministic bag-of-words hashing, a fast fake for unit tests.
 - `MiniLMEncoder`: sentence-transformers all-MiniLM-L6-v2 in torch fp32 (the reference).
-- `OnnxMiniLMEncoder`: the same model exported to ONNX with int8 weights (serving and training).
+- `OnnxMiniLMEncoder`: the same model exported to ONNX with int8 weights, in two builds:
+  "minilm-onnx-int8-static" (static activation scales: a text gets the same vector alone or in any
+  batch, so training embeds in bulk exactly what serving computes one text at a time) and
+  "minilm-onnx-int8" (dynamic activation scales, one text per run; the encoder of older bundles).
 - `CachedEncoder`: an on-disk SQLite cache in front of any encoder.
 - `make_encoder`: build one of the above by name.
 
@@ -21,8 +24,9 @@ import sqlite3
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -35,28 +39,43 @@ from features.progress import SILENT, Progress
 if TYPE_CHECKING:
     import onnxruntime
     from sentence_transformers import SentenceTransformer
-    from tokenizers import Tokenizer
+    from tokenizers import Encoding, Tokenizer
 
 MINILM_NAME = "all-MiniLM-L6-v2"
 ONNX_INT8_NAME = "all-MiniLM-L6-v2-onnx-int8"
+ONNX_STATIC_INT8_NAME = "all-MiniLM-L6-v2-onnx-int8-static"
 MINILM_DIMENSION = 384
 MINILM_BATCH_SIZE = 32
+# Bulk encoding (training): length-sorted batches of this many texts on this many onnxruntime threads.
+BULK_BATCH_SIZE = 64
+BULK_ENCODER_THREADS = 2
 # Texts per progress count where an encoder does not batch by itself: often enough for a live rate,
 # seldom enough to cost nothing.
 TEXTS_PER_COUNT = 256
 
 ONNX_MODEL_FILE = "model-int8.onnx"
+ONNX_STATIC_MODEL_FILE = "model-int8-static.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 # sentence-transformers' own config file; it holds the max_seq_length the model was trained with.
 SENTENCE_CONFIG_FILE = "sentence_bert_config.json"
 ONNX_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 HASHING_PREFIX = "hashing-"
-ENCODER_NAMES = (f"{HASHING_PREFIX}<dimension>", "minilm", "minilm-onnx-int8")
+STATIC_INT8_ENCODER = "minilm-onnx-int8-static"
+ENCODER_NAMES = (f"{HASHING_PREFIX}<dimension>", "minilm", "minilm-onnx-int8", STATIC_INT8_ENCODER)
 CACHE_FILE = "embeddings.sqlite"
 ONNX_EXPORT_DIR = "onnx"
+ONNX_STATIC_EXPORT_DIR = "onnx-int8-static"
+# Static int8 calibration: the profile, requirement and message texts of this fixed synthetic ecosystem
+# (what training embeds), fed in length-sorted batches; generated, so the build needs no network.
+CALIBRATION_PARTNERS = 256
+CALIBRATION_DEALS = 256
+CALIBRATION_SEED = 0
+CALIBRATION_BATCH_SIZE = 32
 
 _WORD = re.compile(r"[a-z0-9]+")
+# The feed-forward output projection of each layer, as the exported graph names its MatMul.
+_FEED_FORWARD_OUTPUT = re.compile(r"/layer\.\d+/output/dense/MatMul$")
 
 
 class Encoder(Protocol):
@@ -176,12 +195,16 @@ def _export_notices_silenced() -> Iterator[None]:
     - transformers' TracerWarning in masking_utils: a padding length that is 0 for every encoder input
       (no key/value cache), so the branch the trace freezes is right for every input;
     - torch's UserWarning that aten::index becomes several ONNX ops: a note on the graph's shape;
-    - onnxruntime's advice to pre-process before quantising (logged on the root logger): the int8
-      model's cosine to fp32 is checked by the integration tests without it.
+    - onnxruntime's advice to pre-process before quantising (logged on the root logger, worded two ways
+      by the dynamic and static quantisers): the int8 models' cosine to fp32 is checked by the
+      integration tests without it.
     """
     from torch.jit import TracerWarning
 
-    advice = _DropRecords("Please consider to run pre-processing before quantization")
+    advice = _DropRecords(
+        "Please consider to run pre-processing before quantization",
+        "Please consider pre-processing before quantization",
+    )
     root_logger = logging.getLogger()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "You are using the legacy TorchScript-based ONNX export", DeprecationWarning)
@@ -195,30 +218,22 @@ def _export_notices_silenced() -> Iterator[None]:
             root_logger.removeFilter(advice)
 
 
-def export_onnx_int8(model_dir: Path) -> Path:
-    """Export all-MiniLM-L6-v2 to `model_dir` as ONNX with dynamic int8 weights; returns `model_dir`.
-
-    Writes `model-int8.onnx` (inputs input_ids, attention_mask, token_type_ids, each (batch, sequence)
-    int64; output token_embeddings (batch, sequence, 384) float32), `tokenizer.json` and
-    `sentence_bert_config.json`. Idempotent: returns at once when the model file exists. Every file is
-    written under a temporary name and renamed, the model last, so a concurrent reader sees a complete
-    export or none.
-    """
-    model_dir = Path(model_dir)
-    if (model_dir / ONNX_MODEL_FILE).is_file():
-        return model_dir
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import AutoModel
-
-    model_dir.mkdir(parents=True, exist_ok=True)
+def _copy_tokenizer_files(model_dir: Path) -> None:
     source = _minilm_path()
     for file_name in (TOKENIZER_FILE, SENTENCE_CONFIG_FILE):
         write_atomically(model_dir / file_name, partial(shutil.copyfile, source / file_name))
 
+
+def _export_fp32(fp32_path: Path) -> None:
+    """Write all-MiniLM-L6-v2 from the installed package to `fp32_path` as fp32 ONNX: inputs input_ids,
+    attention_mask, token_type_ids, each (batch, sequence) int64; output token_embeddings
+    (batch, sequence, 384) float32."""
+    import torch
+    from transformers import AutoModel
+
     # Eager attention traces to plain MatMul/Softmax ops; the SDPA path would freeze its is_causal branch.
     with _no_weight_loading_bar():
-        transformer = AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()
+        transformer = AutoModel.from_pretrained(str(_minilm_path()), attn_implementation="eager").eval()
 
     class _TokenEmbeddings(torch.nn.Module):
         """Positional inputs and a plain tensor output, as the tracer needs; weights stay parameters."""
@@ -237,98 +252,225 @@ def export_onnx_int8(model_dir: Path) -> Path:
     input_ids = torch.tensor([[101, 7592, 2088, 102, 0], [101, 1037, 2936, 6251, 102]])
     example = (input_ids, (input_ids != 0).long(), torch.zeros_like(input_ids))
     dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in (*ONNX_INPUT_NAMES, "token_embeddings")}
+    with torch.no_grad():
+        # dynamo=False: the torch.export-based exporter needs onnxscript, which is not installed.
+        torch.onnx.export(
+            _TokenEmbeddings(),
+            example,
+            str(fp32_path),
+            input_names=list(ONNX_INPUT_NAMES),
+            output_names=["token_embeddings"],
+            dynamic_axes=dynamic_axes,
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def _export_quantised(model_dir: Path, model_file: str, quantise: Callable[[Path, Path], None]) -> Path:
+    """Export the fp32 model to a scratch file and write `quantise(fp32_path, out_path)`'s result as
+    `model_dir / model_file`, beside `tokenizer.json` and `sentence_bert_config.json`; returns `model_dir`.
+
+    Idempotent: returns at once when the model file exists. Every file is written under a temporary name
+    and renamed, the model last, so a concurrent reader sees a complete export or none.
+    """
+    model_dir = Path(model_dir)
+    if (model_dir / model_file).is_file():
+        return model_dir
+    model_dir.mkdir(parents=True, exist_ok=True)
+    _copy_tokenizer_files(model_dir)
     with tempfile.TemporaryDirectory(dir=model_dir) as scratch, _export_notices_silenced():
         fp32_path = Path(scratch) / "model-fp32.onnx"
-        with torch.no_grad():
-            # dynamo=False: the torch.export-based exporter needs onnxscript, which is not installed.
-            torch.onnx.export(
-                _TokenEmbeddings(),
-                example,
-                str(fp32_path),
-                input_names=list(ONNX_INPUT_NAMES),
-                output_names=["token_embeddings"],
-                dynamic_axes=dynamic_axes,
-                opset_version=17,
-                dynamo=False,
-            )
-        # Per-channel int8 weights: per-tensor scales cost ~0.03 of cosine to the fp32 model, per-channel ~0.008.
-        write_atomically(
-            model_dir / ONNX_MODEL_FILE,
-            lambda int8_path: quantize_dynamic(
-                str(fp32_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=True
-            ),
-        )
+        _export_fp32(fp32_path)
+        write_atomically(model_dir / model_file, partial(quantise, fp32_path))
     return model_dir
 
 
+def _quantise_dynamic(fp32_path: Path, int8_path: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Per-channel int8 weights: per-tensor scales cost ~0.03 of cosine to the fp32 model, per-channel ~0.008.
+    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=True)
+
+
+def export_onnx_int8(model_dir: Path) -> Path:
+    """Export all-MiniLM-L6-v2 to `model_dir` as `model-int8.onnx` with int8 weights and dynamic
+    (per-run) activation scales (see `_export_quantised`); returns `model_dir`."""
+    return _export_quantised(model_dir, ONNX_MODEL_FILE, _quantise_dynamic)
+
+
+def calibration_texts() -> list[str]:
+    """The distinct profile, requirement and message texts of the fixed calibration ecosystem, in table
+    order: the same list on every run and machine."""
+    from features import schema
+    from features.synthetic import EcosystemConfig, generate_ecosystem
+
+    ecosystem, _ = generate_ecosystem(
+        EcosystemConfig(partners=CALIBRATION_PARTNERS, deals=CALIBRATION_DEALS, seed=CALIBRATION_SEED)
+    )
+    columns = (
+        ecosystem.partners[schema.PROFILE_TEXT],
+        ecosystem.deals[schema.REQUIREMENT_TEXT],
+        ecosystem.communications[schema.MESSAGE_TEXT],
+    )
+    return list(dict.fromkeys(str(text) for column in columns for text in column))
+
+
+def _quantise_static(fp32_path: Path, int8_path: Path) -> None:
+    """Static int8: per-channel int8 weights and per-tensor activation scales fixed by min/max over the
+    calibration texts, so a text's vector does not depend on the batch it is encoded in.
+
+    Only MatMuls with a weight operand are quantised (attention scores, the mask and softmax stay fp32, so
+    padding stays masked out), and the feed-forward output projections stay fp32: their inputs (GELU
+    outputs) have outliers ~5x their 99.99th percentile, and one per-tensor scale for them drops the
+    mean cosine to fp32 from ~0.99 to ~0.92.
+    """
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    encodings = _tokenizer(_minilm_path()).encode_batch(calibration_texts())
+    feeds = (feed for _, feed in _length_sorted_feeds(encodings, CALIBRATION_BATCH_SIZE))
+
+    class _Calibration(CalibrationDataReader):
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(feeds, None)
+
+    graph = onnx.load(str(fp32_path), load_external_data=False).graph
+    feed_forward_outputs = [
+        node.name for node in graph.node if node.op_type == "MatMul" and _FEED_FORWARD_OUTPUT.search(node.name)
+    ]
+    quantize_static(
+        str(fp32_path),
+        str(int8_path),
+        _Calibration(),
+        quant_format=QuantFormat.QOperator,
+        op_types_to_quantize=["MatMul"],
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=feed_forward_outputs,
+        extra_options={"MatMulConstBOnly": True},
+    )
+
+
+def export_onnx_int8_static(model_dir: Path) -> Path:
+    """Export all-MiniLM-L6-v2 to `model_dir` as `model-int8-static.onnx` with static int8 quantisation
+    (see `_quantise_static`, `_export_quantised`); returns `model_dir`. Built offline from the installed
+    package and the generated calibration texts; the same bytes on every build on one machine."""
+    return _export_quantised(model_dir, ONNX_STATIC_MODEL_FILE, _quantise_static)
+
+
+@dataclass(frozen=True)
+class OnnxBuild:
+    """One ONNX build of MiniLM: the encoder name it gives vectors under, its model file, the function
+    that exports it to a directory, and whether a text's vector is the same alone or in any batch."""
+
+    encoder_name: str
+    model_file: str
+    export: Callable[[Path], Path]
+    batch_invariant: bool
+
+
+DYNAMIC_INT8 = OnnxBuild(ONNX_INT8_NAME, ONNX_MODEL_FILE, export_onnx_int8, batch_invariant=False)
+STATIC_INT8 = OnnxBuild(ONNX_STATIC_INT8_NAME, ONNX_STATIC_MODEL_FILE, export_onnx_int8_static, batch_invariant=True)
+
+
+def _tokenizer(model_dir: Path) -> Tokenizer:
+    """The exported tokenizer, truncating at the model's max_seq_length and padding nothing."""
+    from tokenizers import Tokenizer
+
+    config = json.loads((model_dir / SENTENCE_CONFIG_FILE).read_text())
+    tokenizer = Tokenizer.from_file(str(model_dir / TOKENIZER_FILE))
+    # The shipped tokenizer.json truncates and pads to a fixed 128; use the model's limit and pad per batch.
+    tokenizer.enable_truncation(max_length=int(config["max_seq_length"]))
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def _length_sorted_feeds(
+    encodings: Sequence[Encoding], batch_size: int
+) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """(rows, feed) per batch of at most `batch_size` encodings sorted by token count (ties in input order),
+    so a batch wastes little work on padding. `rows` are the batch's input positions; `feed` holds the
+    three model inputs, each (len(rows), longest in the batch) int64, zero-padded with attention mask 0."""
+    order = np.argsort([len(encoding.ids) for encoding in encodings], kind="stable")
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        width = max(len(encodings[row].ids) for row in rows)
+        # Padding ids are masked out of attention and pooling, so zeros are as good as [PAD].
+        feed = {name: np.zeros((len(rows), width), dtype=np.int64) for name in ONNX_INPUT_NAMES}
+        for batch_row, row in enumerate(rows):
+            encoding = encodings[row]
+            length = len(encoding.ids)
+            feed["input_ids"][batch_row, :length] = encoding.ids
+            feed["attention_mask"][batch_row, :length] = encoding.attention_mask
+            feed["token_type_ids"][batch_row, :length] = encoding.type_ids
+        yield rows, feed
+
+
 class OnnxMiniLMEncoder:
-    """all-MiniLM-L6-v2 as int8 ONNX on onnxruntime (CPU): 384-d, cosine ~0.99 (min ~0.98) to the fp32 model.
+    """all-MiniLM-L6-v2 as int8 ONNX on onnxruntime (CPU): 384-d, cosine ~0.99 (min ~0.95) to the fp32 model.
 
-    Loads the export in `model_dir`, exporting first when it is missing. `threads` is onnxruntime's
-    intra-op thread count; 1 suits a service that embeds one text per request.
+    Loads `build`'s export in `model_dir`, exporting first when it is missing. `threads` is onnxruntime's
+    intra-op thread count. Texts run in length-sorted batches of `batch_size` (default: `BULK_BATCH_SIZE`
+    for a batch-invariant build, else 1).
 
-    `batch_size` 1 (the default) makes a text's vector independent of the other texts in the call:
-    dynamic int8 quantisation scales activations per batch tensor, so a text encoded among others gets
-    a vector ~0.99 cosine to its vector alone. Larger batches (sorted by length) are faster for bulk
-    jobs (~1.25x on 1 thread, ~1.6x on 2 threads) but then differ from what a one-text request serves.
+    With `STATIC_INT8` a text's vector is the same alone or among any others (to float rounding, cosine
+    deviation ~1e-7), so bulk jobs batch freely. With `DYNAMIC_INT8` activations are scaled per batch
+    tensor, so a text encoded among others gets a vector ~0.99 cosine to its vector alone: only batch
+    size 1 gives what a one-text request serves.
     """
 
-    name = ONNX_INT8_NAME
     dimension = MINILM_DIMENSION
 
-    def __init__(self, model_dir: Path, threads: int = 1, batch_size: int = 1) -> None:
+    def __init__(
+        self, model_dir: Path, threads: int = 1, batch_size: int | None = None, build: OnnxBuild = DYNAMIC_INT8
+    ) -> None:
+        batch_size = batch_size or (BULK_BATCH_SIZE if build.batch_invariant else 1)
         if threads < 1 or batch_size < 1:
             raise ValueError(f"threads and batch_size must be >= 1, got {threads} and {batch_size}")
         self.model_dir = Path(model_dir)
         self.threads = threads
         self.batch_size = batch_size
+        self.build = build
+        self.name = build.encoder_name
         self._session: onnxruntime.InferenceSession | None = None
         self._tokenizer: Tokenizer | None = None
 
     def _loaded(self) -> tuple[onnxruntime.InferenceSession, Tokenizer]:
         if self._session is None or self._tokenizer is None:
             import onnxruntime
-            from tokenizers import Tokenizer
 
-            export_onnx_int8(self.model_dir)
-            config = json.loads((self.model_dir / SENTENCE_CONFIG_FILE).read_text())
-            tokenizer = Tokenizer.from_file(str(self.model_dir / TOKENIZER_FILE))
-            # The shipped tokenizer.json truncates and pads to a fixed 128; use the model's limit and pad per batch.
-            tokenizer.enable_truncation(max_length=int(config["max_seq_length"]))
-            tokenizer.no_padding()
+            self.build.export(self.model_dir)
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
             self._session = onnxruntime.InferenceSession(
-                str(self.model_dir / ONNX_MODEL_FILE), options, providers=["CPUExecutionProvider"]
+                str(self.model_dir / self.build.model_file), options, providers=["CPUExecutionProvider"]
             )
-            self._tokenizer = tokenizer
+            self._tokenizer = _tokenizer(self.model_dir)
         return self._session, self._tokenizer
 
     def encode(self, texts: Sequence[str], progress: Progress = SILENT) -> np.ndarray:
-        """(n,) texts -> (n, 384) float32, unit rows, in input order."""
+        """(n,) texts -> (n, 384) float32, unit rows, in input order; mean of the token embeddings over the
+        attention mask."""
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
         if not texts:
             return vectors
         session, tokenizer = self._loaded()
-        encodings = tokenizer.encode_batch(list(texts))
-        # Batches of similar length waste little work on padding; rows are written back in input order.
-        order = np.argsort([len(encoding.ids) for encoding in encodings], kind="stable")
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            width = max(len(encodings[row].ids) for row in rows)
-            # Padding ids are masked out of attention and pooling, so zeros are as good as [PAD].
-            feed = {name: np.zeros((len(rows), width), dtype=np.int64) for name in ONNX_INPUT_NAMES}
-            for batch_row, row in enumerate(rows):
-                encoding = encodings[row]
-                length = len(encoding.ids)
-                feed["input_ids"][batch_row, :length] = encoding.ids
-                feed["attention_mask"][batch_row, :length] = encoding.attention_mask
-                feed["token_type_ids"][batch_row, :length] = encoding.type_ids
+        done = 0
+        for rows, feed in _length_sorted_feeds(tokenizer.encode_batch(list(texts)), self.batch_size):
             token_embeddings = session.run(None, feed)[0]
             mask = feed["attention_mask"][:, :, None].astype(np.float32)
             vectors[rows] = (token_embeddings * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1.0)
-            progress.count(start + len(rows), len(texts))
+            done += len(rows)
+            progress.count(done, len(texts))
         return _normalise_rows(vectors)
 
 
@@ -396,23 +538,31 @@ class CachedEncoder:
             self._connection.close()
 
 
-def make_encoder(name: str, cache_dir: Path | None, threads: int = 1, batch_size: int = 1) -> Encoder:
-    """Build an encoder by name: "hashing-<dimension>", "minilm" or "minilm-onnx-int8" (which runs on
-    `threads` onnxruntime threads, `batch_size` texts per run: see `OnnxMiniLMEncoder`).
+def make_encoder(
+    name: str, cache_dir: Path | None, threads: int = BULK_ENCODER_THREADS, batch_size: int | None = None
+) -> Encoder:
+    """Build an encoder by name: "hashing-<dimension>", "minilm", "minilm-onnx-int8-static" or
+    "minilm-onnx-int8" (the ONNX ones run on `threads` onnxruntime threads, `batch_size` texts per run,
+    by default the build's bulk batch size: see `OnnxMiniLMEncoder`).
 
     With `cache_dir`, the encoder is wrapped in a `CachedEncoder` at `cache_dir / "embeddings.sqlite"`;
-    "minilm-onnx-int8" keeps its export in `cache_dir / "onnx"` and so requires `cache_dir`.
-    Raises ValueError for an unknown name.
+    the ONNX encoders keep their export in `cache_dir / "onnx-int8-static"` or `cache_dir / "onnx"` and
+    so require `cache_dir`. Raises ValueError for an unknown name.
     """
     encoder: Encoder
+    onnx_builds = {
+        STATIC_INT8_ENCODER: (STATIC_INT8, ONNX_STATIC_EXPORT_DIR),
+        "minilm-onnx-int8": (DYNAMIC_INT8, ONNX_EXPORT_DIR),
+    }
     if name.startswith(HASHING_PREFIX) and name.removeprefix(HASHING_PREFIX).isdigit():
         encoder = HashingEncoder(int(name.removeprefix(HASHING_PREFIX)))
     elif name == "minilm":
         encoder = MiniLMEncoder()
-    elif name == "minilm-onnx-int8":
+    elif name in onnx_builds:
         if cache_dir is None:
-            raise ValueError("encoder 'minilm-onnx-int8' needs a cache_dir to hold its ONNX export")
-        encoder = OnnxMiniLMEncoder(Path(cache_dir) / ONNX_EXPORT_DIR, threads=threads, batch_size=batch_size)
+            raise ValueError(f"encoder {name!r} needs a cache_dir to hold its ONNX export")
+        build, export_dir = onnx_builds[name]
+        encoder = OnnxMiniLMEncoder(Path(cache_dir) / export_dir, threads=threads, batch_size=batch_size, build=build)
     else:
         raise ValueError(f"unknown encoder {name!r}; valid names: {', '.join(ENCODER_NAMES)}")
     if cache_dir is None:

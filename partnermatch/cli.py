@@ -304,6 +304,27 @@ def bench_sentiment(
     _emit(results, json_path)
 
 
+@bench_app.command("embed")
+def bench_embed(
+    texts: Annotated[Path, typer.Option(help="Real texts to embed (a labelled corpus; labels unused).")],
+    corpus_format: Annotated[str, typer.Option("--format", help="phrasebank | goemotions | csv")] = "goemotions",
+    limit: Annotated[int, typer.Option(min=8, help="Embed at most this many texts.")] = 2000,
+    one_at_a_time: Annotated[int, typer.Option(min=1, help="Of those, texts the old path embeds.")] = 500,
+    torch_reference: Annotated[bool, typer.Option(help="Also report cosine to torch fp32 MiniLM.")] = True,
+    json_path: JsonOption = None,
+) -> None:
+    """Bulk embedding (training) vs the old one-text-per-call path: texts/s and their ratio, serving one-text
+    latency before/after, and the largest cosine deviation between bulk and serving vectors."""
+    from models.registry import Paths
+    from partnermatch.bench.embed import EmbedBenchSettings
+    from partnermatch.bench.embed import bench_embed as run
+
+    settings = EmbedBenchSettings(limit=limit, one_at_a_time_texts=one_at_a_time, torch_reference=torch_reference)
+    with _user_errors(), show_progress(console) as progress:
+        results = run(texts, corpus_format, Paths.from_environment().cache_dir, settings, progress)
+    _emit(results, json_path)
+
+
 @app.command()
 def serve(
     port: Annotated[int, typer.Option(help="HTTP port.")] = 3000,
@@ -558,7 +579,9 @@ def evaluate_lookalike(
     cutoff: Annotated[
         str, typer.Option(help="Profiles from rows before this date; entities on or after it are ranked.")
     ],
-    encoder: Annotated[str, typer.Option(help="hashing-<d> | minilm | minilm-onnx-int8")] = "minilm-onnx-int8",
+    encoder: Annotated[
+        str, typer.Option(help="hashing-<d> | minilm | minilm-onnx-int8-static | minilm-onnx-int8")
+    ] = "minilm-onnx-int8",
     json_path: JsonOption = None,
 ) -> None:
     """Fit ranking on real data: top-1, top-5 and MRR of the model vs popularity and TF-IDF centroid."""
@@ -591,7 +614,9 @@ def bench_ipp(
     partners: Annotated[int, typer.Option(min=100, help="Partners in the benchmark ecosystem.")] = 4000,
     deals: Annotated[int | None, typer.Option(help="Historical deals (default: 10 per partner).")] = None,
     singles: Annotated[int, typer.Option(min=1, help="Prospects scored one at a time.")] = 500,
-    encoder: Annotated[str, typer.Option(help="hashing-<d> | minilm | minilm-onnx-int8")] = "minilm-onnx-int8",
+    encoder: Annotated[
+        str, typer.Option(help="hashing-<d> | minilm | minilm-onnx-int8-static | minilm-onnx-int8")
+    ] = "minilm-onnx-int8",
     http: Annotated[bool, typer.Option(help="Also over HTTP against the real service (POST /ipp_fit).")] = True,
     json_path: JsonOption = None,
 ) -> None:

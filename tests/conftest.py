@@ -8,6 +8,7 @@ import io
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 
 from features import schema
-from features.embed import ONNX_EXPORT_DIR, export_onnx_int8
+from features.embed import ONNX_EXPORT_DIR, ONNX_STATIC_EXPORT_DIR, export_onnx_int8, export_onnx_int8_static
 
 # The public data sets sit beside the repository (CI: ../shared/data); PARTNERMATCH_SHARED_DATA points
 # elsewhere (e.g. from a git worktree). Tests that need them skip only when the directory is absent.
@@ -134,22 +135,32 @@ class RecordingHandler(logging.Handler):
         self.messages.append(f"log {record.name}: {record.getMessage()}")
 
 
-@pytest.fixture(scope="session")
-def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> OnnxExport:
-    """One ONNX int8 MiniLM export for the session, with whatever it lets through to a user."""
-    cache_dir = tmp_path_factory.mktemp("onnx-cache")
+def recorded_export(export: Callable[[Path], Path], model_dir: Path) -> list[str]:
+    """Run `export(model_dir)`; every warning, WARNING-or-worse log record and stderr output it lets through."""
     handler, stderr = RecordingHandler(), io.StringIO()
     logging.getLogger().addHandler(handler)
     try:
         with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(stderr):
             warnings.simplefilter("always")
-            export_onnx_int8(cache_dir / ONNX_EXPORT_DIR)
+            export(model_dir)
     finally:
         logging.getLogger().removeHandler(handler)
     shown = [f"{warning.category.__name__}: {warning.message}" for warning in caught]
-    return OnnxExport(
-        cache_dir, shown + handler.messages + ([f"stderr: {stderr.getvalue()}"] if stderr.getvalue() else [])
-    )
+    return shown + handler.messages + ([f"stderr: {stderr.getvalue()}"] if stderr.getvalue() else [])
+
+
+@pytest.fixture(scope="session")
+def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> OnnxExport:
+    """One ONNX int8 MiniLM export for the session, with whatever it lets through to a user."""
+    cache_dir = tmp_path_factory.mktemp("onnx-cache")
+    return OnnxExport(cache_dir, recorded_export(export_onnx_int8, cache_dir / ONNX_EXPORT_DIR))
+
+
+@pytest.fixture(scope="session")
+def onnx_static_export(onnx_export: OnnxExport) -> list[str]:
+    """The static int8 export, beside the dynamic one in `onnx_export.cache_dir` (ONNX_STATIC_EXPORT_DIR),
+    made once per session; returns what it lets through to a user."""
+    return recorded_export(export_onnx_int8_static, onnx_export.cache_dir / ONNX_STATIC_EXPORT_DIR)
 
 
 @pytest.fixture(scope="session")

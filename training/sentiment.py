@@ -77,8 +77,8 @@ class Views:
     tfidf: sp.csr_matrix
 
     @classmethod
-    def of(cls, texts: Sequence[str], encoder: Encoder, tfidf: HashedTfidf) -> Views:
-        return cls(encoder.encode(list(texts)).astype(np.float64), tfidf.transform(tuple(texts)))
+    def of(cls, texts: Sequence[str], encoder: Encoder, tfidf: HashedTfidf, progress: Progress = SILENT) -> Views:
+        return cls(encoder.encode(list(texts), progress).astype(np.float64), tfidf.transform(tuple(texts)))
 
     @classmethod
     def stack(cls, parts: Sequence[Views]) -> Views:
@@ -264,7 +264,8 @@ def fit_heads(
     calibration_texts = [text for _, calibration in parts for text in calibration.texts]
     tfidf = fit_tfidf(fit_texts, config)
     progress.step(f"encoding {len(fit_texts) + len(calibration_texts):,} texts with {encoder.name}")
-    fit, calibration = Views.of(fit_texts, encoder, tfidf), Views.of(calibration_texts, encoder, tfidf)
+    fit = Views.of(fit_texts, encoder, tfidf, progress)
+    calibration = Views.of(calibration_texts, encoder, tfidf, progress)
 
     progress.step(f"fitting the sentiment head on {len(fit_texts):,} texts")
     fit_labels = np.concatenate([part.labels for part, _ in parts])

@@ -12,6 +12,10 @@ import numpy as np
 import pytest
 
 from features.embed import (
+    ONNX_STATIC_EXPORT_DIR,
+    ONNX_STATIC_MODEL_FILE,
+    STATIC_INT8,
+    STATIC_INT8_ENCODER,
     TEXTS_PER_COUNT,
     CachedEncoder,
     Encoder,
@@ -19,6 +23,7 @@ from features.embed import (
     MiniLMEncoder,
     OnnxMiniLMEncoder,
     export_onnx_int8,
+    export_onnx_int8_static,
     make_encoder,
 )
 from features.progress import SILENT, Progress
@@ -188,6 +193,13 @@ def test_make_encoder_builds_minilm_encoders_lazily(tmp_path: Path) -> None:
     assert isinstance(onnx.inner, OnnxMiniLMEncoder)
     assert onnx.inner.model_dir == tmp_path / "onnx"
     assert not (tmp_path / "onnx").exists()  # nothing exported until the first encode
+    static = make_encoder(STATIC_INT8_ENCODER, tmp_path)
+    assert isinstance(static, CachedEncoder)
+    assert isinstance(static.inner, OnnxMiniLMEncoder)
+    assert static.inner.model_dir == tmp_path / ONNX_STATIC_EXPORT_DIR
+    assert static.inner.batch_size > 1  # bulk batches: the static build's vectors do not depend on them
+    assert static.name != onnx.name  # cached vectors of the two builds never mix
+    assert not (tmp_path / ONNX_STATIC_EXPORT_DIR).exists()
 
 
 @pytest.mark.parametrize(("name", "cache_dir"), [("bert", None), ("hashing-x", None), ("minilm-onnx-int8", None)])
@@ -303,3 +315,58 @@ def test_minilm_ranks_the_relevant_profile_first(encoder_fixture: str, request: 
         ]
     )
     assert cosine(requirement, security) > cosine(requirement, bakery) + 0.2
+
+
+# --- static int8 (integration): one vector per text, alone or in any batch --------------------------
+
+
+@pytest.fixture(scope="session")
+def static_model_dir(onnx_static_export: list[str], onnx_cache_dir: Path) -> Path:
+    return onnx_cache_dir / ONNX_STATIC_EXPORT_DIR
+
+
+@pytest.fixture(scope="session")
+def static_encoder(static_model_dir: Path) -> OnnxMiniLMEncoder:
+    return OnnxMiniLMEncoder(static_model_dir, threads=2, build=STATIC_INT8)
+
+
+def _max_cosine_deviation(left: np.ndarray, right: np.ndarray) -> float:
+    return float(np.max(1.0 - np.sum(left.astype(np.float64) * right.astype(np.float64), axis=1)))
+
+
+@pytest.mark.integration
+def test_static_export_shows_no_warnings_logs_or_bars(onnx_static_export: list[str]) -> None:
+    assert onnx_static_export == []
+
+
+@pytest.mark.integration
+def test_static_export_is_deterministic(static_model_dir: Path, tmp_path: Path) -> None:
+    export_onnx_int8_static(tmp_path)
+    model_bytes = (tmp_path / ONNX_STATIC_MODEL_FILE).read_bytes()
+    assert model_bytes == (static_model_dir / ONNX_STATIC_MODEL_FILE).read_bytes()
+
+
+@pytest.mark.integration
+def test_static_int8_matches_torch_fp32(static_encoder: OnnxMiniLMEncoder, torch_encoder: MiniLMEncoder) -> None:
+    cosines = (static_encoder.encode(VARIED_TEXTS) * torch_encoder.encode(VARIED_TEXTS)).sum(axis=1)
+    assert cosines.mean() >= 0.99
+    assert cosines.min() >= 0.97
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("batch_size", [2, 7, 64])
+def test_static_batches_give_the_vectors_of_single_texts(static_model_dir: Path, batch_size: int) -> None:
+    single = OnnxMiniLMEncoder(static_model_dir, threads=1, batch_size=1, build=STATIC_INT8)
+    one_at_a_time = np.vstack([single.encode([text]) for text in VARIED_TEXTS])
+    batched = OnnxMiniLMEncoder(static_model_dir, threads=2, batch_size=batch_size, build=STATIC_INT8)
+    assert _max_cosine_deviation(batched.encode(VARIED_TEXTS), one_at_a_time) <= 1e-6
+
+
+@pytest.mark.integration
+def test_static_padding_does_not_change_a_vector(static_encoder: OnnxMiniLMEncoder) -> None:
+    short, long = "Firewall renewal.", " ".join(VARIED_TEXTS[:6])
+    # One batch of two: the short text is padded to the long one's length, more than 10x its own.
+    padded = OnnxMiniLMEncoder(static_encoder.model_dir, batch_size=2, build=STATIC_INT8).encode([short, long])
+    alone = static_encoder.encode([short])
+    assert _max_cosine_deviation(padded[:1], alone) <= 1e-6
+    np.testing.assert_allclose(padded[0], alone[0], atol=1e-5)
