@@ -96,8 +96,8 @@ class FeedbackStore:
                 return stored
             if event.kind == "outcome":
                 _check_attempts_are_open(connection, event)
-            inserted = connection.execute(FEEDBACK_EVENTS.insert().values(**_row(event)))
-            return StoredFeedback(seq=int(inserted.inserted_primary_key[0]), event=event, replayed=False)
+            insert = FEEDBACK_EVENTS.insert().values(**_row(event)).returning(FEEDBACK_EVENTS.c.seq)
+            return StoredFeedback(seq=int(connection.execute(insert).scalar_one()), event=event, replayed=False)
 
     def since(self, seq: int) -> list[StoredFeedback]:
         """Every event with a sequence number above `seq`, in acceptance order."""
