@@ -359,7 +359,7 @@ def _announce_local_key(url: str) -> None:
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Migrate the database to the latest schema (idempotent); imports an old `api-keys.sqlite` and `feedback.sqlite` once."""
+    """Migrate the database to the latest schema (idempotent); imports old `api-keys.sqlite`, `feedback.sqlite` once."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import OperationalError
 
