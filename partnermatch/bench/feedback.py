@@ -184,7 +184,7 @@ def load_probes(router: Router, touched: set[str], samples: int, now: datetime) 
     until their capacities sum to at least `samples`; each with the `POOL_COMPANIONS` partners of
     its first region with the largest capacity (and no load) as companions."""
     context = router.context
-    idle = partner_load_ratio(context, int(to_seconds([now])[0])) == 0.0
+    idle = partner_load_ratio(context, int(to_seconds([now.astimezone(UTC).replace(tzinfo=None)])[0])) == 0.0
     idle &= ~np.isin(context.partner_ids, list(touched))
     capacity = context.partner_capacity
     roomy = np.argsort(-capacity, kind="stable")

@@ -1,10 +1,12 @@
-"""kill -9 of a real service (`bentoml serve`, its whole process group) while clients post feedback:
-every event it acknowledged with a 200 is in the database afterwards, on SQLite and on PostgreSQL."""
+"""kill -9 of a real service (`bentoml serve` and its workers, which run in sessions of their own)
+while clients post feedback: every event it acknowledged with a 200 is in the database afterwards, on
+SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-import os
+import itertools
 import signal
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from models.registry import Paths
@@ -38,12 +41,18 @@ def _routed_decisions(server: RunningServer, count: int) -> list[tuple[str, list
 
 
 def _feedback_until_killed(
-    server: RunningServer, client_number: int, decided: list[tuple[str, list[str]]], acknowledged: list[str]
+    server: RunningServer,
+    client_number: int,
+    decided: list[tuple[str, list[str]]],
+    acknowledged: list[str],
+    stop: threading.Event,
 ) -> None:
-    """Post events (an outcome per decision, then engagement) until the service stops answering;
-    append the id of each event answered 200 to `acknowledged`."""
+    """Post events (an outcome per decision, then engagement) until the service stops answering (or
+    `stop` is set); append the id of each event answered 200 to `acknowledged`."""
     with httpx.Client(base_url=server.url, headers=server.headers, timeout=30.0) as client:
-        for number in range(1_000_000):
+        for number in itertools.count():
+            if stop.is_set():
+                return
             now = datetime.now(UTC).isoformat()
             decision_id, partner_ids = decided[number % len(decided)]
             if number < len(decided):
@@ -63,23 +72,39 @@ def _feedback_until_killed(
                 raise AssertionError(answer.text)
 
 
+def _kill_9_tree(pid: int) -> int:
+    """SIGKILL the process `pid` and every descendant at once; how many processes that was."""
+    root = psutil.Process(pid)
+    tree = [root, *root.children(recursive=True)]
+    for process in tree:
+        process.send_signal(signal.SIGKILL)
+    psutil.wait_procs(tree[1:], timeout=30)
+    return len(tree)
+
+
 @pytest.mark.integration
 def test_kill_9_of_the_service_during_feedback_loses_no_acknowledged_event(
     smoke_store: Path, store_url: str, tmp_path: Path
 ) -> None:
     acknowledged: list[str] = []
+    stop = threading.Event()
     with running_service(Paths.from_environment(), store_url, tmp_path / "server.log", STARTUP_LIMIT_SECONDS) as server:
         decided = _routed_decisions(server, 3)
         with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
             clients = [
-                pool.submit(_feedback_until_killed, server, number, decided, acknowledged) for number in range(CLIENTS)
+                pool.submit(_feedback_until_killed, server, number, decided, acknowledged, stop)
+                for number in range(CLIENTS)
             ]
-            deadline = time.monotonic() + KILL_WAIT_SECONDS
-            while len(acknowledged) < ACKNOWLEDGED_BEFORE_KILL and time.monotonic() < deadline:
-                assert not any(client.done() for client in clients), [client.exception() for client in clients]
-                time.sleep(0.01)
-            os.killpg(server.process.pid, signal.SIGKILL)  # the server and its workers, mid-write
+            try:
+                deadline = time.monotonic() + KILL_WAIT_SECONDS
+                while len(acknowledged) < ACKNOWLEDGED_BEFORE_KILL and time.monotonic() < deadline:
+                    assert not any(client.done() for client in clients), [client.exception() for client in clients]
+                    time.sleep(0.01)
+                killed = _kill_9_tree(server.process.pid)  # mid-write
+            finally:
+                stop.set()  # a failure above must not leave the clients posting
             assert server.process.wait() == -signal.SIGKILL
+            assert killed >= 2, "the server and at least one worker"
             for client in clients:
                 client.result()
     assert len(acknowledged) >= ACKNOWLEDGED_BEFORE_KILL
