@@ -258,7 +258,8 @@ def _check_live_load(answer: dict[str, Any], probe: LoadProbe, fed_back: int) ->
         raise RuntimeError(
             f"the route right after feedback does not show the live load: partner {probe.partner_id} "
             f"({fed_back} outcome(s) of capacity {probe.capacity}, {state}) was "
-            f"{'routed' if probe.partner_id in routed else 'left out'}; constraints removed {removed}"
+            f"{'routed' if probe.partner_id in routed else 'left out'}; constraints removed {removed}; "
+            f"features as of {answer['features_as_of']}"
         )
 
 
