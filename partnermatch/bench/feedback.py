@@ -13,7 +13,8 @@ empty database at `--database-url`), since accepted events move the live feature
    smallest (none that step 1 gave an outcome), until `samples` routes are due. For each, c times:
    route a deal in the partner's region restricted to a candidate pool of it and `POOL_COMPANIONS`
    roomy partners of that region (a decision), post the partner's outcome for that decision, then at
-   once POST /route the same pool again: that route is timed. Checked on each one (a failure raises
+   once POST /route a new deal (its own deal id, else it would be a retry) to the same pool: that
+   route is timed. Checked on each one (a failure raises
    RuntimeError): the partner is in the answer while fewer than c of its outcomes have come back,
    and the capacity constraint has left it out once c have, so the live features hold every outcome
    acknowledged before the route, whichever worker took it.
@@ -224,15 +225,17 @@ def measure_route_after_feedback(
     with httpx.Client(base_url=server.url, headers=server.headers, timeout=REQUEST_TIMEOUT_SECONDS) as client:
         for probe in probes:
             deal = next(deal_bodies)["deal"] | {"region": probe.region}
-            body = {"deal": deal, "options": {"candidate_pool": list(probe.pool), "max_results": len(probe.pool)}}
-            decision = _answer(client.post("/route", json=body), f"routing for {probe.partner_id}")
+            options = {"candidate_pool": list(probe.pool), "max_results": len(probe.pool)}
+
+            decision = _answer(client.post("/route", json=_new_deal(deal, options)), f"routing for {probe.partner_id}")
             for fed_back in range(1, probe.capacity + 1):
                 sent = time.perf_counter()
                 event = _outcome(decision["decision_id"], probe.partner_id, won=fed_back % 2 == 0)
                 _answer(client.post("/feedback", json=_feedback_body(event)), f"outcome for {probe.partner_id}")
                 feedback_latencies.append(time.perf_counter() - sent)
                 sent = time.perf_counter()
-                decision = _answer(client.post("/route", json=body), f"routing after {probe.partner_id}'s outcome")
+                routed = client.post("/route", json=_new_deal(deal, options))
+                decision = _answer(routed, f"routing after {probe.partner_id}'s outcome")
                 route_latencies.append(time.perf_counter() - sent)
                 _check_live_load(decision, probe, fed_back)
                 excluded += fed_back == probe.capacity
@@ -245,6 +248,12 @@ def measure_route_after_feedback(
         "latency": latency_summary(route_latencies),
         "feedback_latency": latency_summary(feedback_latencies),
     }
+
+
+def _new_deal(deal: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """A route body for `deal` under a deal id of its own: the same deal id and body again would be a
+    retry, answered with the first decision."""
+    return {"deal": deal | {"deal_id": uuid.uuid4().hex}, "options": options}
 
 
 def _check_live_load(answer: dict[str, Any], probe: LoadProbe, fed_back: int) -> None:
