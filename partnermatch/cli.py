@@ -380,7 +380,7 @@ def _announce_local_key(url: str) -> None:
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Migrate the database to the latest schema (idempotent); imports an old `api-keys.sqlite` once."""
+    """Migrate the database to the latest schema (idempotent); imports old `api-keys.sqlite`, `feedback.sqlite` once."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import OperationalError
 
@@ -510,6 +510,35 @@ def bench_load(
     overrides: dict[str, Any] = {"ecosystem": {"partners": partners, "deals": deals or 2 * partners, "seed": seed}}
     with _user_errors(), show_progress(console) as progress:
         results = run(load_train_config(config, overrides), Paths.from_environment(), settings, progress)
+    _emit(results, json_path)
+
+
+@bench_app.command("feedback")
+def bench_feedback(
+    partners: Annotated[int, typer.Option(min=100, help="Partners in the benchmark ecosystem.")] = 20000,
+    events: Annotated[int, typer.Option(min=1, help="Feedback events posted by the concurrent clients.")] = 2000,
+    decisions: Annotated[int, typer.Option(min=0, help="Deals routed first; each gets one outcome event.")] = 400,
+    concurrency: Annotated[int, typer.Option(min=1, help="Clients posting feedback at once.")] = 8,
+    samples: Annotated[int, typer.Option(min=1, help="Routes timed right after a partner's feedback.")] = 200,
+    workers: Annotated[int, typer.Option(min=1, help="Service worker processes.")] = 2,
+    database_url: Annotated[
+        str | None, typer.Option(help="An empty database for the service (default: a new SQLite file).")
+    ] = None,
+    deals: Annotated[int | None, typer.Option(help="Historical deals (default: 2 per partner).")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file overriding the training defaults.")] = None,
+    seed: int = 0,
+    json_path: JsonOption = None,
+) -> None:
+    """Accepted feedback events/s (concurrent clients) and the p99 of a route right after its partner's feedback."""
+    from models.registry import Paths
+    from partnermatch.bench.feedback import FeedbackSettings
+    from partnermatch.bench.feedback import bench_feedback as run
+    from training.config import load_train_config
+
+    overrides: dict[str, Any] = {"ecosystem": {"partners": partners, "deals": deals or 2 * partners, "seed": seed}}
+    with _user_errors(), show_progress(console) as progress:
+        settings = FeedbackSettings(events, decisions, concurrency, samples, workers)
+        results = run(load_train_config(config, overrides), Paths.from_environment(), settings, database_url, progress)
     _emit(results, json_path)
 
 

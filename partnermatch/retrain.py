@@ -12,7 +12,7 @@ from models.registry import FEEDBACK_SEQUENCE_TAG, Paths
 from serving.decision_log import DecisionLog
 from serving.feedback_history import feedback_history
 from serving.feedback_store import FeedbackStore
-from serving.service import feedback_store_path, prepare_database
+from serving.service import prepare_database
 from training.config import RetrainConfig
 from training.retrain import FeedbackTables, RetrainReport, champion_history, run_retraining, with_feedback
 from training.stages import current_champion
@@ -35,8 +35,8 @@ def retrain_with_feedback(
         else:
             history, _ = load_ecosystem_directory(data_dir)
             after = 0
-        store = FeedbackStore(feedback_store_path(paths))
-        decisions = DecisionLog(prepare_database(paths))
+        url = prepare_database(paths)
+        store, decisions = FeedbackStore(url), DecisionLog(url)
         try:
             deals, outcomes, engagement, sequence = feedback_history(store, decisions, after)
         finally:

@@ -20,7 +20,7 @@ from models.registry import Paths
 from serving.decision_log import DecisionLog
 from serving.feedback_store import FeedbackEvent, FeedbackStore
 from serving.schemas import RouteResponse
-from serving.service import feedback_store_path, prepare_database
+from serving.service import prepare_database
 from training.evaluate import expected_calibration_error
 
 AGREEMENT_AT = (1, 5, 10)  # top-k cut-offs of the agreement figures
@@ -86,8 +86,8 @@ def shadow_report(pairs: list[tuple[RouteResponse, RouteResponse]], outcomes: li
 
 def shadow_report_from_log(paths: Paths) -> dict[str, Any]:
     """`shadow_report` over the service's decision log and feedback store."""
-    decisions = DecisionLog(prepare_database(paths))
-    store = FeedbackStore(feedback_store_path(paths))
+    url = prepare_database(paths)
+    decisions, store = DecisionLog(url), FeedbackStore(url)
     try:
         pairs = [
             (RouteResponse.model_validate_json(champion), RouteResponse.model_validate_json(shadow))

@@ -12,10 +12,11 @@ Requests are routed as of the latest event (or just after the bundle's history e
 none), and the capacity filter reads the live load. The history shortlists (retrieval only) stay
 the bundle's until the next retrain.
 
-Consistency across workers: the feedback store is the single source of truth. Every worker keeps
-its own delta and, before each route, reads the store's latest sequence number (one indexed SQLite
-read); when it moved, the worker rebuilds its delta from all events since the bundle (cost: sorting
-them; a retrain folds them into the next bundle). So every route sees every event acknowledged
+Consistency across workers and replicas: the feedback store (the service's database) is the single
+source of truth. Every worker keeps its own delta and, before each route, reads the store's latest
+sequence number (one indexed read; events become visible in sequence order, `serving.feedback_store`);
+when it moved, the worker rebuilds its delta from all events since the bundle (cost: sorting them; a
+retrain folds them into the next bundle). So every route sees every event acknowledged
 before the route started, in any worker, and two workers at the same sequence number route alike.
 """
 
@@ -207,7 +208,8 @@ def accept_feedback(
 ) -> FeedbackResponse:
     """Check, store (durably) and answer one event; the live features include it from the next
     route on. Raises UnknownReferenceError, FeatureError or FeedbackConflictError."""
-    router = live.current()
+    # The catalogue and the model are the bundle's: checking an event needs no live features.
+    router = live.base
     event = resolve_event(request, decisions, router.context.partner_position, now)
     try:
         stored = store.record(event)

@@ -16,9 +16,10 @@ an `Idempotency-Key` (`serving.idempotency`): a retry gets the original decision
 
 The model comes from the MLflow registry (`partnermatch-win@champion`, its bundle carries the
 FAISS index and the history); paths come from the environment (`models.registry.Paths`), the
-decision log and the API keys from one database (`serving.stores`): `PARTNERMATCH_DATABASE_URL`,
-default the SQLite file `<mlruns>/decisions.sqlite` (see `database_url`). Each worker migrates it to
-the latest schema at start-up.
+decision log, the feedback events and the API keys from one database (`serving.stores`):
+`PARTNERMATCH_DATABASE_URL`, default the SQLite file `<mlruns>/decisions.sqlite` (see `database_url`).
+Each worker migrates it to the latest schema at start-up. A database that cannot be reached (or stays
+locked) answers 503 with `Retry-After`, never 500.
 
 Shadow mode (`PARTNERMATCH_SHADOW=challenger`, `serving.shadow`): the challenger also routes each
 new decision and its answer is logged beside the champion's.
@@ -32,7 +33,6 @@ import asyncio
 import json
 import logging
 import os
-import sqlite3
 import sys
 import weakref
 from collections.abc import Callable
@@ -114,7 +114,7 @@ from serving.schemas import (
     RouteResponse,
 )
 from serving.shadow import SHADOW_ENV, Shadow, shadow_alias
-from serving.stores import import_legacy_keys, sqlite_url, upgrade_database
+from serving.stores import import_legacy_feedback, import_legacy_keys, sqlite_url, upgrade_database
 from serving.team import TEAM_TRAINING_COMMAND, ModelNotRegisteredError, TeamAssembler, assemble
 from serving.team_schemas import (
     BatchOptions,
@@ -132,8 +132,8 @@ from serving.why_not import explain_why_not
 logger = logging.getLogger(__name__)
 
 DATABASE_URL_ENV = "PARTNERMATCH_DATABASE_URL"
-# Before one database URL: the decision log's SQLite file (still the default database) and a separate
-# key store file (its keys are imported into the database once; see `prepare_database`).
+# Before one database URL: the decision log's SQLite file (still the default database), and a separate
+# key store file and feedback file (their rows are imported into the database once; see `prepare_database`).
 DECISION_LOG_ENV = "PARTNERMATCH_DECISION_LOG"
 KEY_STORE_ENV = "PARTNERMATCH_API_KEYS"
 FEEDBACK_STORE_ENV = "PARTNERMATCH_FEEDBACK_STORE"
@@ -150,9 +150,9 @@ def database_url(paths: Paths) -> str:
     return os.environ.get(DATABASE_URL_ENV) or sqlite_url(decision_log_path(paths))
 
 
-def feedback_store_path(paths: Paths) -> Path:
-    """Where feedback events are stored: `$PARTNERMATCH_FEEDBACK_STORE`, else `feedback.sqlite` beside
-    the decision log."""
+def legacy_feedback_path(paths: Paths) -> Path:
+    """The feedback file of the pre-database layout: `$PARTNERMATCH_FEEDBACK_STORE`, else
+    `feedback.sqlite` beside the decision log."""
     return Path(os.environ.get(FEEDBACK_STORE_ENV) or decision_log_path(paths).parent / "feedback.sqlite")
 
 
@@ -178,11 +178,13 @@ def local_key_path(paths: Paths) -> Path:
 
 
 def prepare_database(paths: Paths) -> str:
-    """Migrate the database of these paths to the latest schema and import the keys of a key store
-    file of the pre-database layout (`key_store_path`, renamed `*.imported` once read); its URL."""
+    """Migrate the database of these paths to the latest schema and import the keys and the feedback
+    events of the files of the pre-database layout (`key_store_path`, `legacy_feedback_path`; each
+    renamed `*.imported` once read); its URL."""
     url = database_url(paths)
     upgrade_database(url)
     import_legacy_keys(url, key_store_path(paths))
+    import_legacy_feedback(url, legacy_feedback_path(paths))
     return url
 
 
@@ -498,7 +500,7 @@ class PartnerMatch:
         paths = Paths.from_environment()
         self.router = load_router(paths)
         self.decisions = DecisionLog(_service_database())
-        self.feedback_store = FeedbackStore(feedback_store_path(paths))
+        self.feedback_store = FeedbackStore(_service_database())
         self.live = LiveRouter(self.router, self.feedback_store, feedback_applied(paths))
         self.shadow = load_shadow(paths, self.feedback_store, self.decisions)
 
@@ -534,9 +536,8 @@ class PartnerMatch:
         except FeatureError as error:
             return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
         except SQLAlchemyError:
-            logger.exception("the decision log could not be written")
-            body = error_json("server", "the decision log is unavailable", version)
-            return _answer(ctx, 503, body, {"Retry-After": "1"})
+            logger.exception("the database could not be read or written")
+            return _answer(ctx, 503, error_json("server", "the database is unavailable", version), RETRY)
         if self.shadow is not None and not decided.replayed:
             self.shadow.answer(request, decided.response_json)
         headers = {REPLAYED_HEADER: "true"} if decided.replayed else None
@@ -551,11 +552,9 @@ class PartnerMatch:
             accepted = accept_feedback(request, self.feedback_store, self.decisions, self.live, datetime.now(UTC))
         except FeatureError as error:
             return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
-        except sqlite3.OperationalError:
-            logger.exception("the feedback store could not be written")
-            return _answer(
-                ctx, 503, error_json("server", "the feedback store is unavailable", version), {"Retry-After": "1"}
-            )
+        except SQLAlchemyError:
+            logger.exception("the database could not be read or written")
+            return _answer(ctx, 503, error_json("server", "the database is unavailable", version), RETRY)
         return _answer(ctx, 200, accepted.model_dump_json().encode())
 
     @bentoml.api(route="/team", input_spec=TeamRequest, output_spec=TeamResponse)

@@ -65,6 +65,28 @@ API_KEYS = sa.Table(
     sa.Column("created_at", sa.String(32), nullable=False),  # ISO 8601, UTC
     sa.Column("revoked_at", sa.String(32), nullable=True),
 )
+# Feedback (`serving.feedback_store`): one row per accepted CRM event, numbered by `seq` in commit
+# order (writers take `lock_for_writers`), which live features and `partnermatch retrain` read after.
+FEEDBACK_EVENTS = sa.Table(
+    "feedback_events",
+    METADATA,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),  # > 0, never reused
+    sa.Column("event_id", sa.Text, nullable=False, unique=True),  # the CRM's id: one row per event
+    sa.Column("body_digest", sa.Text, nullable=False),
+    sa.Column("received_at", sa.Text, nullable=False),  # fixed-width ISO 8601, UTC (as every time below)
+    sa.Column("kind", sa.Text, nullable=False),  # "outcome" or "engagement"
+    sa.Column("occurred_at", sa.Text, nullable=False),
+    sa.Column("partner_ids", sa.Text, nullable=False),  # "|"-separated
+    sa.Column("engagement_kind", sa.Text, nullable=True),
+    sa.Column("decision_id", sa.Text, nullable=True, index=True),
+    sa.Column("deal_id", sa.Text, nullable=True),
+    sa.Column("won", sa.Boolean, nullable=True),
+    sa.Column("amount", sa.Float, nullable=True),
+    sa.Column("deal_created_at", sa.Text, nullable=True),
+    sa.Column("deal_region", sa.Text, nullable=True),
+    sa.Column("deal_products", sa.Text, nullable=True),  # "|"-separated
+    sqlite_autoincrement=True,  # a number is never given twice, even after the latest row is deleted
+)
 
 SQLITE_BUSY_SECONDS = 30.0  # wait out another process's short write lock instead of failing at once
 # Per process: a service worker handles one request at a time; the pool covers the CLI and threads.
@@ -145,6 +167,15 @@ def write_transaction(engine: sa.Engine) -> Iterator[sa.Connection]:
             yield connection
 
 
+def lock_for_writers(connection: sa.Connection, table: sa.Table) -> None:
+    """Make the writers of `table` take turns until this transaction ends (readers are not blocked).
+    SQLite: `write_transaction` already holds the database's write lock. PostgreSQL: a table lock
+    that conflicts only with itself; it is released after the commit is visible, so rows numbered
+    by a sequence become visible in number order (a reader never sees n+1 without n)."""
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(f"LOCK TABLE {table.name} IN SHARE ROW EXCLUSIVE MODE")
+
+
 def upgrade_database(url: str) -> None:
     """Apply every migration the database at `url` lacks (Alembic `upgrade head`); idempotent.
 
@@ -185,26 +216,89 @@ def schema_revision(url: str) -> str | None:
 
 def import_legacy_keys(url: str, legacy_file: Path) -> int:
     """Copy the API keys of a key store file of the pre-database layout (`api-keys.sqlite`) into the
-    database at `url`, then rename the file to `<name>.imported`; returns how many keys were new.
-    Keys already in the database are kept as they are. Nothing happens when the file does not exist
-    or is the database itself."""
+    database at `url` (see `import_legacy_rows`); how many keys were new."""
+    return import_legacy_rows(url, legacy_file, API_KEYS, sa.select(API_KEYS), API_KEYS.c.key_id)
+
+
+# The feedback file of the pre-database layout (`feedback.sqlite`): table `feedback`, the same columns.
+_LEGACY_FEEDBACK = sa.table("feedback", *(sa.column(column.name, column.type) for column in FEEDBACK_EVENTS.columns))
+
+
+def import_legacy_feedback(url: str, legacy_file: Path) -> int:
+    """Copy the events of a feedback file of the pre-database layout into the database at `url`
+    with their sequence numbers (a champion's `feedback_sequence` tag counts in them); see
+    `import_legacy_rows`. How many events were new."""
+    return import_legacy_rows(
+        url, legacy_file, FEEDBACK_EVENTS, sa.select(_LEGACY_FEEDBACK), FEEDBACK_EVENTS.c.event_id
+    )
+
+
+def import_legacy_rows(
+    url: str, legacy_file: Path, table: sa.Table, legacy_rows: sa.Select[Any], key: sa.Column[Any]
+) -> int:
+    """Copy the rows `legacy_rows` reads from the SQLite file `legacy_file` into `table` of the
+    database at `url`, then rename the file to `<name>.imported`; returns how many rows were new.
+    Rows whose `key` (a unique column of `table`) is already in the database are kept as they are; a
+    new row that clashes with another (its primary key) raises ValueError naming the file, which is
+    left in place.
+    Nothing happens when the file does not exist or is the database itself.
+
+    Concurrent importers (the workers of one service starting together) take turns on the database's
+    write lock, and the file is renamed before the commit (and renamed back when it fails): the
+    next one finds no file."""
     database_file = sqlite_path(url)
-    if not legacy_file.exists() or (database_file is not None and database_file.resolve() == legacy_file.resolve()):
+    if database_file is not None and database_file.resolve() == legacy_file.resolve():
         return 0
-    legacy = open_engine(sqlite_url(legacy_file))
-    try:
-        with legacy.connect() as connection:
-            rows = [dict(row) for row in connection.execute(sa.select(API_KEYS)).mappings()]
-    finally:
-        legacy.dispose()
+    imported = legacy_file.with_name(legacy_file.name + ".imported")
     engine = open_engine(url)
+    renamed = False
     try:
         with write_transaction(engine) as connection:
-            present = set(connection.execute(sa.select(API_KEYS.c.key_id)).scalars())
-            new = [row for row in rows if row["key_id"] not in present]
+            lock_for_writers(connection, table)
+            if not legacy_file.exists():
+                return 0
+            rows = _read_sqlite_rows(legacy_file, legacy_rows)
+            present = set(connection.execute(sa.select(key)).scalars())
+            new = [row for row in rows if row[key.name] not in present]
             if new:
-                connection.execute(API_KEYS.insert(), new)
+                try:
+                    connection.execute(table.insert(), new)
+                except sa.exc.IntegrityError as error:
+                    raise ValueError(
+                        f"{legacy_file}: its rows clash with rows of the database: {error.orig}"
+                    ) from error
+                _continue_numbering(connection, table)
+            legacy_file.rename(imported)
+            renamed = True
+    except BaseException:
+        if renamed:
+            imported.rename(legacy_file)
+        raise
     finally:
         engine.dispose()
-    legacy_file.rename(legacy_file.with_name(legacy_file.name + ".imported"))
     return len(new)
+
+
+def _read_sqlite_rows(path: Path, query: sa.Select[Any]) -> list[dict[str, Any]]:
+    legacy = open_engine(sqlite_url(path))
+    try:
+        with legacy.connect() as connection:
+            return [dict(row) for row in connection.execute(query).mappings()]
+    finally:
+        legacy.dispose()  # the last connection checkpoints the file's WAL into it before the rename
+
+
+def _continue_numbering(connection: sa.Connection, table: sa.Table) -> None:
+    """After rows were inserted with their own numbers: PostgreSQL's sequence of `table`'s
+    autoincrement column continues after the largest (SQLite's AUTOINCREMENT does so by itself)."""
+    column = table.autoincrement_column
+    if column is None or connection.dialect.name != "postgresql":
+        return
+    connection.execute(
+        sa.select(
+            sa.func.setval(
+                sa.func.pg_get_serial_sequence(table.name, column.name),
+                sa.select(sa.func.max(column)).scalar_subquery(),
+            )
+        )
+    )

@@ -192,8 +192,8 @@ def running_service(
         "PARTNERMATCH_MLRUNS": str(paths.mlruns_dir),
         "PARTNERMATCH_CACHE": str(paths.cache_dir),
         DATABASE_URL_ENV: database_url,
-        # Its own (empty) feedback: events of the caller's store would move the live features away
-        # from the brute-force reference.
+        # Not the caller's feedback file of the pre-database layout: its events would be imported into
+        # this database and move the live features away from the brute-force reference.
         FEEDBACK_STORE_ENV: str(paths.mlruns_dir.parent / "feedback.sqlite"),
     }
     upgrade_database(database_url)

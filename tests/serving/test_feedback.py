@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import bentoml
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,7 +23,6 @@ from serving.feedback_store import FeedbackStore
 from serving.idempotency import record_decision
 from serving.routing.state import single_deal
 from serving.schemas import EngagementKind, FeedbackRequest, RouteRequest
-from serving.stores import sqlite_url, upgrade_database
 from tests.serving.conftest import WORLD, World, deal_body
 
 
@@ -39,11 +40,9 @@ def test_engagement_kinds_are_the_schema_vocabulary() -> None:
     assert EngagementKind.__args__ == schema.ENGAGEMENT_KINDS
 
 
-def test_live_features_equal_a_rebuild_on_history_plus_feedback(synthetic_world: World, tmp_path: Path) -> None:
+def test_live_features_equal_a_rebuild_on_history_plus_feedback(synthetic_world: World, store_url: str) -> None:
     ecosystem, _ = generate_ecosystem(WORLD)
-    decisions_url = sqlite_url(tmp_path / "decisions.sqlite")
-    upgrade_database(decisions_url)
-    decisions, store = DecisionLog(decisions_url), FeedbackStore(tmp_path / "feedback.sqlite")
+    decisions, store = DecisionLog(store_url), FeedbackStore(store_url)
     live = LiveRouter(synthetic_world.router, store)
     busy = str(synthetic_world.router.context.partner_ids[0])
     before = live.current().state.load_ratio[0]
@@ -87,7 +86,7 @@ def test_live_features_equal_a_rebuild_on_history_plus_feedback(synthetic_world:
     )
     assert expected[0, FEATURE_COLUMNS.index(LOAD_RATIO)] == pytest.approx(5 / capacity)
 
-    other_worker = LiveRouter(synthetic_world.router, FeedbackStore(tmp_path / "feedback.sqlite"))
+    other_worker = LiveRouter(synthetic_world.router, FeedbackStore(store_url))
     np.testing.assert_array_equal(other_worker.current().state.load_ratio, router.state.load_ratio)
     assert (
         LiveRouter(synthetic_world.router, store, applied_after=store.latest_seq()).current() is synthetic_world.router
@@ -143,3 +142,35 @@ def test_feedback_needs_its_scope(client: Any, key_store: Any) -> None:
     route_only = key_store.create("route-only", {Scope.ROUTE}, RateLimit(**UNLIMITED)).token
     reply = client.post("/feedback", json={}, headers={"Authorization": f"Bearer {route_only}"})
     assert reply.status_code == 403
+
+
+# A PostgreSQL server that is not there: connecting fails at once, as when the database is down.
+UNREACHABLE_DATABASE = "postgresql://partnermatch@/partnermatch?host=/nonexistent"
+
+
+@pytest.fixture
+def unreachable_feedback_store(client: Any) -> Iterator[None]:
+    """The running service as if its database had gone away (for feedback and live features)."""
+    service = bentoml.get_current_service()
+    saved = service.feedback_store, service.live.store
+    unreachable = FeedbackStore(UNREACHABLE_DATABASE)
+    service.feedback_store = service.live.store = unreachable
+    try:
+        yield
+    finally:
+        service.feedback_store, service.live.store = saved
+        unreachable.close()
+
+
+@pytest.mark.usefixtures("unreachable_feedback_store")
+def test_an_unreachable_database_is_503_with_retry_after_never_500(client: Any, smoke_deals: Any) -> None:
+    partner = str(bentoml.get_current_service().router.context.partner_ids[0])
+    now = datetime.now(UTC).isoformat()
+    engagement = {"type": "engagement", "partner_id": partner, "kind": "portal_login", "occurred_at": now}
+    replies = [
+        client.post("/feedback", json={"event_id": uuid.uuid4().hex, "event": engagement}),
+        client.post("/route", json={"deal": deal_body(smoke_deals, 3)}),  # its live features read the store
+    ]
+    for reply in replies:
+        assert (reply.status_code, reply.headers.get("Retry-After")) == (503, "1"), reply.text
+        assert reply.json()["field"] == "server" and "database is unavailable" in reply.json()["reason"]

@@ -192,3 +192,21 @@ def test_bench_ipp_in_process_and_over_http_at_a_tiny_size(tmp_path: Path, monke
     assert over_http["batch"]["prospects"] > 100 and over_http["batch"]["prospects_per_second"] > 0
     assert results["batch"]["prospects"] == 300
     json.dumps(results)
+
+
+@pytest.mark.integration
+def test_bench_feedback_at_a_smoke_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from partnermatch.bench.feedback import FeedbackSettings, bench_feedback
+    from training.config import load_train_config
+
+    monkeypatch.setenv("PARTNERMATCH_CACHE", str(tmp_path / "cache"))
+    config = load_train_config(overrides={"encoder": "hashing-32", "ecosystem": {"partners": 300, "deals": 2000}})
+    settings = FeedbackSettings(events=60, decisions=10, concurrency=4, samples=8, workers=2)
+    results = bench_feedback(config, Paths.from_environment(), settings)
+    feedback, after = results["feedback"], results["route_after_feedback"]
+    assert (feedback["accepted"], feedback["outcomes"], feedback["errors"]) == (60, 10, 0)
+    assert results["accepted_events_per_s"] > 0
+    # Every route after feedback was checked against the live load; each filled partner was left out.
+    assert after["routes"] >= 8 and after["left_out_at_capacity"] == after["partners_filled"] >= 1
+    assert 0 < after["latency"]["p50_ms"] <= after["latency"]["p99_ms"] == results["route_after_feedback_p99_ms"]
+    json.dumps(results)

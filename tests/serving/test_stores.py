@@ -4,11 +4,7 @@ decisions acknowledged before a kill -9 are all stored."""
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +18,7 @@ from serving.decision_log import DecisionLog
 from serving.keys import KeyStore, Scope, new_token, secret_digest
 from serving.service import prepare_database
 from serving.stores import METADATA, migration_config, open_engine, schema_revision, sqlite_url
+from tests.serving.store_writer import acknowledged_before_kill
 
 HEAD = ScriptDirectory.from_config(migration_config()).get_current_head()
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,20 +147,8 @@ ACKNOWLEDGED_BEFORE_KILL = 100
 
 def test_every_acknowledged_decision_survives_kill_9(store_url: str) -> None:
     """A writer prints each decision id once its commit returned; SIGKILL mid-stream loses none."""
-    writer = subprocess.Popen(
-        [sys.executable, "-m", "tests.serving.decision_writer", store_url],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=os.environ | {"PYTHONPATH": str(ROOT)},
-    )
-    assert writer.stdout is not None
-    acknowledged = [writer.stdout.readline().strip() for _ in range(ACKNOWLEDGED_BEFORE_KILL)]
-    os.kill(writer.pid, signal.SIGKILL)
-    acknowledged += writer.stdout.read().split()  # printed before the kill, still in the pipe
-    assert writer.wait() == -signal.SIGKILL
+    acknowledged = acknowledged_before_kill(store_url, "decisions", ACKNOWLEDGED_BEFORE_KILL)
     log = DecisionLog(store_url)
-    assert all(acknowledged), "the writer died before acknowledging"
     missing = [decision_id for decision_id in acknowledged if log.get(decision_id) is None]
     assert missing == []
     assert len(log) >= len(acknowledged)

@@ -30,7 +30,7 @@ from partnermatch.cli import app
 from serving.decision_log import DecisionLog
 from serving.feedback_store import FeedbackEvent, FeedbackStore
 from serving.schemas import DealIn, RouteRequest
-from serving.service import feedback_store_path, prepare_database
+from serving.service import prepare_database
 from training.config import RetrainConfig, TrainConfig
 from training.retrain import Comparison, compare_on_recent, decide_retrain_promotion
 from training.stages import run_training
@@ -82,8 +82,8 @@ def _comparison_is_consistent(comparison: Comparison | dict[str, float]) -> None
 
 def _send_feedback(ecosystem: schema.Ecosystem, deals: pd.DataFrame, paths: Paths) -> int:
     """Log one decision per deal and store its outcomes as feedback events; the latest sequence."""
-    decisions = DecisionLog(prepare_database(paths))
-    store = FeedbackStore(feedback_store_path(paths))
+    url = prepare_database(paths)
+    decisions, store = DecisionLog(url), FeedbackStore(url)
     outcomes = ecosystem.outcomes.set_index(schema.DEAL_ID)
     for deal in deals.itertuples(index=False):
         request = RouteRequest(
