@@ -16,7 +16,8 @@ Recipe on a synthetic ecosystem with its ground truth:
 6. Baseline: the engagement-decline rule (alert when the last 30 days' engagement rate is at most
    `rule_decline_ratio` of the 90 days before; its ranking score is minus the engagement trend).
    The model's alert threshold gives it the rule's alert rate on training rows, so the lead-time
-   and detection comparison is at equal alarm volume.
+   and detection comparison is at equal alarm volume. The ROC-AUC difference model - rule on the
+   test rows comes with a 95% bootstrap interval that resamples test partners.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ from models.sentiment import SentimentModel
 from models.win import WinModel
 from training import tracking
 from training.config import HealthConfig
-from training.evaluate import binary_metrics, roc_auc
+from training.evaluate import binary_metrics, grouped_difference_interval, roc_auc
 from training.workflows import demo_ecosystem, load_ecosystem_directory
 
 LABEL = "disengages_90d"
@@ -303,6 +304,15 @@ def fit_health(
         "model": binary_metrics(test_labels, probability[split.test])
         | {"alert_threshold": threshold, "false_alert_rate": float(model_alerts[split.test][test_labels == 0].mean())}
         | lead_times(rows, model_alerts, truth, split.test),
+        "model_minus_rule_roc_auc": grouped_difference_interval(
+            roc_auc,
+            test_labels,
+            probability[split.test],
+            rule_score[split.test],
+            partners[split.test],
+            resamples=config.bootstrap_resamples,
+            seed=config.seed,
+        ),
         "engagement_decline_rule": {"roc_auc": roc_auc(test_labels, rule_score[split.test])}
         | {"false_alert_rate": float(rule_alerts[split.test][test_labels == 0].mean())}
         | lead_times(rows, rule_alerts, truth, split.test),
