@@ -64,7 +64,15 @@ from features.sentiment_data import SENTIMENT_CLASSES, held_out
 from features.synthetic import GroundTruth
 from features.synthetic.truth import EPISODE_START
 from models.calibration import Calibrator, select_calibrator
-from models.health import BANDS, COMPONENTS, HORIZON_DAYS, HealthModel, HealthScorer
+from models.health import (
+    BANDS,
+    COMPONENTS,
+    HISTORY_MONTHS,
+    HISTORY_SERIES,
+    HORIZON_DAYS,
+    HealthModel,
+    HealthScorer,
+)
 from models.registry import (
     BUNDLE_ARTIFACT,
     CHAMPION,
@@ -351,9 +359,22 @@ def fit_health(
     snapshot = pd.concat([snapshot_rows, health_features(ecosystem, scores, snapshot_rows)], axis=1)
     kpis, summary = programme_kpis(ecosystem, now)
     model = HealthModel(
-        disengagement, scorer, snapshot, kpis, summary | {"metrics": metrics, "snapshot_as_of": now.isoformat()}
+        disengagement,
+        scorer,
+        snapshot,
+        kpis,
+        partner_history(ecosystem, scores, now),
+        summary | {"metrics": metrics, "snapshot_as_of": now.isoformat()},
     )
     return HealthFit(model=model, metrics=metrics)
+
+
+def partner_history(ecosystem: schema.Ecosystem, scores: MessageScores, now: pd.Timestamp) -> pd.DataFrame:
+    """Every partner's HISTORY_SERIES features at HISTORY_MONTHS monthly as-of times ending at `now`."""
+    times = [now - pd.DateOffset(months=months) for months in range(HISTORY_MONTHS - 1, -1, -1)]
+    rows = as_of_rows(ecosystem.partners[schema.PARTNER_ID].to_numpy(), times)
+    features = health_features(ecosystem, scores, rows)
+    return pd.concat([rows, features[list(HISTORY_SERIES.values())]], axis=1)
 
 
 def programme_kpis(ecosystem: schema.Ecosystem, as_of: pd.Timestamp) -> tuple[pd.DataFrame, dict[str, Any]]:
