@@ -22,7 +22,7 @@ from partnermatch.bench.route import RunningServer, running_service
 from serving.health import AT_RISK_LIMIT
 from serving.stores import sqlite_url
 from serving.web.pages import HEALTH_PAGE, RECRUITERS_PAGE, WEB_PREFIX
-from tests.serving.test_integration import STARTUP_LIMIT_SECONDS
+from tests.serving.test_health_integration import STARTUP_LIMIT_SECONDS  # it loads the health models too
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's package, installed by `make test`
 CHROMIUM_ARGS = [
@@ -141,7 +141,7 @@ def test_channel_managers_see_partners_at_risk_trends_and_cohorts(
     expect(rows).to_have_count(AT_RISK_LIMIT)
     risks = [float(text.rstrip("%")) for text in page.locator("#at-risk td.probability").all_inner_texts()]
     assert risks == sorted(risks, reverse=True) and all(0.0 <= risk <= 100.0 for risk in risks)
-    assert rows.nth(0).locator("td.reasons li").count() >= 1  # the riskiest partner has a reason that raises it
+    expect(rows.nth(0).locator("td.reasons li")).to_have_count(3)  # the API's top three reasons
     expect(page.locator("#at-risk-model")).to_contain_text("partnermatch-health v1")
     expect(page.locator("#cohorts tbody tr").first).to_be_visible()
     assert page.locator("#cohorts tbody tr").count() >= 2

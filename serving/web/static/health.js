@@ -69,7 +69,10 @@ function drawAtRisk(answer) {
     row.append(element("td", partner.score.toFixed(0), "score"));
     row.append(element("td", partner.band.replace("_", " "), `band ${partner.band}`));
     const reasons = element("ul");
-    for (const reason of partner.reasons.filter((item) => item.contribution > 0)) reasons.append(element("li", reason.text));
+    // The top TreeSHAP reasons, marked by whether they raise or lower the risk.
+    for (const reason of partner.reasons) {
+      reasons.append(element("li", reason.text, reason.contribution > 0 ? "raises" : "lowers"));
+    }
     const cell = element("td", undefined, "reasons");
     cell.append(reasons);
     row.append(cell);
