@@ -8,6 +8,8 @@ snapshot (one as-of time: the end of the data).
 
 Trends compare a recent window with the window just before it, per 30 days:
 `log((recent + 0.5) / (baseline + 0.5))`, both counts scaled to 30 days (0: unchanged, < 0: decline).
+Engagement and sentiment have a short and a long window each: disengagement fades in over months,
+and sentiment often sours before engagement falls.
 Message scores come from outside (the sentiment model's polarity p(positive) - p(negative) in
 [-1, 1] and frustration in [0, 1], one per communications row): features import no model.
 """
@@ -27,8 +29,11 @@ from features.performance import PRIOR_STRENGTH, attempts_table
 # Windows in days: recent activity, and the baseline window right before it.
 ENGAGEMENT_RECENT_DAYS = 30
 ENGAGEMENT_BASELINE_DAYS = 365  # the partner's own usual rate: a long window, little noise
+ENGAGEMENT_LONG_DAYS = 90  # the long recent window, against the same baseline length before it
 SENTIMENT_RECENT_DAYS = 60
 SENTIMENT_BASELINE_DAYS = 180
+SENTIMENT_LONG_DAYS = 120  # the long recent window ...
+SENTIMENT_LONG_BASELINE_DAYS = 365  # ... against the year before it
 PIPELINE_RECENT_DAYS = 90
 PIPELINE_BASELINE_DAYS = 180
 WIN_RATE_RECENT_DAYS = 180
@@ -40,12 +45,14 @@ MONTH_DAYS = 30.0
 # Feature columns (all in the snapshot; the disengagement model reads DISENGAGEMENT_FEATURES).
 ENGAGEMENT_30D = "engagement_30d"
 ENGAGEMENT_TREND = "engagement_trend"
+ENGAGEMENT_TREND_LONG = "engagement_trend_90d"
 LOGINS_TREND = "logins_trend"
 DEAL_REGISTRATIONS_90D = "deal_registrations_90d"
 TRAININGS_90D = "trainings_90d"
 DAYS_SINCE_ENGAGEMENT = "days_since_engagement"
 SENTIMENT_RECENT = "sentiment_recent"  # mean polarity in [-1, 1]; NaN without messages
 SENTIMENT_TREND = "sentiment_trend"  # recent minus baseline mean polarity; NaN when either is empty
+SENTIMENT_TREND_LONG = "sentiment_trend_120d"  # the same over the long windows
 FRUSTRATION_RECENT = "frustration_recent"  # mean frustration in [0, 1]; NaN without messages
 MESSAGES_RECENT = "messages_recent"
 PIPELINE_90D = "pipeline_90d"  # attempts on deals created in the last 90 days
@@ -57,12 +64,14 @@ TIER_LEVEL = "tier_level"
 HEALTH_FEATURES: tuple[str, ...] = (
     ENGAGEMENT_30D,
     ENGAGEMENT_TREND,
+    ENGAGEMENT_TREND_LONG,
     LOGINS_TREND,
     DEAL_REGISTRATIONS_90D,
     TRAININGS_90D,
     DAYS_SINCE_ENGAGEMENT,
     SENTIMENT_RECENT,
     SENTIMENT_TREND,
+    SENTIMENT_TREND_LONG,
     FRUSTRATION_RECENT,
     MESSAGES_RECENT,
     PIPELINE_90D,
@@ -79,10 +88,12 @@ HEALTH_FEATURES: tuple[str, ...] = (
 DISENGAGEMENT_MONOTONE: dict[str, int] = {
     ENGAGEMENT_30D: -1,
     ENGAGEMENT_TREND: -1,
+    ENGAGEMENT_TREND_LONG: -1,
     LOGINS_TREND: -1,
     DAYS_SINCE_ENGAGEMENT: 1,
     SENTIMENT_RECENT: -1,
     SENTIMENT_TREND: -1,
+    SENTIMENT_TREND_LONG: -1,
     FRUSTRATION_RECENT: 1,
     PIPELINE_TREND: -1,
     WIN_RATE_TREND: -1,
@@ -92,12 +103,14 @@ DISENGAGEMENT_FEATURES: tuple[str, ...] = tuple(DISENGAGEMENT_MONOTONE)
 HEALTH_REASONS: dict[str, tuple[str, str]] = {
     ENGAGEMENT_30D: ("little engagement in the last 30 days", "active in the last 30 days"),
     ENGAGEMENT_TREND: ("engagement is falling", "engagement is steady or rising"),
+    ENGAGEMENT_TREND_LONG: ("engagement has been falling for months", "engagement steady over months"),
     LOGINS_TREND: ("fewer portal logins than before", "portal logins steady or rising"),
     DEAL_REGISTRATIONS_90D: ("few deal registrations lately", "registers deals"),
     TRAININGS_90D: ("no recent trainings", "completes trainings"),
     DAYS_SINCE_ENGAGEMENT: ("long since the last engagement", "engaged recently"),
     SENTIMENT_RECENT: ("recent messages are negative", "recent messages are positive"),
     SENTIMENT_TREND: ("message sentiment is worsening", "message sentiment is steady or improving"),
+    SENTIMENT_TREND_LONG: ("message sentiment has been souring for months", "message sentiment steady over months"),
     FRUSTRATION_RECENT: ("recent messages show frustration", "little frustration in messages"),
     MESSAGES_RECENT: ("message volume points to risk", "message volume points to engagement"),
     PIPELINE_90D: ("thin recent pipeline", "healthy recent pipeline"),
@@ -168,10 +181,16 @@ def _engagement_features(
     baseline = _window_sum(
         index, keys, seconds, ENGAGEMENT_RECENT_DAYS, ENGAGEMENT_RECENT_DAYS + ENGAGEMENT_BASELINE_DAYS
     )
-    last_90 = _window_sum(index, keys, seconds, 0, 90)
+    last_90 = _window_sum(index, keys, seconds, 0, ENGAGEMENT_LONG_DAYS)  # also the *_90d counts
+    long_baseline = _window_sum(
+        index, keys, seconds, ENGAGEMENT_LONG_DAYS, ENGAGEMENT_LONG_DAYS + ENGAGEMENT_BASELINE_DAYS
+    )
     return {
         ENGAGEMENT_30D: recent[:, 0],
         ENGAGEMENT_TREND: _trend(recent[:, 0], ENGAGEMENT_RECENT_DAYS, baseline[:, 0], ENGAGEMENT_BASELINE_DAYS),
+        ENGAGEMENT_TREND_LONG: _trend(
+            last_90[:, 0], ENGAGEMENT_LONG_DAYS, long_baseline[:, 0], ENGAGEMENT_BASELINE_DAYS
+        ),
         LOGINS_TREND: _trend(recent[:, 1], ENGAGEMENT_RECENT_DAYS, baseline[:, 1], ENGAGEMENT_BASELINE_DAYS),
         DEAL_REGISTRATIONS_90D: last_90[:, 2],
         TRAININGS_90D: last_90[:, 3],
@@ -205,9 +224,15 @@ def _sentiment_features(
     recent = _window_sum(index, keys, seconds, 0, SENTIMENT_RECENT_DAYS)
     baseline = _window_sum(index, keys, seconds, SENTIMENT_RECENT_DAYS, SENTIMENT_RECENT_DAYS + SENTIMENT_BASELINE_DAYS)
     recent_polarity = _mean(recent[:, 1], recent[:, 0])
+    long_recent = _window_sum(index, keys, seconds, 0, SENTIMENT_LONG_DAYS)
+    long_baseline = _window_sum(
+        index, keys, seconds, SENTIMENT_LONG_DAYS, SENTIMENT_LONG_DAYS + SENTIMENT_LONG_BASELINE_DAYS
+    )
     return {
         SENTIMENT_RECENT: recent_polarity,
         SENTIMENT_TREND: recent_polarity - _mean(baseline[:, 1], baseline[:, 0]),
+        SENTIMENT_TREND_LONG: _mean(long_recent[:, 1], long_recent[:, 0])
+        - _mean(long_baseline[:, 1], long_baseline[:, 0]),
         FRUSTRATION_RECENT: _mean(recent[:, 2], recent[:, 0]),
         MESSAGES_RECENT: recent[:, 0],
     }

@@ -11,10 +11,11 @@ Two answers per partner, from its point-in-time features (`features.health`):
   model (`models.win.WinModel`: booster + calibrator) with TreeSHAP reasons.
 
 The bundle also carries the snapshot the service answers from: every partner's features as of the
-end of the training data, and its programme KPIs (`features.kpis`).
+end of the training data, its programme KPIs (`features.kpis`), and its recent history (the
+features at monthly as-of times, HISTORY_MONTHS of them, for trend plots).
 
 On disk (no pickles): `health_manifest.json`, `disengagement/` (LightGBM text + JSON calibrator),
-`snapshot.parquet`, `kpis.parquet`.
+`snapshot.parquet`, `kpis.parquet`, `history.parquet`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pandas as pd
 from features import schema
 from features.health import (
     AS_OF,
+    ENGAGEMENT_30D,
     ENGAGEMENT_TREND,
     HEALTH_REASONS,
     PIPELINE_TREND,
@@ -41,11 +43,16 @@ from features.progress import SILENT, Progress
 from models.registry import CHAMPION, REGISTERED_HEALTH_MODEL, Paths, RegisteredVersion, local_bundle, version_by_alias
 from models.win import Reason, WinModel
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: history.parquet
 MANIFEST_FILE = "health_manifest.json"
 MODEL_DIR = "disengagement"
 SNAPSHOT_FILE = "snapshot.parquet"
 KPIS_FILE = "kpis.parquet"
+HISTORY_FILE = "history.parquet"
+HISTORY_MONTHS = 12  # monthly points per partner in the history (the last one is the snapshot time)
+# The history's series: name -> feature (engagement events in the last 30 days, mean message polarity
+# of the last 60 days in [-1, 1], NaN without messages).
+HISTORY_SERIES: dict[str, str] = {"engagement_30d": ENGAGEMENT_30D, "sentiment": SENTIMENT_RECENT}
 BANDS = ("healthy", "watch", "at_risk")
 # The score's components: name -> the feature it ranks (higher = healthier).
 COMPONENTS: dict[str, str] = {
@@ -114,6 +121,7 @@ class HealthModel:
     scorer: HealthScorer
     snapshot: pd.DataFrame  # one row per partner: PARTNER_ID, AS_OF, HEALTH_FEATURES
     kpis: pd.DataFrame  # one row per partner: features.kpis columns + RECOMMENDATION
+    history: pd.DataFrame  # HISTORY_MONTHS rows per partner: PARTNER_ID, AS_OF, HISTORY_SERIES features
     summary: dict[str, Any] = field(default_factory=dict)  # cohorts, factors, tier thresholds, metrics
 
     def probability(self, features: pd.DataFrame) -> np.ndarray:
@@ -156,6 +164,20 @@ class HealthModel:
             for row, partner in enumerate(partner_ids)
         ]
 
+    def most_at_risk(self, limit: int, reasons: int = 3) -> list[PartnerHealth]:
+        """The `limit` partners of the snapshot with the highest disengagement probability, highest
+        first (ties by partner id), assessed with their reasons."""
+        probabilities = self.probability(self.snapshot)
+        ids = self.snapshot[schema.PARTNER_ID].astype(str).to_numpy()
+        order = np.lexsort((ids, -probabilities))[:limit]
+        return self.assess(ids[order].tolist(), reasons)
+
+    def partner_history(self, partner_id: str) -> pd.DataFrame:
+        """AS_OF and the HISTORY_SERIES features of one partner, oldest first; UnknownPartnersError when unknown."""
+        self._rows(self.snapshot, [partner_id])
+        rows = self.history[self.history[schema.PARTNER_ID] == partner_id].sort_values(AS_OF)
+        return rows[[AS_OF, *HISTORY_SERIES.values()]].reset_index(drop=True)
+
     def partner_kpis(self, partner_id: str) -> dict[str, Any]:
         """The KPI row of one partner as JSON-ready values; UnknownPartnersError when unknown."""
         row = self._rows(self.kpis, [partner_id]).iloc[0]
@@ -167,6 +189,7 @@ class HealthModel:
         self.disengagement.save(directory / MODEL_DIR)
         self.snapshot.to_parquet(directory / SNAPSHOT_FILE, index=False)
         self.kpis.to_parquet(directory / KPIS_FILE, index=False)
+        self.history.to_parquet(directory / HISTORY_FILE, index=False)
         manifest = {
             "format_version": FORMAT_VERSION,
             "reference": {name: values.tolist() for name, values in self.scorer.reference.items()},
@@ -201,6 +224,7 @@ class HealthModel:
             scorer=scorer,
             snapshot=pd.read_parquet(directory / SNAPSHOT_FILE),
             kpis=pd.read_parquet(directory / KPIS_FILE),
+            history=pd.read_parquet(directory / HISTORY_FILE),
             summary=dict(manifest["summary"]),
         )
 

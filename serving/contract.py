@@ -23,9 +23,12 @@ from features.pairs import FeatureContext
 from features.schema import CERT_LEVELS, MAX_CERT_LEVEL
 from serving.errors import ERROR_STATUSES
 from serving.health_schemas import (
+    AtRiskResponse,
+    CohortsResponse,
     PartnerHealthRequest,
     PartnerHealthResponse,
     PartnerKpis,
+    PartnerTrends,
     SentimentRequest,
     SentimentResponse,
 )
@@ -142,6 +145,9 @@ def api_document(
             (PartnerHealthRequest, "validation"),
             (PartnerHealthResponse, "serialization"),
             (PartnerKpis, "serialization"),
+            (AtRiskResponse, "serialization"),
+            (PartnerTrends, "serialization"),
+            (CohortsResponse, "serialization"),
         ],
         ref_template=REF,
     )

@@ -7,9 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
+from features.health import AS_OF
+from features.kpis import FACTOR_LEVEL
 from features.sentiment_data import SENTIMENT_CLASSES
-from models.health import HealthModel, UnknownPartnersError
+from models.health import HISTORY_SERIES, HealthModel, PartnerHealth, UnknownPartnersError
 from models.registry import (
     CHAMPION,
     REGISTERED_HEALTH_MODEL,
@@ -20,13 +23,18 @@ from models.registry import (
 )
 from models.sentiment import SentimentModel, read_manifest
 from serving.health_schemas import (
+    AtRiskResponse,
+    CohortCompetency,
+    CohortsResponse,
     HealthReason,
     PartnerHealthOut,
     PartnerHealthResponse,
     PartnerKpis,
+    PartnerTrends,
     SentimentResponse,
     ServedModel,
     TextSentiment,
+    TrendPoint,
 )
 
 # One text per request encodes in a few ms; one thread each keeps two workers off each other's core.
@@ -94,27 +102,63 @@ def sentiment_response(served: ServedModel, rows: list[list[float]]) -> Sentimen
     return SentimentResponse(model=served, results=results)
 
 
+AT_RISK_LIMIT = 25  # partners in GET /partners/at_risk
+
+
+def _health_out(health: PartnerHealth) -> PartnerHealthOut:
+    return PartnerHealthOut(
+        partner_id=health.partner_id,
+        as_of=health.as_of,
+        score=health.score,
+        band=health.band,
+        disengagement_probability=health.disengagement_probability,
+        reasons=[HealthReason(feature=r.feature, contribution=r.contribution, text=r.text) for r in health.reasons],
+        components=health.components,
+        trends=health.trends,
+    )
+
+
 def health_response(loaded: LoadedHealth, partner_ids: list[str]) -> PartnerHealthResponse:
     """Health of the partners; UnknownPartnersError (404) names unknown ids."""
-    assessed = loaded.model.assess(partner_ids)
     return PartnerHealthResponse(
-        model=loaded.served,
-        partners=[
-            PartnerHealthOut(
-                partner_id=health.partner_id,
-                as_of=health.as_of,
-                score=health.score,
-                band=health.band,
-                disengagement_probability=health.disengagement_probability,
-                reasons=[
-                    HealthReason(feature=r.feature, contribution=r.contribution, text=r.text) for r in health.reasons
-                ],
-                components=health.components,
-                trends=health.trends,
-            )
-            for health in assessed
-        ],
+        model=loaded.served, partners=[_health_out(health) for health in loaded.model.assess(partner_ids)]
     )
+
+
+def at_risk_response(loaded: LoadedHealth) -> AtRiskResponse:
+    """The AT_RISK_LIMIT partners most likely to disengage, with reasons."""
+    assessed = loaded.model.most_at_risk(AT_RISK_LIMIT)
+    as_of = assessed[0].as_of if assessed else str(loaded.model.summary.get("snapshot_as_of", ""))[:10]
+    return AtRiskResponse(model=loaded.served, as_of=as_of, partners=[_health_out(health) for health in assessed])
+
+
+def trends_response(loaded: LoadedHealth, partner_id: str) -> PartnerTrends:
+    """One partner's monthly engagement and sentiment; UnknownPartnersError (404) when unknown."""
+    history = loaded.model.partner_history(partner_id)
+    engagement, sentiment = (history[feature].to_numpy(dtype=float) for feature in HISTORY_SERIES.values())
+    points = [
+        TrendPoint(
+            as_of=pd.Timestamp(time).date().isoformat(),
+            engagement_30d=float(engagement[row]),
+            sentiment=None if np.isnan(sentiment[row]) else float(sentiment[row]),
+        )
+        for row, time in enumerate(history[AS_OF])
+    ]
+    return PartnerTrends(model=loaded.served, partner_id=partner_id, points=points)
+
+
+def cohorts_response(loaded: LoadedHealth) -> CohortsResponse:
+    """Time to competency by join quarter, from the bundle's programme summary."""
+    cohorts = [
+        CohortCompetency(
+            cohort=str(row[FACTOR_LEVEL]),
+            partners=int(row["partners"]),
+            first_wins=int(row["first_wins"]),
+            median_days=row["median_days"],
+        )
+        for row in loaded.model.summary.get("cohorts", [])
+    ]
+    return CohortsResponse(model=loaded.served, cohorts=cohorts)
 
 
 def kpi_response(loaded: LoadedHealth, partner_id: str) -> PartnerKpis:

@@ -87,3 +87,42 @@ class PartnerKpis(BaseModel):
     )
     recommendation: str = Field(description="promote, keep or review.")
     tier_thresholds: dict[str, Any] = Field(description="The tier thresholds the recommendation used.")
+
+
+class AtRiskResponse(BaseModel):
+    model: ServedModel
+    as_of: str = Field(description="ISO date the features describe (the end of the served data).")
+    partners: list[PartnerHealthOut] = Field(
+        description="The partners most likely to disengage in the next 90 days, most likely first."
+    )
+
+
+class TrendPoint(BaseModel):
+    as_of: str = Field(description="ISO date of the point (monthly).")
+    engagement_30d: float = Field(
+        description="Engagement events (logins, registrations, trainings) in the 30 days before."
+    )
+    sentiment: float | None = Field(
+        description="Mean polarity p(positive) - p(negative) in [-1, 1] of the messages of the 60 days before; "
+        "null without messages."
+    )
+
+
+class PartnerTrends(BaseModel):
+    model: ServedModel
+    partner_id: str
+    points: list[TrendPoint] = Field(description="Monthly points, oldest first; the last is the snapshot.")
+
+
+class CohortCompetency(BaseModel):
+    cohort: str = Field(description="Join quarter, e.g. 2023Q2.")
+    partners: int
+    first_wins: int = Field(description="Partners of the cohort that have won a first deal.")
+    median_days: float | None = Field(
+        description="Kaplan-Meier median days from joining to the first won deal; null while not reached."
+    )
+
+
+class CohortsResponse(BaseModel):
+    model: ServedModel
+    cohorts: list[CohortCompetency] = Field(description="Time to competency by join quarter, oldest first.")

@@ -77,6 +77,8 @@ from serving.feedback_store import FeedbackStore
 from serving.health import (
     TRAIN_HEALTH,
     TRAIN_SENTIMENT,
+    at_risk_response,
+    cohorts_response,
     health_response,
     health_status,
     kpi_response,
@@ -85,12 +87,16 @@ from serving.health import (
     missing_model_reason,
     sentiment_response,
     sentiment_rows,
+    trends_response,
 )
 from serving.health_schemas import (
     MAX_SENTIMENT_TEXTS,
+    AtRiskResponse,
+    CohortsResponse,
     PartnerHealthRequest,
     PartnerHealthResponse,
     PartnerKpis,
+    PartnerTrends,
     SentimentRequest,
     SentimentResponse,
 )
@@ -418,6 +424,9 @@ OPERATIONS = (
         idempotency_key=False,
     ),
     Operation("/partners/{partner_id}/kpis", "get", "PartnerKpis", (*_ALWAYS, 404), Scope.HEALTH),
+    Operation("/partners/at_risk", "get", "AtRiskResponse", _ALWAYS, Scope.HEALTH),
+    Operation("/partners/cohorts", "get", "CohortsResponse", _ALWAYS, Scope.HEALTH),
+    Operation("/partners/{partner_id}/trends", "get", "PartnerTrends", (*_ALWAYS, 404), Scope.HEALTH),
 )
 # Reached only by the service itself (`serving.asgi.internal_token`): the adaptive batch of /sentiment.
 SENTIMENT_BATCH_ROUTE = "/sentiment/batch"
@@ -692,6 +701,31 @@ class PartnerMatch:
                 ctx, health_status(error), error_json(error.field, error.reason, self.health_model.served.version)
             )
         return _answer(ctx, 200, body)
+
+    def _no_health_model(self) -> Response:
+        body = error_json("model", missing_model_reason(REGISTERED_HEALTH_MODEL, TRAIN_HEALTH))
+        return Response(body, status_code=503, media_type="application/json")
+
+    @partners_app.get("/at_risk", response_model=AtRiskResponse)
+    def partners_at_risk(self) -> AtRiskResponse | Response:
+        """The partners most likely to disengage in the next 90 days, with reasons (the health view)."""
+        return self._no_health_model() if self.health_model is None else at_risk_response(self.health_model)
+
+    @partners_app.get("/cohorts", response_model=CohortsResponse)
+    def partner_cohorts(self) -> CohortsResponse | Response:
+        """Time to competency (joining to the first won deal) by join quarter."""
+        return self._no_health_model() if self.health_model is None else cohorts_response(self.health_model)
+
+    @partners_app.get("/{partner_id}/trends", response_model=PartnerTrends)
+    def partner_trends(self, partner_id: str) -> PartnerTrends | Response:
+        """Monthly engagement and message sentiment of a partner over the last year."""
+        if self.health_model is None:
+            return self._no_health_model()
+        try:
+            return trends_response(self.health_model, partner_id)
+        except UnknownPartnersError as error:
+            body = error_json("partner_id", error.reason, self.health_model.served.version)
+            return Response(body, status_code=health_status(error), media_type="application/json")
 
     @partners_app.get("/{partner_id}/kpis", response_model=PartnerKpis)
     def partner_kpis(self, partner_id: str) -> PartnerKpis | Response:

@@ -161,6 +161,40 @@ def bootstrap_interval(
     return float(low), float(high)
 
 
+def grouped_difference_interval(
+    statistic: Callable[[np.ndarray, np.ndarray], float],
+    labels: npt.ArrayLike,
+    ours: npt.ArrayLike,
+    other: npt.ArrayLike,
+    groups: npt.ArrayLike,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    level: float = BOOTSTRAP_LEVEL,
+    seed: int = 0,
+) -> dict[str, float]:
+    """statistic(labels, ours) - statistic(labels, other) with a percentile bootstrap interval that
+    resamples whole groups (e.g. partners, whose rows are correlated), both scores on the same draw.
+    Returns {"difference", "ci_low", "ci_high"}; draws where the statistic is NaN are left out."""
+    labels_arr, ours_arr, other_arr = np.asarray(labels), np.asarray(ours), np.asarray(other)
+    _, inverse = np.unique(np.asarray(groups), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(inverse.max(initial=-1) + 2))
+    rows_of = [order[bounds[group] : bounds[group + 1]] for group in range(bounds.size - 1)]
+
+    def difference(rows: np.ndarray) -> float:
+        return statistic(labels_arr[rows], ours_arr[rows]) - statistic(labels_arr[rows], other_arr[rows])
+
+    rng = np.random.default_rng(seed)
+    values = np.array(
+        [
+            difference(np.concatenate([rows_of[group] for group in rng.integers(0, len(rows_of), len(rows_of))]))
+            for _ in range(resamples)
+        ]
+    )
+    tail = (1.0 - level) / 2.0
+    low, high = np.nanquantile(values, [tail, 1.0 - tail]) if len(rows_of) else (np.nan, np.nan)
+    return {"difference": difference(np.arange(labels_arr.size)), "ci_low": float(low), "ci_high": float(high)}
+
+
 def binary_metrics_with_intervals(
     labels: npt.ArrayLike, probabilities: npt.ArrayLike, seed: int = 0
 ) -> dict[str, float]:

@@ -16,7 +16,8 @@ Recipe on a synthetic ecosystem with its ground truth:
 6. Baseline: the engagement-decline rule (alert when the last 30 days' engagement rate is at most
    `rule_decline_ratio` of the 90 days before; its ranking score is minus the engagement trend).
    The model's alert threshold gives it the rule's alert rate on training rows, so the lead-time
-   and detection comparison is at equal alarm volume.
+   and detection comparison is at equal alarm volume. The ROC-AUC difference model - rule on the
+   test rows comes with a 95% bootstrap interval that resamples test partners.
 """
 
 from __future__ import annotations
@@ -63,7 +64,15 @@ from features.sentiment_data import SENTIMENT_CLASSES, held_out
 from features.synthetic import GroundTruth
 from features.synthetic.truth import EPISODE_START
 from models.calibration import Calibrator, select_calibrator
-from models.health import BANDS, COMPONENTS, HORIZON_DAYS, HealthModel, HealthScorer
+from models.health import (
+    BANDS,
+    COMPONENTS,
+    HISTORY_MONTHS,
+    HISTORY_SERIES,
+    HORIZON_DAYS,
+    HealthModel,
+    HealthScorer,
+)
 from models.registry import (
     BUNDLE_ARTIFACT,
     CHAMPION,
@@ -78,7 +87,7 @@ from models.sentiment import SentimentModel
 from models.win import WinModel
 from training import tracking
 from training.config import HealthConfig
-from training.evaluate import binary_metrics, roc_auc
+from training.evaluate import binary_metrics, grouped_difference_interval, roc_auc
 from training.workflows import demo_ecosystem, load_ecosystem_directory
 
 LABEL = "disengages_90d"
@@ -303,6 +312,15 @@ def fit_health(
         "model": binary_metrics(test_labels, probability[split.test])
         | {"alert_threshold": threshold, "false_alert_rate": float(model_alerts[split.test][test_labels == 0].mean())}
         | lead_times(rows, model_alerts, truth, split.test),
+        "model_minus_rule_roc_auc": grouped_difference_interval(
+            roc_auc,
+            test_labels,
+            probability[split.test],
+            rule_score[split.test],
+            partners[split.test],
+            resamples=config.bootstrap_resamples,
+            seed=config.seed,
+        ),
         "engagement_decline_rule": {"roc_auc": roc_auc(test_labels, rule_score[split.test])}
         | {"false_alert_rate": float(rule_alerts[split.test][test_labels == 0].mean())}
         | lead_times(rows, rule_alerts, truth, split.test),
@@ -341,9 +359,22 @@ def fit_health(
     snapshot = pd.concat([snapshot_rows, health_features(ecosystem, scores, snapshot_rows)], axis=1)
     kpis, summary = programme_kpis(ecosystem, now)
     model = HealthModel(
-        disengagement, scorer, snapshot, kpis, summary | {"metrics": metrics, "snapshot_as_of": now.isoformat()}
+        disengagement,
+        scorer,
+        snapshot,
+        kpis,
+        partner_history(ecosystem, scores, now),
+        summary | {"metrics": metrics, "snapshot_as_of": now.isoformat()},
     )
     return HealthFit(model=model, metrics=metrics)
+
+
+def partner_history(ecosystem: schema.Ecosystem, scores: MessageScores, now: pd.Timestamp) -> pd.DataFrame:
+    """Every partner's HISTORY_SERIES features at HISTORY_MONTHS monthly as-of times ending at `now`."""
+    times = [now - pd.DateOffset(months=months) for months in range(HISTORY_MONTHS - 1, -1, -1)]
+    rows = as_of_rows(ecosystem.partners[schema.PARTNER_ID].to_numpy(), times)
+    features = health_features(ecosystem, scores, rows)
+    return pd.concat([rows, features[list(HISTORY_SERIES.values())]], axis=1)
 
 
 def programme_kpis(ecosystem: schema.Ecosystem, as_of: pd.Timestamp) -> tuple[pd.DataFrame, dict[str, Any]]:

@@ -56,9 +56,7 @@ def demo_ecosystem(
     config: EcosystemConfig, paths: Paths, progress: Progress = SILENT
 ) -> tuple[schema.Ecosystem, GroundTruth]:
     """The demo ecosystem for `config`, generated once and reused from the cache."""
-    directory = (
-        paths.cache_dir / DEMO_ECOSYSTEM_DIR / f"partners{config.partners}-deals{config.deals}-seed{config.seed}"
-    )
+    directory = paths.cache_dir / DEMO_ECOSYSTEM_DIR / config.cache_key
     if not (directory / GENERATOR_CONFIG_FILE).is_file():
         generate_to_directory(config, directory, progress)
     ecosystem, truth = load_ecosystem_directory(directory)

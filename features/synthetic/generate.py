@@ -20,15 +20,20 @@ How the world works:
   members already on the team preferred); one outcome row per member with `covers_product`, all
   sharing a `team_id` and one draw of `oracle.true_team_deal_probability`. They follow the regular
   deals in the deals table (ids continue) and in the outcomes table.
-- During disengagement episodes partners win less, engage much less (and less already in the 60
-  days before) and write more negative messages.
+- During disengagement episodes partners win less, engage much less and write more negative
+  messages. Disengagement fades in over months: message sentiment starts souring 3-6 months before
+  an episode (a speed drawn per episode), engagement (logins, registrations, trainings) with it for
+  about half the episodes and later for the rest, each slide scaled by a drawn strength (some
+  partners give little warning). The drift is saved with the episodes in the ground truth.
 
 All times are naive datetime64[ns] meaning UTC, in whole seconds (the dtype features.io reads back).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -40,11 +45,14 @@ from features.progress import SILENT, Progress
 from features.synthetic.oracle import attempt_probability, load_events
 from features.synthetic.truth import (
     AFFINITY,
+    DRIFT_STRENGTH,
+    ENGAGEMENT_ONSET_DAYS,
     EPISODE_END,
     EPISODE_START,
     NON_OPERATING_REGION_SKILL,
     PARTNER_A,
     PARTNER_B,
+    SENTIMENT_ONSET_DAYS,
     BoolArray,
     EpisodeIndex,
     FloatArray,
@@ -55,7 +63,9 @@ from features.synthetic.truth import (
     pair_keys,
 )
 
-PRE_EPISODE_DAYS = 60.0  # engagement and sentiment start sliding this long before an episode
+# Bumped whenever the same EcosystemConfig draws different tables (caches of generated data key on it).
+# 2: the drift before disengagement episodes fades in over 3-6 months, drawn per episode.
+GENERATOR_VERSION = 2
 
 # --- the shape of the world (fixed; the config holds what experiments vary) ---------------------
 
@@ -81,8 +91,15 @@ _JOIN_SPREAD_DAYS = 3 * 365  # partners join from 3 years before the window unti
 _EPISODE_LEAD_IN_DAYS = 30  # no episode in a partner's first month, nor in the month after one
 _DAYS_PER_MONTH = 30.0  # the "month" of the per-partner-month rates in EcosystemConfig
 _EPISODE_ACTIVITY = 0.1  # engagement multiplier inside an episode
-_PRE_EPISODE_ACTIVITY_DROP = 0.6  # engagement multiplier falls linearly to 0.4 at episode start
+_PRE_EPISODE_ACTIVITY_DROP = 0.6  # at full strength the engagement multiplier falls linearly to 0.4 at episode start
 _EPISODE_SENTIMENT = -0.6
+_PRE_EPISODE_SENTIMENT_SLIDE = 0.7  # at full strength sentiment covers this share of the way to -0.6 by the start
+# The drift before an episode, drawn per episode (uniform ranges): sentiment onset in days before the
+# start; for a share of the episodes engagement lags, starting at a fraction of that onset; strength.
+SENTIMENT_ONSET_RANGE_DAYS = (90.0, 180.0)
+_ENGAGEMENT_LAG_SHARE = 0.5
+_ENGAGEMENT_ONSET_FRACTION = (0.3, 0.8)
+_DRIFT_STRENGTH_RANGE = (0.4, 1.0)
 _ALLIES_PER_PARTNER = 1.5
 _ALLY_PREFERENCE = 0.8  # a team lead takes a known ally when it can work the deal
 _ROUTING_PROXY_NOISE = 0.8  # sd of the legacy router's error about a partner's product skill
@@ -111,6 +128,13 @@ class EcosystemConfig:
     routing_skill_share: float = 0.6  # legacy routing weight that follows the skill proxy (rest uniform)
     disengagement_per_partner_year: float = 0.15  # episode rate
     coefficients: TruthCoefficients = field(default_factory=TruthCoefficients)
+
+    @property
+    def cache_key(self) -> str:
+        """A directory name for data generated from this config: sizes and seed to read, and a digest
+        of every field and GENERATOR_VERSION (configs differing only in, say, `days` do not collide)."""
+        fields = json.dumps([GENERATOR_VERSION, asdict(self)], sort_keys=True).encode()
+        return f"partners{self.partners}-deals{self.deals}-seed{self.seed}-{hashlib.sha1(fields).hexdigest()[:8]}"
 
     def __post_init__(self) -> None:
         if self.partners < 1 or self.deals < 0 or self.days < 1 or self.team_deals < 0:
@@ -602,11 +626,34 @@ def _deals_table(
     )
 
 
-def _activity_profile(episodes: EpisodeIndex, positions: IntArray, seconds: IntArray) -> tuple[BoolArray, FloatArray]:
-    """(inside an episode, run-up in [0, 1]: 0 until 60 days before the next episode, 1 at its start)."""
-    inside = episodes.inside(positions, seconds)
-    run_up = np.clip(1.0 - episodes.days_to_next_start(positions, seconds) / PRE_EPISODE_DAYS, 0.0, 1.0)
-    return inside, run_up
+@dataclass(frozen=True)
+class _Drift:
+    """The episodes and the drift before each: (e,) float64 onsets in days and strengths in (0, 1],
+    aligned with the episodes' rows."""
+
+    episodes: EpisodeIndex
+    sentiment_onset_days: FloatArray
+    engagement_onset_days: FloatArray
+    strength: FloatArray
+
+    def profile(self, positions: IntArray, seconds: IntArray, onset_days: FloatArray) -> tuple[BoolArray, FloatArray]:
+        """(inside an episode, run-up in [0, 1]: 0 until the next episode's onset, then rising
+        linearly to its strength at the start) for events of partners `positions` at `seconds`."""
+        inside = self.episodes.inside(positions, seconds)
+        row, days = self.episodes.next_start(positions, seconds)
+        has_next = row >= 0
+        safe = np.maximum(row, 0)
+        progress = np.clip(1.0 - days / np.where(has_next, onset_days[safe], 1.0), 0.0, 1.0)
+        return inside, np.where(has_next, self.strength[safe] * progress, 0.0)
+
+
+def _draw_drift(rng: np.random.Generator, episodes: EpisodeIndex) -> _Drift:
+    """The drift before each episode (module docstring)."""
+    count = episodes.positions.size
+    sentiment_onset = rng.uniform(*SENTIMENT_ONSET_RANGE_DAYS, count)
+    lags = rng.random(count) < _ENGAGEMENT_LAG_SHARE
+    engagement_onset = sentiment_onset * np.where(lags, rng.uniform(*_ENGAGEMENT_ONSET_FRACTION, count), 1.0)
+    return _Drift(episodes, sentiment_onset, engagement_onset, rng.uniform(*_DRIFT_STRENGTH_RANGE, count))
 
 
 def _active_spans(window: _Window, joined_seconds: IntArray) -> tuple[IntArray, IntArray]:
@@ -621,7 +668,7 @@ def _engagement_table(
     window: _Window,
     partner_ids: StrArray,
     partners: _PartnerDraws,
-    episodes: EpisodeIndex,
+    drift: _Drift,
 ) -> pd.DataFrame:
     """Poisson events per partner-month by tier, thinned by disengagement (Lewis-Shedler)."""
     first, span = _active_spans(window, partners.joined_seconds)
@@ -630,7 +677,7 @@ def _engagement_table(
     counts = rng.poisson(rate * span / (_DAYS_PER_MONTH * SECONDS_PER_DAY))
     positions = np.repeat(np.arange(partner_ids.size, dtype=np.int64), counts)
     seconds = first[positions] + (rng.random(positions.size) * span[positions]).astype(np.int64)
-    inside, run_up = _activity_profile(episodes, positions, seconds)
+    inside, run_up = drift.profile(positions, seconds, drift.engagement_onset_days)
     intensity = np.where(inside, _EPISODE_ACTIVITY, 1.0 - _PRE_EPISODE_ACTIVITY_DROP * run_up)
     keep = rng.random(positions.size) < intensity
     kinds = rng.choice(len(schema.ENGAGEMENT_KINDS), size=positions.size, p=ENGAGEMENT_KIND_WEIGHTS)
@@ -651,7 +698,7 @@ def _communications_table(
     window: _Window,
     partner_ids: StrArray,
     partners: _PartnerDraws,
-    episodes: EpisodeIndex,
+    drift: _Drift,
 ) -> tuple[pd.DataFrame, FloatArray]:
     """Messages at a constant Poisson rate whose latent sentiment slides towards -0.6 in the run-up
     to and during episodes. Returns the table and the (messages,) sentiment in [-1, 1]."""
@@ -662,8 +709,8 @@ def _communications_table(
     order = np.lexsort((positions, seconds))
     positions, seconds = positions[order], seconds[order]
     mood = rng.normal(0.25, 0.25, partner_ids.size)
-    inside, run_up = _activity_profile(episodes, positions, seconds)
-    slide = np.where(inside, 1.0, 0.7 * run_up)
+    inside, run_up = drift.profile(positions, seconds, drift.sentiment_onset_days)
+    slide = np.where(inside, 1.0, _PRE_EPISODE_SENTIMENT_SLIDE * run_up)
     level = mood[positions] + (_EPISODE_SENTIMENT - mood[positions]) * slide
     sentiment = np.clip(level + rng.normal(0.0, 0.25, positions.size), -1.0, 1.0)
     channels = np.array(schema.COMMUNICATION_CHANNELS)[
@@ -705,7 +752,8 @@ def generate_ecosystem(config: EcosystemConfig, progress: Progress = SILENT) -> 
         message_rng,
         message_text_rng,
         team_rng,  # team deals: their draws never touch the other streams
-    ) = (np.random.default_rng(seed) for seed in np.random.SeedSequence(config.seed).spawn(11))
+        drift_rng,  # the drift before episodes; spawned last, so the streams above are unchanged
+    ) = (np.random.default_rng(seed) for seed in np.random.SeedSequence(config.seed).spawn(12))
     start_seconds = int(np.datetime64(config.start, "s").astype(np.int64))
     window = _Window(start_seconds, start_seconds + config.days * SECONDS_PER_DAY)
 
@@ -716,6 +764,7 @@ def generate_ecosystem(config: EcosystemConfig, progress: Progress = SILENT) -> 
         episode_rng, config, window, partner_draws.joined_seconds
     )
     ally_lows, ally_highs, ally_affinity = _draw_affinity(episode_rng, partner_draws.home)
+    drift = _draw_drift(drift_rng, EpisodeIndex(episode_positions, episode_starts, episode_ends))
     progress.step(f"partners: {config.partners}, disengagement episodes: {episode_positions.size}")
 
     deal_ids = _ids("D", config.deals, 7)
@@ -772,6 +821,9 @@ def generate_ecosystem(config: EcosystemConfig, progress: Progress = SILENT) -> 
                 schema.PARTNER_ID: partner_ids[episode_positions],
                 EPISODE_START: _timestamps(episode_starts),
                 EPISODE_END: _timestamps(episode_ends),
+                SENTIMENT_ONSET_DAYS: drift.sentiment_onset_days,
+                ENGAGEMENT_ONSET_DAYS: drift.engagement_onset_days,
+                DRIFT_STRENGTH: drift.strength,
             }
         ),
         coefficients=config.coefficients,
@@ -830,9 +882,9 @@ def generate_ecosystem(config: EcosystemConfig, progress: Progress = SILENT) -> 
         ]
     progress.step(f"outcomes: {len(outcomes)}, win rate {won.mean() if won.size else float('nan'):.3f}")
 
-    engagement = _engagement_table(engagement_rng, config, window, partner_ids, partner_draws, draft.episodes)
+    engagement = _engagement_table(engagement_rng, config, window, partner_ids, partner_draws, drift)
     communications, sentiment = _communications_table(
-        message_rng, message_text_rng, config, window, partner_ids, partner_draws, draft.episodes
+        message_rng, message_text_rng, config, window, partner_ids, partner_draws, drift
     )
     progress.step(f"engagement events: {len(engagement)}, messages: {len(communications)}")
     ecosystem = schema.Ecosystem(

@@ -36,6 +36,11 @@ PARTNER_B = "partner_b"
 AFFINITY = "affinity"
 EPISODE_START = "start"
 EPISODE_END = "end"
+# The drift before each episode: days before its start at which message sentiment and engagement
+# begin to slide, and how far they slide (a share of the full slide, in (0, 1]).
+SENTIMENT_ONSET_DAYS = "sentiment_onset_days"
+ENGAGEMENT_ONSET_DAYS = "engagement_onset_days"
+DRIFT_STRENGTH = "drift_strength"
 TRUTH_DIRNAME = "truth"
 TEAM_COEFFICIENTS_FILE = "team_coefficients.json"
 # The GroundTruth fields stored in truth/arrays.npz, in file order.
@@ -86,6 +91,7 @@ class EpisodeIndex:
 
     def __init__(self, positions: IntArray, start_seconds: IntArray, end_seconds: IntArray) -> None:
         order = np.lexsort((start_seconds, positions))
+        self.rows = order  # sorted episode -> its row in the arrays given
         self.positions = positions[order]
         self.start_seconds = start_seconds[order]
         self.end_seconds = end_seconds[order]
@@ -104,14 +110,20 @@ class EpisodeIndex:
         safe = np.maximum(current, 0)
         return (current >= 0) & (self.positions[safe] == positions) & (seconds < self.end_seconds[safe])
 
-    def days_to_next_start(self, positions: IntArray, seconds: IntArray) -> FloatArray:
-        """(m,) days until the partner's next episode starts (inf when none follows)."""
+    def next_start(self, positions: IntArray, seconds: IntArray) -> tuple[IntArray, FloatArray]:
+        """(m,) row (in the arrays given) of the partner's next episode, -1 when none follows, and
+        (m,) days until it starts (inf when none follows)."""
         if self.positions.size == 0 or positions.size == 0:
-            return np.full(positions.shape, np.inf)
+            return np.full(positions.shape, -1, dtype=np.int64), np.full(positions.shape, np.inf)
         following = self._next_episode(positions, seconds)
         safe = np.minimum(following, self.positions.size - 1)
         has_next = (following < self.positions.size) & (self.positions[safe] == positions)
-        return np.where(has_next, (self.start_seconds[safe] - seconds) / pairs.SECONDS_PER_DAY, np.inf)
+        days = np.where(has_next, (self.start_seconds[safe] - seconds) / pairs.SECONDS_PER_DAY, np.inf)
+        return np.where(has_next, self.rows[safe], -1), days
+
+    def days_to_next_start(self, positions: IntArray, seconds: IntArray) -> FloatArray:
+        """(m,) days until the partner's next episode starts (inf when none follows)."""
+        return self.next_start(positions, seconds)[1]
 
 
 def pair_keys(positions_a: IntArray, positions_b: IntArray, partner_count: int) -> IntArray:
@@ -133,7 +145,8 @@ class GroundTruth:
     size_sweet_spot: (n,) float64 USD, the amount the partner wins best at.
     affinity: one row per known pair (PARTNER_A < PARTNER_B, AFFINITY in [-1, 1]); 0 for others.
     disengagement: episodes (schema.PARTNER_ID, EPISODE_START, EPISODE_END), [start, end) and
-        non-overlapping per partner.
+        non-overlapping per partner, with the drift that preceded each (SENTIMENT_ONSET_DAYS,
+        ENGAGEMENT_ONSET_DAYS, DRIFT_STRENGTH; absent in directories written before the drift had them).
     outcome_probability: (rows,) float64 in (0, 1): the true win probability of each outcomes row.
     message_sentiment: (messages,) float64 in [-1, 1]: the latent sentiment of each message.
     team_coefficients: the true model of team deals (saved only when they differ from the defaults,

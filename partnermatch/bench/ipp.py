@@ -128,8 +128,7 @@ def bench_store(config: IppConfig, paths: Paths) -> Paths:
     """The benchmark service's MLflow store, keyed by ecosystem, encoder and IPP settings."""
     settings = {key: value for key, value in asdict(config).items() if key != "ecosystem"}
     digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
-    ecosystem = config.ecosystem
-    name = f"partners{ecosystem.partners}-deals{ecosystem.deals}-seed{ecosystem.seed}-{config.encoder}-{digest}"
+    name = f"{config.ecosystem.cache_key}-{config.encoder}-{digest}"
     return Paths(mlruns_dir=paths.cache_dir / BENCH_DIR / name / "mlruns", cache_dir=paths.cache_dir)
 
 

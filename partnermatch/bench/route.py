@@ -70,9 +70,8 @@ BENCH_RATE_LIMIT = RateLimit(per_second=1e6, burst=1_000_000)  # measure the ser
 def bench_paths(config: TrainConfig, paths: Paths) -> Paths:
     """An MLflow store of the benchmark's own, keyed by ecosystem, encoder and model config; the
     embedding cache and ONNX export stay shared."""
-    ecosystem = config.ecosystem
     digest = hashlib.sha1(json.dumps(asdict(config.model), sort_keys=True).encode()).hexdigest()[:8]
-    name = f"partners{ecosystem.partners}-deals{ecosystem.deals}-seed{ecosystem.seed}-{config.encoder}-{digest}"
+    name = f"{config.ecosystem.cache_key}-{config.encoder}-{digest}"
     return Paths(mlruns_dir=paths.cache_dir / BENCH_DIR / name / "mlruns", cache_dir=paths.cache_dir)
 
 

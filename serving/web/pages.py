@@ -1,9 +1,12 @@
-"""The recruiters' page: `GET /app/recruiters` (server-rendered HTML) and its files under `/app/static/`.
+"""The web pages: the recruiters' page `GET /app/recruiters`, the channel managers' health page
+`GET /app/health` (server-rendered HTML), and their files under `/app/static/`.
 
 The page and its files are public; the page asks for an API key (kept in the tab's sessionStorage)
 and calls `POST /ipp_fit` and `GET /white_space` with `Authorization: Bearer <key>`, so its data
 needs the `ipp` scope like any other client. The HTML is `templates/recruiters.html` with the
 vocabularies and the batch limit filled in (`string.Template`); the script is `static/recruiters.js`.
+The health page works the same way with the `health` scope: `GET /partners/at_risk`,
+`/partners/cohorts` and `/partners/{id}/trends` (`templates/health.html`, `static/health.js`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from serving.ipp_schemas import MAX_PROSPECTS_PER_REQUEST
 
 WEB_PREFIX = "/app"  # where `web_app` is mounted; public (serving.service.ACCESS)
 RECRUITERS_PAGE = "/recruiters"
+HEALTH_PAGE = "/health"
 STATIC_PATH = "/static"
 _HERE = Path(__file__).parent
 EXAMPLE_CSV = (
@@ -46,10 +50,21 @@ def recruiters_html() -> str:
     )
 
 
-web_app = FastAPI(title="recruiters", docs_url=None, redoc_url=None, openapi_url=None)
+@cache
+def health_html() -> str:
+    """The health page, rendered once."""
+    return Template((_HERE / "templates" / "health.html").read_text()).substitute(static=f"{WEB_PREFIX}{STATIC_PATH}")
+
+
+web_app = FastAPI(title="web pages", docs_url=None, redoc_url=None, openapi_url=None)
 web_app.mount(STATIC_PATH, StaticFiles(directory=_HERE / "static"), name="static")
 
 
 @web_app.get(RECRUITERS_PAGE, response_class=HTMLResponse, include_in_schema=False)
 def recruiters() -> HTMLResponse:
     return HTMLResponse(recruiters_html())
+
+
+@web_app.get(HEALTH_PAGE, response_class=HTMLResponse, include_in_schema=False)
+def health() -> HTMLResponse:
+    return HTMLResponse(health_html())

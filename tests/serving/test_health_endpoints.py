@@ -1,4 +1,5 @@
-"""POST /sentiment, POST /partner_health and GET /partners/{id}/kpis over the ASGI app with the smoke
+"""POST /sentiment, POST /partner_health, GET /partners/{id}/kpis and the health page's GET
+/partners/at_risk, /partners/cohorts, /partners/{id}/trends over the ASGI app with the smoke
 sentiment and health champions: 200 bodies, 422 naming the item and the limit, 404 naming unknown
 ids, 503 naming the training command, scopes; batched and single calls agree."""
 
@@ -11,7 +12,9 @@ import bentoml
 import pytest
 
 from features.sentiment_data import SENTIMENT_CLASSES
+from models.health import HISTORY_MONTHS
 from serving.asgi import INTERNAL_HEADER
+from serving.health import AT_RISK_LIMIT
 from serving.health_schemas import MAX_SENTIMENT_TEXT_CHARS, MAX_SENTIMENT_TEXTS
 from serving.keys import Scope
 from serving.ratelimit import RateLimit
@@ -113,6 +116,44 @@ def test_partner_kpis(api: Any) -> None:
     assert api.get("/partners/nobody/kpis").status_code == 404
 
 
+def test_partners_at_risk_are_the_most_likely_to_disengage(api: Any) -> None:
+    response = api.get("/partners/at_risk")
+    assert response.status_code == 200, response.text
+    partners = response.json()["partners"]
+    assert len(partners) == AT_RISK_LIMIT
+    probabilities = [partner["disengagement_probability"] for partner in partners]
+    assert probabilities == sorted(probabilities, reverse=True)
+    # Nobody left out is more at risk than the last one listed.
+    everyone = api.post("/partner_health", json={"partner_ids": [f"P{n:06d}" for n in range(1, 101)]}).json()
+    listed = {partner["partner_id"] for partner in partners}
+    others = [p["disengagement_probability"] for p in everyone["partners"] if p["partner_id"] not in listed]
+    assert max(others) <= probabilities[-1] + 1e-12
+    assert all(len(partner["reasons"]) == 3 for partner in partners)
+
+
+def test_partner_trends_are_monthly_engagement_and_sentiment(api: Any) -> None:
+    response = api.get("/partners/P000001/trends")
+    assert response.status_code == 200, response.text
+    points = response.json()["points"]
+    assert len(points) == HISTORY_MONTHS
+    dates = [point["as_of"] for point in points]
+    assert dates == sorted(dates) and len(set(dates)) == HISTORY_MONTHS
+    assert all(point["engagement_30d"] >= 0 for point in points)
+    assert all(point["sentiment"] is None or -1.0 <= point["sentiment"] <= 1.0 for point in points)
+    assert api.get("/partners/nobody/trends").status_code == 404
+
+
+def test_partner_cohorts_report_time_to_competency(api: Any) -> None:
+    response = api.get("/partners/cohorts")
+    assert response.status_code == 200, response.text
+    cohorts = response.json()["cohorts"]
+    assert len(cohorts) >= 2
+    assert [cohort["cohort"] for cohort in cohorts] == sorted(cohort["cohort"] for cohort in cohorts)
+    for cohort in cohorts:
+        assert 0 <= cohort["first_wins"] <= cohort["partners"]
+        assert cohort["median_days"] is None or cohort["median_days"] >= 0
+
+
 @pytest.fixture()
 def without_models(api: Any) -> Iterator[None]:
     """The served instance as if neither model were registered."""
@@ -129,6 +170,9 @@ def test_missing_models_answer_503_naming_the_command(api: Any, without_models: 
     health = api.post("/partner_health", json={"partner_ids": ["P000001"]})
     assert health.status_code == 503 and "partnermatch train-health" in health.json()["reason"]
     assert api.get("/partners/P000001/kpis").status_code == 503
+    for path in ("/partners/at_risk", "/partners/cohorts", "/partners/P000001/trends"):
+        answer = api.get(path)
+        assert answer.status_code == 503 and "partnermatch train-health" in answer.json()["reason"]
 
 
 def test_scopes(api: Any, key_store: Any) -> None:
@@ -137,3 +181,4 @@ def test_scopes(api: Any, key_store: Any) -> None:
     assert api.post("/sentiment", json={"texts": ["hi"]}, headers=headers).status_code == 200
     assert api.post("/partner_health", json={"partner_ids": ["P000001"]}, headers=headers).status_code == 403
     assert api.get("/partners/P000001/kpis", headers=headers).status_code == 403
+    assert api.get("/partners/at_risk", headers=headers).status_code == 403

@@ -77,3 +77,18 @@ def test_binary_metrics_with_intervals() -> None:
     for name in ("roc_auc", "log_loss", "ece"):
         assert metrics[f"{name}_ci_low"] <= metrics[name] <= metrics[f"{name}_ci_high"]
     assert metrics["rows"] == 2000
+
+
+def test_grouped_difference_interval_resamples_groups_and_keeps_the_pairing() -> None:
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(100), 10)  # 100 partners, 10 rows each
+    labels = (rng.random(groups.size) < 0.3).astype(int)
+    noise = rng.random(groups.size)
+    informative = labels + 0.8 * noise
+    same = evaluate.grouped_difference_interval(evaluate.roc_auc, labels, noise, noise, groups, resamples=100)
+    assert same == {"difference": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    better = evaluate.grouped_difference_interval(evaluate.roc_auc, labels, informative, noise, groups, resamples=100)
+    assert better["difference"] == pytest.approx(
+        evaluate.roc_auc(labels, informative) - evaluate.roc_auc(labels, noise)
+    )
+    assert 0.0 < better["ci_low"] < better["difference"] < better["ci_high"]

@@ -18,6 +18,8 @@ from features.synthetic import (
     generate_ecosystem,
     recent_attempt_counts,
 )
+from features.synthetic.generate import SENTIMENT_ONSET_RANGE_DAYS
+from features.synthetic.truth import DRIFT_STRENGTH, ENGAGEMENT_ONSET_DAYS, SENTIMENT_ONSET_DAYS
 from tests.features.synthetic.conftest import MID, SMOKE, Generated, attempt_frame
 
 
@@ -180,6 +182,57 @@ def test_disengaged_partners_engage_less_and_complain_more(mid: Generated) -> No
     )
     assert negative[inside_message].mean() > negative[~inside_message].mean() + 0.3
     assert truth.message_sentiment[inside_message].mean() < truth.message_sentiment[~inside_message].mean() - 0.5
+
+
+# Realistic activity (as the health model trains on) and many episodes; few deals keep it quick.
+DRIFT = EcosystemConfig(
+    partners=800,
+    deals=500,
+    days=1095,
+    seed=2,
+    engagement_per_partner_month=6.0,
+    messages_per_partner_month=2.0,
+    disengagement_per_partner_year=0.3,
+)
+
+
+def _events_before_starts(truth: GroundTruth, partner_ids: pd.Series, times: pd.Series) -> tuple[np.ndarray, ...]:
+    """Per event: (inside an episode, row of the partner's next episode or -1, days until it starts)."""
+    positions, seconds = truth.positions(partner_ids), pairs.to_seconds(times)
+    row, days = truth.episodes.next_start(positions, seconds)
+    return truth.episodes.inside(positions, seconds), row, days
+
+
+def test_disengagement_fades_in_over_months_sentiment_first() -> None:
+    ecosystem, truth = generate_ecosystem(DRIFT)
+    episodes = truth.disengagement
+    sentiment_onset, engagement_onset = episodes[SENTIMENT_ONSET_DAYS], episodes[ENGAGEMENT_ONSET_DAYS]
+    assert sentiment_onset.between(*SENTIMENT_ONSET_RANGE_DAYS).all()
+    assert (engagement_onset <= sentiment_onset).all()
+    assert 0.3 < (engagement_onset < sentiment_onset).mean() < 0.7  # engagement lags for some partners
+    assert episodes[DRIFT_STRENGTH].between(0.0, 1.0, inclusive="right").all()
+
+    messages = ecosystem.communications
+    inside, row, days = _events_before_starts(truth, messages[schema.PARTNER_ID], messages[schema.SENT_AT])
+    calm = truth.message_sentiment[~inside & (days > 240)].mean()
+    # Two to three months ahead, messages have already soured (the old generator drifted for 60 days only).
+    assert truth.message_sentiment[~inside & (days >= 60) & (days < 90)].mean() < calm - 0.1
+    # Where sentiment slides but engagement has not started to: sentiment is lower all the same.
+    lagging = (row >= 0) & (days < sentiment_onset.to_numpy()[row]) & (days >= engagement_onset.to_numpy()[row])
+    assert truth.message_sentiment[~inside & lagging].mean() < calm - 0.05
+
+    # Engagement of the same partners in the month before their first episode against months 9-10
+    # before it, for episodes that start 300+ days after the partner became observable.
+    joined = episodes[schema.PARTNER_ID].map(ecosystem.partners.set_index(schema.PARTNER_ID)[schema.JOINED_AT])
+    observable = joined.clip(lower=pd.Timestamp(DRIFT.start))
+    first_episode = ~episodes[schema.PARTNER_ID].duplicated()
+    covered = (first_episode & (episodes[EPISODE_START] - observable >= pd.Timedelta(days=300))).to_numpy()
+    events = ecosystem.engagement
+    _, row, days = _events_before_starts(truth, events[schema.PARTNER_ID], events[schema.OCCURRED_AT])
+    counted = (row >= 0) & covered[np.maximum(row, 0)]
+    last_month = (counted & (days < 30)).sum()
+    earlier_month = (counted & (days >= 270) & (days < 300)).sum()
+    assert last_month < 0.8 * earlier_month
 
 
 def test_profiles_mention_strong_products_more_than_others(mid: Generated) -> None:
