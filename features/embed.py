@@ -2,7 +2,10 @@
 
 - `HashingEncoder`: deterministic bag-of-words hashing, a fast fake for unit tests.
 - `MiniLMEncoder`: sentence-transformers all-MiniLM-L6-v2 in torch fp32 (the reference).
-- `OnnxMiniLMEncoder`: the same model exported to ONNX with int8 weights (serving and training).
+- `OnnxMiniLMEncoder`: the same model exported to ONNX with dynamic int8 quantisation (bundles before
+  "minilm-onnx"; its vectors depend on the batch a text is encoded in).
+- `FusedOnnxMiniLMEncoder`: the same model as fp32 ONNX with fused attention (serving and training):
+  one text alone or among a batch gets the same vector.
 - `CachedEncoder`: an on-disk SQLite cache in front of any encoder.
 - `make_encoder`: build one of the above by name.
 
@@ -21,7 +24,7 @@ import sqlite3
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -39,22 +42,31 @@ if TYPE_CHECKING:
 
 MINILM_NAME = "all-MiniLM-L6-v2"
 ONNX_INT8_NAME = "all-MiniLM-L6-v2-onnx-int8"
+ONNX_FUSED_NAME = "all-MiniLM-L6-v2-onnx-fp32-fused"
+MINILM_ATTENTION_HEADS = 12
 MINILM_DIMENSION = 384
 MINILM_BATCH_SIZE = 32
+# onnxruntime threads of a bulk job (training): both cores of the machine the figures were measured on.
+BULK_ENCODER_THREADS = 2
 # Texts per progress count where an encoder does not batch by itself: often enough for a live rate,
 # seldom enough to cost nothing.
 TEXTS_PER_COUNT = 256
 
 ONNX_MODEL_FILE = "model-int8.onnx"
+ONNX_FUSED_MODEL_FILE = "model-fp32-fused.onnx"
+# Texts per onnxruntime run of the fused fp32 model: length-sorted batches of 64 run ~2x the texts/s of
+# one text per run; larger batches gain nothing more on 2 cores.
+FUSED_BATCH_SIZE = 64
 TOKENIZER_FILE = "tokenizer.json"
 # sentence-transformers' own config file; it holds the max_seq_length the model was trained with.
 SENTENCE_CONFIG_FILE = "sentence_bert_config.json"
 ONNX_INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 HASHING_PREFIX = "hashing-"
-ENCODER_NAMES = (f"{HASHING_PREFIX}<dimension>", "minilm", "minilm-onnx-int8")
+ENCODER_NAMES = (f"{HASHING_PREFIX}<dimension>", "minilm", "minilm-onnx-int8", "minilm-onnx")
 CACHE_FILE = "embeddings.sqlite"
 ONNX_EXPORT_DIR = "onnx"
+ONNX_FUSED_EXPORT_DIR = "onnx-fp32-fused"
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -195,30 +207,23 @@ def _export_notices_silenced() -> Iterator[None]:
             root_logger.removeFilter(advice)
 
 
-def export_onnx_int8(model_dir: Path) -> Path:
-    """Export all-MiniLM-L6-v2 to `model_dir` as ONNX with dynamic int8 weights; returns `model_dir`.
-
-    Writes `model-int8.onnx` (inputs input_ids, attention_mask, token_type_ids, each (batch, sequence)
-    int64; output token_embeddings (batch, sequence, 384) float32), `tokenizer.json` and
-    `sentence_bert_config.json`. Idempotent: returns at once when the model file exists. Every file is
-    written under a temporary name and renamed, the model last, so a concurrent reader sees a complete
-    export or none.
-    """
-    model_dir = Path(model_dir)
-    if (model_dir / ONNX_MODEL_FILE).is_file():
-        return model_dir
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import AutoModel
-
+def _copy_tokenizer_files(model_dir: Path) -> None:
+    """tokenizer.json and sentence_bert_config.json of the shipped model into `model_dir` (created)."""
     model_dir.mkdir(parents=True, exist_ok=True)
     source = _minilm_path()
     for file_name in (TOKENIZER_FILE, SENTENCE_CONFIG_FILE):
         write_atomically(model_dir / file_name, partial(shutil.copyfile, source / file_name))
 
+
+def _export_fp32(fp32_path: Path) -> None:
+    """Trace all-MiniLM-L6-v2 to ONNX fp32 at `fp32_path`: inputs input_ids, attention_mask,
+    token_type_ids, each (batch, sequence) int64; output token_embeddings (batch, sequence, 384) float32."""
+    import torch
+    from transformers import AutoModel
+
     # Eager attention traces to plain MatMul/Softmax ops; the SDPA path would freeze its is_causal branch.
     with _no_weight_loading_bar():
-        transformer = AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()
+        transformer = AutoModel.from_pretrained(str(_minilm_path()), attn_implementation="eager").eval()
 
     class _TokenEmbeddings(torch.nn.Module):
         """Positional inputs and a plain tensor output, as the tracer needs; weights stay parameters."""
@@ -237,20 +242,37 @@ def export_onnx_int8(model_dir: Path) -> Path:
     input_ids = torch.tensor([[101, 7592, 2088, 102, 0], [101, 1037, 2936, 6251, 102]])
     example = (input_ids, (input_ids != 0).long(), torch.zeros_like(input_ids))
     dynamic_axes = {name: {0: "batch", 1: "sequence"} for name in (*ONNX_INPUT_NAMES, "token_embeddings")}
+    with torch.no_grad():
+        # dynamo=False: the torch.export-based exporter needs onnxscript, which is not installed.
+        torch.onnx.export(
+            _TokenEmbeddings(),
+            example,
+            str(fp32_path),
+            input_names=list(ONNX_INPUT_NAMES),
+            output_names=["token_embeddings"],
+            dynamic_axes=dynamic_axes,
+            opset_version=17,
+            dynamo=False,
+        )
+
+
+def export_onnx_int8(model_dir: Path) -> Path:
+    """Export all-MiniLM-L6-v2 to `model_dir` as ONNX with dynamic int8 weights; returns `model_dir`.
+
+    Writes `model-int8.onnx` (inputs and output as `_export_fp32`), `tokenizer.json` and
+    `sentence_bert_config.json`. Idempotent: returns at once when the model file exists. Every file is
+    written under a temporary name and renamed, the model last, so a concurrent reader sees a complete
+    export or none.
+    """
+    model_dir = Path(model_dir)
+    if (model_dir / ONNX_MODEL_FILE).is_file():
+        return model_dir
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    _copy_tokenizer_files(model_dir)
     with tempfile.TemporaryDirectory(dir=model_dir) as scratch, _export_notices_silenced():
         fp32_path = Path(scratch) / "model-fp32.onnx"
-        with torch.no_grad():
-            # dynamo=False: the torch.export-based exporter needs onnxscript, which is not installed.
-            torch.onnx.export(
-                _TokenEmbeddings(),
-                example,
-                str(fp32_path),
-                input_names=list(ONNX_INPUT_NAMES),
-                output_names=["token_embeddings"],
-                dynamic_axes=dynamic_axes,
-                opset_version=17,
-                dynamo=False,
-            )
+        _export_fp32(fp32_path)
         # Per-channel int8 weights: per-tensor scales cost ~0.03 of cosine to the fp32 model, per-channel ~0.008.
         write_atomically(
             model_dir / ONNX_MODEL_FILE,
@@ -261,20 +283,38 @@ def export_onnx_int8(model_dir: Path) -> Path:
     return model_dir
 
 
-class OnnxMiniLMEncoder:
-    """all-MiniLM-L6-v2 as int8 ONNX on onnxruntime (CPU): 384-d, cosine ~0.99 (min ~0.98) to the fp32 model.
+def export_onnx_fused(model_dir: Path) -> Path:
+    """Export all-MiniLM-L6-v2 to `model_dir` as fp32 ONNX with onnxruntime's transformer fusions
+    (EmbedLayerNormalization, Attention, BiasGelu, SkipLayerNormalization); returns `model_dir`.
 
-    Loads the export in `model_dir`, exporting first when it is missing. `threads` is onnxruntime's
-    intra-op thread count; 1 suits a service that embeds one text per request.
-
-    `batch_size` 1 (the default) makes a text's vector independent of the other texts in the call:
-    dynamic int8 quantisation scales activations per batch tensor, so a text encoded among others gets
-    a vector ~0.99 cosine to its vector alone. Larger batches (sorted by length) are faster for bulk
-    jobs (~1.25x on 1 thread, ~1.6x on 2 threads) but then differ from what a one-text request serves.
+    Writes `model-fp32-fused.onnx` (inputs and output as `_export_fp32`), `tokenizer.json` and
+    `sentence_bert_config.json`; idempotent and atomic like `export_onnx_int8`.
     """
+    model_dir = Path(model_dir)
+    if (model_dir / ONNX_FUSED_MODEL_FILE).is_file():
+        return model_dir
+    from onnxruntime.transformers.optimizer import optimize_model
 
-    name = ONNX_INT8_NAME
+    _copy_tokenizer_files(model_dir)
+    with tempfile.TemporaryDirectory(dir=model_dir) as scratch, _export_notices_silenced():
+        fp32_path = Path(scratch) / "model-fp32.onnx"
+        _export_fp32(fp32_path)
+        fused = optimize_model(
+            str(fp32_path), model_type="bert", num_heads=MINILM_ATTENTION_HEADS, hidden_size=MINILM_DIMENSION
+        )
+        write_atomically(model_dir / ONNX_FUSED_MODEL_FILE, lambda path: fused.save_model_to_file(str(path)))
+    return model_dir
+
+
+class _OnnxMiniLM:
+    """all-MiniLM-L6-v2 on onnxruntime (CPU), 384-d: the export in `model_dir` (made first when missing),
+    run on `threads` intra-op threads, `batch_size` texts per run after sorting by token count (texts of
+    similar length waste little work on padding), mean-pooled over the attention mask."""
+
+    name: str
     dimension = MINILM_DIMENSION
+    model_file: str  # in `model_dir`
+    export: Callable[[Path], Path]  # writes the export into a model_dir (idempotent)
 
     def __init__(self, model_dir: Path, threads: int = 1, batch_size: int = 1) -> None:
         if threads < 1 or batch_size < 1:
@@ -290,7 +330,7 @@ class OnnxMiniLMEncoder:
             import onnxruntime
             from tokenizers import Tokenizer
 
-            export_onnx_int8(self.model_dir)
+            self.export(self.model_dir)
             config = json.loads((self.model_dir / SENTENCE_CONFIG_FILE).read_text())
             tokenizer = Tokenizer.from_file(str(self.model_dir / TOKENIZER_FILE))
             # The shipped tokenizer.json truncates and pads to a fixed 128; use the model's limit and pad per batch.
@@ -300,7 +340,7 @@ class OnnxMiniLMEncoder:
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
             self._session = onnxruntime.InferenceSession(
-                str(self.model_dir / ONNX_MODEL_FILE), options, providers=["CPUExecutionProvider"]
+                str(self.model_dir / self.model_file), options, providers=["CPUExecutionProvider"]
             )
             self._tokenizer = tokenizer
         return self._session, self._tokenizer
@@ -330,6 +370,39 @@ class OnnxMiniLMEncoder:
             vectors[rows] = (token_embeddings * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1.0)
             progress.count(start + len(rows), len(texts))
         return _normalise_rows(vectors)
+
+
+class OnnxMiniLMEncoder(_OnnxMiniLM):
+    """all-MiniLM-L6-v2 as int8 ONNX on onnxruntime (CPU): 384-d, cosine ~0.99 (min ~0.98) to the fp32 model.
+
+    `threads` is onnxruntime's intra-op thread count; 1 suits a service that embeds one text per request.
+
+    `batch_size` 1 (the default) makes a text's vector independent of the other texts in the call:
+    dynamic int8 quantisation scales activations per batch tensor, so a text encoded among others gets
+    a vector ~0.98 cosine to its vector alone. Larger batches are faster for bulk jobs but then differ
+    from what a one-text request serves: `FusedOnnxMiniLMEncoder` has no such trade-off.
+    """
+
+    name = ONNX_INT8_NAME
+    model_file = ONNX_MODEL_FILE
+    export = staticmethod(export_onnx_int8)
+
+
+class FusedOnnxMiniLMEncoder(_OnnxMiniLM):
+    """all-MiniLM-L6-v2 as fp32 ONNX with fused attention on onnxruntime (CPU): 384-d, cosine 1.0 to the
+    torch fp32 model (within 1e-6).
+
+    Batches are independent row by row (fp32 weights and activations, padding masked out), so a text's
+    vector is the same, within float rounding (cosine deviation < 1e-6), whether it is encoded alone, as
+    a service does per request, or among `batch_size` others, as bulk training does.
+    """
+
+    name = ONNX_FUSED_NAME
+    model_file = ONNX_FUSED_MODEL_FILE
+    export = staticmethod(export_onnx_fused)
+
+    def __init__(self, model_dir: Path, threads: int = 1, batch_size: int = FUSED_BATCH_SIZE) -> None:
+        super().__init__(model_dir, threads, batch_size)
 
 
 class CachedEncoder:
@@ -396,12 +469,13 @@ class CachedEncoder:
             self._connection.close()
 
 
-def make_encoder(name: str, cache_dir: Path | None, threads: int = 1, batch_size: int = 1) -> Encoder:
-    """Build an encoder by name: "hashing-<dimension>", "minilm" or "minilm-onnx-int8" (which runs on
-    `threads` onnxruntime threads, `batch_size` texts per run: see `OnnxMiniLMEncoder`).
+def make_encoder(name: str, cache_dir: Path | None, threads: int = 1, batch_size: int | None = None) -> Encoder:
+    """Build an encoder by name: "hashing-<dimension>", "minilm", "minilm-onnx" (`FusedOnnxMiniLMEncoder`)
+    or "minilm-onnx-int8" (`OnnxMiniLMEncoder`, read by bundles trained with it); the ONNX ones run on
+    `threads` onnxruntime threads, `batch_size` texts per run (default: the encoder's own).
 
     With `cache_dir`, the encoder is wrapped in a `CachedEncoder` at `cache_dir / "embeddings.sqlite"`;
-    "minilm-onnx-int8" keeps its export in `cache_dir / "onnx"` and so requires `cache_dir`.
+    the ONNX encoders keep their export in `cache_dir / "onnx"` ("onnx-fp32-fused") and so require it.
     Raises ValueError for an unknown name.
     """
     encoder: Encoder
@@ -409,10 +483,14 @@ def make_encoder(name: str, cache_dir: Path | None, threads: int = 1, batch_size
         encoder = HashingEncoder(int(name.removeprefix(HASHING_PREFIX)))
     elif name == "minilm":
         encoder = MiniLMEncoder()
-    elif name == "minilm-onnx-int8":
+    elif name in ("minilm-onnx-int8", "minilm-onnx"):
         if cache_dir is None:
-            raise ValueError("encoder 'minilm-onnx-int8' needs a cache_dir to hold its ONNX export")
-        encoder = OnnxMiniLMEncoder(Path(cache_dir) / ONNX_EXPORT_DIR, threads=threads, batch_size=batch_size)
+            raise ValueError(f"encoder {name!r} needs a cache_dir to hold its ONNX export")
+        sizes = {} if batch_size is None else {"batch_size": batch_size}
+        if name == "minilm-onnx":
+            encoder = FusedOnnxMiniLMEncoder(Path(cache_dir) / ONNX_FUSED_EXPORT_DIR, threads, **sizes)
+        else:
+            encoder = OnnxMiniLMEncoder(Path(cache_dir) / ONNX_EXPORT_DIR, threads, **sizes)
     else:
         raise ValueError(f"unknown encoder {name!r}; valid names: {', '.join(ENCODER_NAMES)}")
     if cache_dir is None:

@@ -253,6 +253,24 @@ def bench_train(
     _emit(results, json_path)
 
 
+@bench_app.command("embed")
+def bench_embed(
+    texts: Annotated[int, typer.Option(min=10, help="Distinct ecosystem texts embedded in bulk.")] = 4000,
+    single: Annotated[int, typer.Option(min=1, help="Of those, embedded one per call as the service does.")] = 300,
+    encoders: Annotated[str, typer.Option(help="Encoders, comma-separated.")] = "minilm-onnx,minilm-onnx-int8",
+    json_path: JsonOption = None,
+) -> None:
+    """Bulk vs serving-style embedding: texts/s each, and the largest cosine deviation between them."""
+    from models.registry import Paths
+    from partnermatch.bench.embed import EmbedBenchSettings
+    from partnermatch.bench.embed import bench_embed as run
+
+    settings = EmbedBenchSettings(encoders=tuple(encoders.split(",")), bulk_texts=texts, single_texts=single)
+    with _user_errors(), show_progress(console) as progress:
+        results = run(settings, Paths.from_environment(), progress)
+    _emit(results, json_path)
+
+
 @bench_app.command("generate")
 def bench_generate(
     partners: Annotated[int, typer.Option(min=2)] = 100000,

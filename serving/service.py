@@ -96,7 +96,7 @@ def _service_key_store() -> KeyStore:
 SERVING_ENCODER_THREADS = 2
 
 
-def _serving_encoder(name: str, cache_dir: Path) -> Encoder:
+def serving_encoder(name: str, cache_dir: Path) -> Encoder:
     """The bundle's encoder without the on-disk embedding cache: a request's text is new, and a cache
     write per request would put an fsync on the latency path (and grow the cache without bound)."""
     encoder = make_encoder(name, cache_dir, threads=SERVING_ENCODER_THREADS)
@@ -121,7 +121,7 @@ def load_router(paths: Paths, progress: Progress = SILENT) -> Router:
     bundle = ModelBundle.load(bundle_dir, with_history=False)
     index = PartnerIndex.load(bundle_dir / INDEX_DIR, mmap=True)
     set_search_threads(1)  # one query at a time: more OpenMP threads only add overhead
-    encoder = _serving_encoder(bundle.manifest.encoder, paths.cache_dir)
+    encoder = serving_encoder(bundle.manifest.encoder, paths.cache_dir)
     model_info = ModelInfo(name=REGISTERED_WIN_MODEL, version=champion.version, encoder=bundle.manifest.encoder)
     settings = RoutingSettings()
 

@@ -71,7 +71,7 @@ class TrainConfig:
     model: WinModelConfig = field(default_factory=WinModelConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    encoder: str = "minilm-onnx-int8"
+    encoder: str = "minilm-onnx"
     # Lower is better: the proper scoring rule covers both ranking and calibration.
     promotion_metric: str = "log_loss"
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from features import schema
-from features.embed import Encoder, make_encoder
+from features.embed import BULK_ENCODER_THREADS, Encoder, make_encoder
 from features.index import PartnerIndex
 from features.pairs import FEATURE_COLUMNS, DealBatch, FeatureContext, build_feature_context, deal_batch, pair_features
 from features.progress import SILENT, Progress
@@ -475,7 +475,7 @@ def run_training(
     """Every stage in order inside one MLflow run (marked FAILED if a stage raises)."""
     champion = current_champion(paths)
     progress.step(f"registry readable; champion: {f'v{champion.version}' if champion else 'none yet'}")
-    encoder = make_encoder(config.encoder, paths.cache_dir)
+    encoder = make_encoder(config.encoder, paths.cache_dir, threads=BULK_ENCODER_THREADS)
     with tempfile.TemporaryDirectory() as tmp, tracking.start_run(paths, RUN_NAME) as run:
         embeddings = embed_ecosystem(ecosystem, encoder, progress)
         dataset = build_dataset(ecosystem, embeddings, progress)
