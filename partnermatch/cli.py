@@ -93,7 +93,10 @@ def train(
     config: Annotated[Path | None, typer.Option(help="TOML file overriding the defaults.")] = None,
     partners: Annotated[int | None, typer.Option(help="Demo ecosystem size (partners).")] = None,
     deals: Annotated[int | None, typer.Option(help="Demo ecosystem size (deals).")] = None,
-    encoder: Annotated[str | None, typer.Option(help="hashing-<d> | minilm | minilm-onnx-int8")] = None,
+    encoder: Annotated[str | None, typer.Option(help="hashing-<d> | minilm | minilm-onnx | minilm-onnx-int8")] = None,
+    dask_scheduler: Annotated[
+        str | None, typer.Option(help="Fit the win model's LightGBM on this Dask scheduler (tcp://host:8786).")
+    ] = None,
     json_path: JsonOption = None,
 ) -> None:
     """Train the win model with baselines, log to MLflow, register it, move `champion` if better."""
@@ -109,7 +112,7 @@ def train(
         overrides["ecosystem"] = ecosystem_overrides
     with _user_errors(), show_progress(console) as progress:
         train_config = load_train_config(config, overrides)
-        report = train_from_options(train_config, Paths.from_environment(), data, progress)
+        report = train_from_options(train_config, Paths.from_environment(), data, progress, dask_scheduler)
     console.print(f"registered {report.version.name} v{report.version.version} as {report.alias}: {report.decision}")
     _emit(report.metrics, json_path)
 

@@ -45,6 +45,7 @@ from models.registry import (
 from models.win import WinModel
 from training import evaluate, plots, tracking
 from training.config import EvaluationConfig, SplitConfig, TrainConfig, WinModelConfig, config_from_params
+from training.dask_fit import DaskWinModelTrainer
 from training.evaluate import Slates
 from training.win_model import PairFrame, WinModelTrainer, WinProbabilityModel, baselines
 
@@ -207,10 +208,16 @@ def fit_models(
     splits: TimeSplits,
     feature_names: tuple[str, ...] = FEATURE_COLUMNS,
     progress: Progress = SILENT,
+    dask_scheduler: str | None = None,
 ) -> FittedModels:
     """Our model and every baseline, all fitted on the train window (calibration window: early
-    stopping and probability calibration)."""
-    model = WinModelTrainer(config, feature_names=feature_names)
+    stopping and probability calibration); our model's LightGBM on the Dask cluster at `dask_scheduler`
+    when given (`training.dask_fit`)."""
+    model = (
+        WinModelTrainer(config, feature_names=feature_names)
+        if dask_scheduler is None
+        else DaskWinModelTrainer(config, dask_scheduler, feature_names=feature_names)
+    )
     fitted = FittedModels(model=model, baselines=tuple(baselines(config.seed, feature_names)))
     progress.step(f"fitting the model and {len(fitted.baselines)} baselines on {len(splits.train):,} rows")
     for candidate in fitted.all:
@@ -471,8 +478,10 @@ def run_training(
     ecosystem: schema.Ecosystem,
     truth: GroundTruth | None = None,
     progress: Progress = SILENT,
+    dask_scheduler: str | None = None,
 ) -> TrainReport:
-    """Every stage in order inside one MLflow run (marked FAILED if a stage raises)."""
+    """Every stage in order inside one MLflow run (marked FAILED if a stage raises); the win model's
+    LightGBM on the Dask cluster at `dask_scheduler` when given."""
     champion = current_champion(paths)
     progress.step(f"registry readable; champion: {f'v{champion.version}' if champion else 'none yet'}")
     encoder = make_encoder(config.encoder, paths.cache_dir, threads=BULK_ENCODER_THREADS)
@@ -480,7 +489,7 @@ def run_training(
         embeddings = embed_ecosystem(ecosystem, encoder, progress)
         dataset = build_dataset(ecosystem, embeddings, progress)
         splits = time_split(dataset, config.split)
-        fitted = fit_models(config.model, splits, progress=progress)
+        fitted = fit_models(config.model, splits, progress=progress, dask_scheduler=dask_scheduler)
         evaluation = evaluate_fitted(fitted, splits, dataset, ecosystem, truth, config.evaluation, progress)
         progress.step("logging to MLflow and registering the model")
         bundle = make_bundle(config, dataset, ecosystem, fitted, splits)

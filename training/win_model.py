@@ -135,8 +135,13 @@ class WinModelTrainer:
             valid_sets=[calibration_set],
             callbacks=[lgb.early_stopping(self.config.early_stopping_rounds, verbose=False)],
         )
+        return self.calibrated(booster, booster.best_iteration, calibration)
+
+    def calibrated(self, booster: lgb.Booster, best_iteration: int, calibration: PairFrame) -> WinModelTrainer:
+        """Finish a fit: keep `booster`'s trees up to `best_iteration` (all when 0), then select and fit
+        the calibration map on the calibration rows. Sets `model_` and `calibration_`; returns self."""
         # Keep only the trees up to the best iteration: what is saved, served and explained is one model.
-        best = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration or None))
+        best = lgb.Booster(model_str=booster.model_to_string(num_iteration=best_iteration or None))
         uncalibrated = WinModel(booster=best, calibrator=Calibrator("none"), feature_names=self.feature_names)
         self.calibration_: CalibrationSelection = select_calibrator(
             self.config.calibration,

@@ -67,9 +67,14 @@ def demo_ecosystem(
 
 
 def train_from_options(
-    config: TrainConfig, paths: Paths, data_dir: Path | None, progress: Progress = SILENT
+    config: TrainConfig,
+    paths: Paths,
+    data_dir: Path | None,
+    progress: Progress = SILENT,
+    dask_scheduler: str | None = None,
 ) -> TrainReport:
-    """Train on `data_dir` (any ecosystem directory) or on the demo ecosystem of the config.
+    """Train on `data_dir` (any ecosystem directory) or on the demo ecosystem of the config; the win
+    model's LightGBM on the Dask cluster at `dask_scheduler` when given.
 
     The registry is read first: one that cannot be read fails (RegistryError) before any data is
     loaded or generated."""
@@ -78,7 +83,7 @@ def train_from_options(
         ecosystem, truth = load_ecosystem_directory(data_dir)
     else:
         ecosystem, truth = demo_ecosystem(config.ecosystem, paths, progress)
-    return run_training(config, paths, ecosystem, truth, progress)
+    return run_training(config, paths, ecosystem, truth, progress, dask_scheduler)
 
 
 def ensure_champion(config: TrainConfig, paths: Paths, progress: Progress = SILENT) -> str:
