@@ -146,6 +146,14 @@ class DecisionLog:
             (count,) = self._connection.execute("SELECT COUNT(*) FROM decisions").fetchone()
         return int(count)
 
+    def recent(self, limit: int) -> list[LoggedDecision]:
+        """The latest `limit` decisions, newest first."""
+        with self._lock:
+            rows = self._connection.execute(
+                f"SELECT {_COLUMNS} FROM decisions ORDER BY logged_at DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [_logged(row) for row in rows]
+
     def close(self) -> None:
         """Close the connection; the object is unusable afterwards."""
         with self._lock:
