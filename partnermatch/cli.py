@@ -446,7 +446,8 @@ def drift(
         html_path.parent.mkdir(parents=True, exist_ok=True)
         html_path.write_text(html_report(report, f"Drift of {version.name} v{version.version}"))
         log_drift(paths, version.name, version.version, report.as_json(), html_path)
-    console.print(f"{version.name} v{version.version}: drift {report.status} (PSI max {report.psi_max:.3f}); wrote {html_path}")
+    summary = f"drift {report.status} (PSI max {report.psi_max:.3f})"
+    console.print(f"{version.name} v{version.version}: {summary}; wrote {html_path}")
     _emit({"model": f"{version.name} v{version.version}", **report.as_json()}, json_path)
 
 
