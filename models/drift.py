@@ -17,6 +17,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -26,7 +27,13 @@ BINS = 10
 PSI_FLOOR = 1e-4  # share given to an empty bin: one row in 10,000
 WARN_PSI = 0.1
 ALERT_PSI = 0.25
-OK, WARN, ALERT, UNKNOWN = "ok", "warn", "alert", "unknown"
+DriftLevel = Literal["ok", "warn", "alert", "unknown"]
+OK: DriftLevel = "ok"
+WARN: DriftLevel = "warn"
+ALERT: DriftLevel = "alert"
+UNKNOWN: DriftLevel = "unknown"
+DRIFT_PSI_MAX_TAG = "drift_psi_max"  # model version tags: the last drift computed for the version
+DRIFT_STATUS_TAG = "drift_status"
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ def psi(expected: np.ndarray, actual: np.ndarray, floor: float = PSI_FLOOR) -> f
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def status_of(psi_max: float | None) -> str:
+def status_of(psi_max: float | None) -> DriftLevel:
     """ok (< 0.1), warn (< 0.25) or alert; unknown when drift was never computed."""
     if psi_max is None:
         return UNKNOWN

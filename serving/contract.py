@@ -24,7 +24,7 @@ from features.schema import CERT_LEVELS, MAX_CERT_LEVEL
 from serving.errors import ERROR_STATUSES
 from serving.idempotency import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_CHARS, REPLAY_WINDOW, REPLAYED_HEADER
 from serving.keys import Scope
-from serving.schemas import DecisionRecord, ErrorResponse, RouteRequest, RouteResponse
+from serving.schemas import DecisionRecord, ErrorResponse, ModelsResponse, ReloadResponse, RouteRequest, RouteResponse
 
 REF = "#/components/schemas/{model}"
 SECURITY_SCHEMES: dict[str, dict[str, str]] = {
@@ -90,6 +90,8 @@ def api_document(
             (RouteResponse, "serialization"),
             (DecisionRecord, "serialization"),
             (ErrorResponse, "serialization"),
+            (ModelsResponse, "serialization"),
+            (ReloadResponse, "serialization"),
         ],
         ref_template=REF,
     )

@@ -36,6 +36,7 @@ class Scope(StrEnum):
 
     ROUTE = "route"  # POST /route
     READ_DECISIONS = "read_decisions"  # GET /decisions/{id}
+    READ_MODELS = "read_models"  # GET /models
     ADMIN = "admin"  # every scope
 
 

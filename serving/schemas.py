@@ -230,3 +230,48 @@ class ErrorResponse(BaseModel):
     reason: str
     problems: list[FieldProblem]
     model_version: str | None = Field(default=None, description="The model that was asked, if one was.")
+
+
+class TrainingWindow(BaseModel):
+    """The deals a model was fitted on (its drift reference)."""
+
+    start: str = Field(description="ISO time of the first training deal.")
+    end: str = Field(description="ISO time of the last training deal.")
+    rows: int = Field(ge=0, description="Training (deal, partner) rows.")
+
+
+class DriftStatus(BaseModel):
+    """The last drift computed for a model version (`partnermatch drift`)."""
+
+    status: Literal["ok", "warn", "alert", "unknown"] = Field(
+        description="ok: PSI max < warn; warn: < alert; alert: >= alert; unknown: never computed."
+    )
+    psi_max: float | None = Field(default=None, ge=0, description="Largest PSI over features and prediction.")
+    warn: float = Field(description="PSI threshold of warn.")
+    alert: float = Field(description="PSI threshold of alert.")
+
+
+class ServedModel(BaseModel):
+    """A registered model version this service has loaded."""
+
+    name: str
+    version: str
+    alias: str = Field(description="The registry alias it was loaded by, e.g. `champion`.")
+    encoder: str
+    training_window: TrainingWindow | None = Field(description="None for a bundle without a drift reference.")
+    drift: DriftStatus
+
+
+class ModelsResponse(BaseModel):
+    """Every registered model the service loaded; `model` is the one that answers routing requests."""
+
+    model: ModelInfo
+    models: list[ServedModel]
+
+
+class ReloadResponse(BaseModel):
+    """The result of a reload: `model` now answers; `reloaded` false when the champion had not changed."""
+
+    model: ModelInfo
+    reloaded: bool
+    previous_version: str

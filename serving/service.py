@@ -39,16 +39,36 @@ from features.index import PartnerIndex, set_search_threads
 from features.pairs import FeatureError
 from features.progress import SILENT, Progress
 from models.bundle import INDEX_DIR, ModelBundle
-from models.registry import CHAMPION, REGISTERED_WIN_MODEL, Paths, local_bundle, version_by_alias
+from models.registry import (
+    CHAMPION,
+    REGISTERED_WIN_MODEL,
+    Paths,
+    RegisteredVersion,
+    RegistryError,
+    local_bundle,
+    one_line,
+    version_by_alias,
+)
 from serving.asgi import ApiKeyAuth, BodyLimits, JsonErrors, SwaggerAtDocs, caller
 from serving.contract import Operation, Vocabulary, api_document
 from serving.decision_log import DecisionLog
 from serving.errors import error_json, status_of
 from serving.idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, decide_once, record_decision, retry_claim
 from serving.keys import AccessPolicy, KeyStore, Scope, sqlite_url
+from serving.models import served_models
+from serving.reload import ServedChampion, reload_seconds
 from serving.routing import Router, RoutingSettings, shared_routing_state, state_directory
 from serving.routing.state import RoutingState
-from serving.schemas import DealIn, DecisionRecord, ModelInfo, RouteOptions, RouteRequest, RouteResponse
+from serving.schemas import (
+    DealIn,
+    DecisionRecord,
+    ModelInfo,
+    ModelsResponse,
+    ReloadResponse,
+    RouteOptions,
+    RouteRequest,
+    RouteResponse,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +136,11 @@ def load_router(paths: Paths, progress: Progress = SILENT) -> Router:
             f"no {REGISTERED_WIN_MODEL}@{CHAMPION} is registered in {paths.tracking_uri}: "
             "run `partnermatch serve` (trains one on the demo ecosystem) or `partnermatch train`"
         )
+    return load_router_of(paths, champion, progress)
+
+
+def load_router_of(paths: Paths, champion: RegisteredVersion, progress: Progress = SILENT) -> Router:
+    """A Router over one registered version of `partnermatch-win` (see `load_router`)."""
     progress.step(f"loading {REGISTERED_WIN_MODEL} v{champion.version}")
     bundle_dir = local_bundle(paths, champion)
     bundle = ModelBundle.load(bundle_dir, with_history=False)
@@ -200,11 +225,18 @@ _ALWAYS = (401, 403, 429, 500, 503)
 OPERATIONS = (
     Operation("/route", "post", "RouteResponse", (400, *_ALWAYS, 404, 409, 413, 415, 422), Scope.ROUTE, "RouteRequest"),
     Operation("/decisions/{decision_id}", "get", "DecisionRecord", (*_ALWAYS, 404), Scope.READ_DECISIONS),
+    Operation("/models", "get", "ModelsResponse", _ALWAYS, Scope.READ_MODELS),
+    Operation("/admin/reload", "post", "ReloadResponse", _ALWAYS, Scope.ADMIN),
 )
 ACCESS = AccessPolicy(
     public_paths=frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs.json", "/"}),
     public_prefixes=("/static_content", "/assets"),  # the Swagger UI's files
-    scoped_prefixes=(("/route", Scope.ROUTE), ("/decisions", Scope.READ_DECISIONS)),
+    scoped_prefixes=(
+        ("/route", Scope.ROUTE),
+        ("/decisions", Scope.READ_DECISIONS),
+        ("/models", Scope.READ_MODELS),
+        ("/admin", Scope.ADMIN),
+    ),
 )
 
 
@@ -246,8 +278,12 @@ def _answer(ctx: bentoml.Context, status: int, body: bytes, headers: dict[str, s
 
 
 decisions_app = FastAPI(title="decisions")
+models_app = FastAPI(title="models")
+admin_app = FastAPI(title="admin")
 
 
+@bentoml.asgi_app(admin_app, path="/admin")
+@bentoml.asgi_app(models_app, path="/models")
 @bentoml.asgi_app(decisions_app, path="/decisions")
 @bentoml.service(name=SERVICE_NAME, service_class=ContractService, workers=1, traffic={"timeout": 60})
 class PartnerMatch:
@@ -255,18 +291,25 @@ class PartnerMatch:
 
     def __init__(self) -> None:
         paths = Paths.from_environment()
-        self.router = load_router(paths)
+        self.champion = ServedChampion(paths, load_router_of)
+        self.champion.poll_every(reload_seconds())
         self.decisions = DecisionLog(decision_log_path(paths))
+
+    @property
+    def router(self) -> Router:
+        """The current champion's Router (`serving.reload`): read it once per request."""
+        return self.champion.current.router
 
     @bentoml.api(route="/route", input_spec=RouteRequest, output_spec=RouteResponse)
     def route(self, deal: DealIn, options: RouteOptions, ctx: bentoml.Context) -> Response:
         """Rank partners for a deal: calibrated win probabilities, reasons, constraints, channel conflict."""
         request = RouteRequest(deal=deal, options=options)
-        version = self.router.model_info.version
+        router = self.router  # this request's model, even if a reload swaps in another meanwhile
+        version = router.model_info.version
         try:
             owner = caller(ctx.request.scope).key_id
             retry = retry_claim(owner, ctx.request.headers.get(IDEMPOTENCY_HEADER), request, datetime.now(UTC))
-            decided = decide_once(self.decisions, request, retry, self.router.route)
+            decided = decide_once(self.decisions, request, retry, router.route)
         except FeatureError as error:
             return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
         except sqlite3.OperationalError:
@@ -290,6 +333,32 @@ class PartnerMatch:
             model=response.model,
             request=RouteRequest.model_validate_json(logged.request_json),
             response=response,
+        )
+
+    @models_app.get("", response_model=ModelsResponse)
+    def models(self) -> ModelsResponse | Response:
+        """Each registered model this service loaded: version, alias, encoder, training window, drift."""
+        current = self.champion.current
+        try:
+            served = served_models(self.champion.paths, current)
+        except RegistryError as error:
+            body = error_json("registry", one_line(error), current.version.version)
+            return Response(body, status_code=503, media_type="application/json", headers={"Retry-After": "1"})
+        return ModelsResponse(model=current.router.model_info, models=served)
+
+    @admin_app.post("/reload", response_model=ReloadResponse)
+    def reload(self) -> ReloadResponse | Response:
+        """Load the version `champion` names now, if it is not the one served, and swap it in."""
+        try:
+            outcome = self.champion.reload()
+        except (RegistryError, ValueError, OSError) as error:
+            logger.exception("reloading the champion failed")
+            body = error_json("champion", one_line(error), self.champion.current.version.version)
+            return Response(body, status_code=503, media_type="application/json", headers={"Retry-After": "1"})
+        return ReloadResponse(
+            model=outcome.current.router.model_info,
+            reloaded=outcome.reloaded,
+            previous_version=outcome.previous_version,
         )
 
 

@@ -10,6 +10,8 @@ reliable early stopping), then the calibration map is selected and fitted (`WinM
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy.special import expit
 
@@ -74,12 +76,11 @@ class DaskWinModelTrainer(WinModelTrainer):
             train_labels = da.from_array(train.labels, chunks=(rows_per_partition,))
             # Native LightGBM names, as the one-machine fit uses: the wrapper passes them through as they are.
             # Threads are the workers' own (lightgbm.dask ignores num_threads, with a warning).
-            params = {name: value for name, value in self._params().items() if name != "num_threads"}
+            params: dict[str, Any] = {name: value for name, value in self._params().items() if name != "num_threads"}
             model = DaskLGBMClassifier(client=client, n_estimators=self.config.n_estimators, **params)
             model.fit(train_features, train_labels, feature_name=list(self.feature_names))
             booster = model.to_local().booster_
         calibration_features = calibration.features[list(self.feature_names)].to_numpy(dtype=np.float32)
         losses = staged_log_loss(booster, calibration_features, calibration.labels)
-        return self.calibrated(
-            booster, early_stopping_iteration(losses, self.config.early_stopping_rounds), calibration
-        )
+        self.calibrated(booster, early_stopping_iteration(losses, self.config.early_stopping_rounds), calibration)
+        return self

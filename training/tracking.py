@@ -27,6 +27,7 @@ from mlflow.utils.logging_utils import suppress_logs
 
 from features.sentiment_data import SENTIMENT_CLASSES
 from models.bundle import ModelBundle
+from models.drift import DRIFT_PSI_MAX_TAG, DRIFT_STATUS_TAG
 from models.registry import BUNDLE_ARTIFACT, CHALLENGER, CHAMPION, Paths, RegisteredVersion, connect, store_errors
 from models.sentiment import SentimentModel
 from training.config import EXPERIMENT
@@ -211,10 +212,6 @@ def mark_version(paths: Paths, model_name: str, version: str, promoted: bool) ->
     with store_errors(paths, "write"):
         MlflowClient().set_registered_model_alias(model_name, alias, version)
     return alias
-
-
-DRIFT_PSI_MAX_TAG = "drift_psi_max"  # model version tags: the last drift computed for the version
-DRIFT_STATUS_TAG = "drift_status"
 
 
 def log_drift(paths: Paths, model_name: str, version: str, report: Mapping[str, Any], html_path: Path) -> str:
