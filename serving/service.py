@@ -278,12 +278,14 @@ def _answer(ctx: bentoml.Context, status: int, body: bytes, headers: dict[str, s
 
 
 decisions_app = FastAPI(title="decisions")
-models_app = FastAPI(title="models")
+# Mounted at the root to answer exactly `/models` (a mount at /models answers only below it): BentoML's
+# passive mount passes every other path on, and no docs routes of its own shadow the service's.
+models_app = FastAPI(title="models", docs_url=None, redoc_url=None, openapi_url=None)
 admin_app = FastAPI(title="admin")
 
 
 @bentoml.asgi_app(admin_app, path="/admin")
-@bentoml.asgi_app(models_app, path="/models")
+@bentoml.asgi_app(models_app, path="/")
 @bentoml.asgi_app(decisions_app, path="/decisions")
 @bentoml.service(name=SERVICE_NAME, service_class=ContractService, workers=1, traffic={"timeout": 60})
 class PartnerMatch:
@@ -335,7 +337,7 @@ class PartnerMatch:
             response=response,
         )
 
-    @models_app.get("", response_model=ModelsResponse)
+    @models_app.get("/models", response_model=ModelsResponse)
     def models(self) -> ModelsResponse | Response:
         """Each registered model this service loaded: version, alias, encoder, training window, drift."""
         current = self.champion.current
