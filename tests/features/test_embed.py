@@ -15,6 +15,7 @@ from features.embed import (
     TEXTS_PER_COUNT,
     CachedEncoder,
     Encoder,
+    FusedOnnxMiniLMEncoder,
     HashingEncoder,
     MiniLMEncoder,
     OnnxMiniLMEncoder,
@@ -303,3 +304,35 @@ def test_minilm_ranks_the_relevant_profile_first(encoder_fixture: str, request: 
         ]
     )
     assert cosine(requirement, security) > cosine(requirement, bakery) + 0.2
+
+
+def test_make_encoder_builds_the_fused_encoder_lazily_with_its_batch_size(tmp_path: Path) -> None:
+    fused = make_encoder("minilm-onnx", tmp_path, threads=2)
+    assert isinstance(fused, CachedEncoder) and isinstance(fused.inner, FusedOnnxMiniLMEncoder)
+    assert fused.name == "all-MiniLM-L6-v2-onnx-fp32-fused"
+    assert (fused.inner.model_dir, fused.inner.threads, fused.inner.batch_size) == (tmp_path / "onnx-fp32-fused", 2, 64)
+    int8 = make_encoder("minilm-onnx-int8", tmp_path, batch_size=8)
+    assert isinstance(int8, CachedEncoder) and isinstance(int8.inner, OnnxMiniLMEncoder)
+    assert int8.inner.batch_size == 8
+    assert not (tmp_path / "onnx-fp32-fused").exists()
+
+
+@pytest.fixture(scope="session")
+def fused_encoder(tmp_path_factory: pytest.TempPathFactory) -> FusedOnnxMiniLMEncoder:
+    return FusedOnnxMiniLMEncoder(tmp_path_factory.mktemp("onnx-fused"), batch_size=8)
+
+
+@pytest.mark.integration
+def test_fused_onnx_matches_torch_and_gives_a_text_one_vector_alone_or_batched(
+    fused_encoder: FusedOnnxMiniLMEncoder, torch_encoder: MiniLMEncoder
+) -> None:
+    batched = fused_encoder.encode(VARIED_TEXTS)
+    alone = np.stack([fused_encoder.encode([text])[0] for text in VARIED_TEXTS])
+    assert batched.shape == (len(VARIED_TEXTS), 384) and batched.dtype == np.float32
+    assert np.max(1.0 - (batched * alone).sum(axis=1)) <= 1e-6
+    assert (batched * torch_encoder.encode(VARIED_TEXTS)).sum(axis=1).min() >= 0.9999
+    assert {path.name for path in fused_encoder.model_dir.iterdir()} == {
+        "model-fp32-fused.onnx",
+        "tokenizer.json",
+        "sentence_bert_config.json",
+    }
