@@ -16,6 +16,10 @@ decision log from `PARTNERMATCH_DECISION_LOG` (default `<mlruns>/decisions.sqlit
 from `PARTNERMATCH_API_KEYS` (default `api-keys.sqlite` beside the decision log).
 
 Errors all have the one shape of `serving.errors` (statuses listed in `ERROR_STATUSES`).
+
+`GET /models` (scope `read_models`) lists the loaded champion with its training window and drift
+status; the champion is hot-reloaded (`serving.reload`): polled every `PARTNERMATCH_RELOAD_SECONDS`
+(30; 0 off), or at once by `POST /admin/reload` (scope `admin`, in the worker it reaches).
 """
 
 from __future__ import annotations
