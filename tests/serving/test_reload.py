@@ -35,8 +35,12 @@ def test_reload_seconds_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.mark.integration
-def test_requests_in_flight_across_a_promotion_all_succeed(tmp_path: Path) -> None:
-    paths = Paths(mlruns_dir=tmp_path / "mlruns", cache_dir=tmp_path / "cache")
+def test_requests_in_flight_across_a_promotion_all_succeed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A store of its own: MLflow exports the last tracking URI it was given (the session's smoke store).
+    monkeypatch.setenv("PARTNERMATCH_MLRUNS", str(tmp_path / "mlruns"))
+    monkeypatch.setenv("PARTNERMATCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    paths = Paths.from_environment()
     ecosystem, truth = demo_ecosystem(TINY.ecosystem, paths)
     run_training(TINY, paths, ecosystem, truth)
     served = ServedChampion(paths, load_router_of)
