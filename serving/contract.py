@@ -37,6 +37,8 @@ from serving.schemas import (
     ErrorResponse,
     FeedbackRequest,
     FeedbackResponse,
+    ModelsResponse,
+    ReloadResponse,
     RouteRequest,
     RouteResponse,
 )
@@ -142,6 +144,8 @@ def api_document(
             (PartnerHealthRequest, "validation"),
             (PartnerHealthResponse, "serialization"),
             (PartnerKpis, "serialization"),
+            (ModelsResponse, "serialization"),
+            (ReloadResponse, "serialization"),
         ],
         ref_template=REF,
     )

@@ -15,6 +15,7 @@ from models.registry import (
     REGISTERED_HEALTH_MODEL,
     REGISTERED_SENTIMENT_MODEL,
     Paths,
+    RegisteredVersion,
     local_bundle,
     version_by_alias,
 )
@@ -48,13 +49,16 @@ class LoadedHealth:
 
 
 def load_sentiment(paths: Paths) -> LoadedSentiment | None:
-    """`partnermatch-sentiment@champion` with an uncached encoder (each text is new), or None when
-    none is registered. RegistryError when the registry cannot be read."""
+    """`partnermatch-sentiment@champion` (see `sentiment_of`), or None when none is registered.
+    RegistryError when the registry cannot be read."""
+    version = version_by_alias(paths, REGISTERED_SENTIMENT_MODEL, CHAMPION)
+    return None if version is None else sentiment_of(paths, version)
+
+
+def sentiment_of(paths: Paths, version: RegisteredVersion) -> LoadedSentiment:
+    """One registered sentiment version with an uncached encoder (each text is new)."""
     from features.embed import CachedEncoder, make_encoder
 
-    version = version_by_alias(paths, REGISTERED_SENTIMENT_MODEL, CHAMPION)
-    if version is None:
-        return None
     directory = local_bundle(paths, version)
     encoder = make_encoder(read_manifest(directory)["encoder"], paths.cache_dir, threads=SENTIMENT_ENCODER_THREADS)
     uncached = encoder.inner if isinstance(encoder, CachedEncoder) else encoder
@@ -64,10 +68,13 @@ def load_sentiment(paths: Paths) -> LoadedSentiment | None:
 
 
 def load_health(paths: Paths) -> LoadedHealth | None:
-    """`partnermatch-health@champion`, or None when none is registered."""
+    """`partnermatch-health@champion` (see `health_of`), or None when none is registered."""
     version = version_by_alias(paths, REGISTERED_HEALTH_MODEL, CHAMPION)
-    if version is None:
-        return None
+    return None if version is None else health_of(paths, version)
+
+
+def health_of(paths: Paths, version: RegisteredVersion) -> LoadedHealth:
+    """One registered partner-health version."""
     return LoadedHealth(
         HealthModel.load(local_bundle(paths, version)), ServedModel(name=version.name, version=version.version)
     )
