@@ -1,6 +1,7 @@
-"""Pure stages of the sentiment, partner-health and KPI endpoints (no bentoml): load the registered
-models (absent is not an error: the endpoint answers 503 naming the command that trains one), turn
-model outputs into response bodies, map domain errors to statuses."""
+"""Pure stages of the sentiment, partner-health and KPI endpoints (no bentoml): load a registered
+version of each model (`serving.service.load_served` finds which; absent is not an error: the endpoint
+answers 503 naming the command that trains one), turn model outputs into response bodies, map domain
+errors to statuses."""
 
 from __future__ import annotations
 
@@ -12,12 +13,9 @@ from features.sentiment_data import SENTIMENT_CLASSES
 from models.health import HealthModel, UnknownPartnersError
 from models.registry import (
     CHAMPION,
-    REGISTERED_HEALTH_MODEL,
-    REGISTERED_SENTIMENT_MODEL,
     Paths,
     RegisteredVersion,
     local_bundle,
-    version_by_alias,
 )
 from models.sentiment import SentimentModel, read_manifest
 from serving.health_schemas import (
@@ -48,13 +46,6 @@ class LoadedHealth:
     served: ServedModel
 
 
-def load_sentiment(paths: Paths) -> LoadedSentiment | None:
-    """`partnermatch-sentiment@champion` (see `sentiment_of`), or None when none is registered.
-    RegistryError when the registry cannot be read."""
-    version = version_by_alias(paths, REGISTERED_SENTIMENT_MODEL, CHAMPION)
-    return None if version is None else sentiment_of(paths, version)
-
-
 def sentiment_of(paths: Paths, version: RegisteredVersion) -> LoadedSentiment:
     """One registered sentiment version with an uncached encoder (each text is new)."""
     from features.embed import CachedEncoder, make_encoder
@@ -65,12 +56,6 @@ def sentiment_of(paths: Paths, version: RegisteredVersion) -> LoadedSentiment:
     return LoadedSentiment(
         SentimentModel.load(directory, uncached), ServedModel(name=version.name, version=version.version)
     )
-
-
-def load_health(paths: Paths) -> LoadedHealth | None:
-    """`partnermatch-health@champion` (see `health_of`), or None when none is registered."""
-    version = version_by_alias(paths, REGISTERED_HEALTH_MODEL, CHAMPION)
-    return None if version is None else health_of(paths, version)
 
 
 def health_of(paths: Paths, version: RegisteredVersion) -> LoadedHealth:

@@ -4,7 +4,7 @@ afresh on every call), and what a reload swapped."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from models.drift import ALERT_PSI, DRIFT_PSI_MAX_TAG, WARN_PSI, status_of
@@ -40,7 +40,7 @@ def model_statuses(paths: Paths, served: Sequence[Loaded[Any]]) -> list[ModelSta
 
 
 def model_changes(
-    before: dict[tuple[str, str], Loaded[Any] | None], after: dict[tuple[str, str], Loaded[Any] | None]
+    before: Mapping[tuple[str, str], Loaded[Any] | None], after: Mapping[tuple[str, str], Loaded[Any] | None]
 ) -> list[ModelChange]:
     """The slots ((model name, alias) -> what is loaded, None: nothing) whose version differs between
     `before` and `after`, in `after`'s order (then slots only `before` had)."""

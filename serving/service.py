@@ -113,7 +113,7 @@ from serving.ipp_schemas import IppFitRequest, IppFitResponse, ProspectIn, White
 from serving.keys import AccessPolicy, KeyStore, Scope
 from serving.models import model_changes, model_statuses
 from serving.prospect_lists import ProspectListStore, prospect_lists_beside
-from serving.reload import HotSwap, Loaded, loaded, refreshed, reload_seconds
+from serving.reload import HotSwap, Loaded, loaded, refreshed, reload_seconds, same_version
 from serving.routing import Router, RoutingSettings, shared_routing_state, state_directory
 from serving.routing.state import RoutingState
 from serving.schemas import (
@@ -404,13 +404,24 @@ def load_served(
     history lacks before it is returned). Raises ValueError when no win champion is registered,
     RegistryError when the registry cannot be read, and what a model's loading raises."""
 
+    live_routers = [] if previous is None else [(previous.win.version, previous.win.model)]
+    if previous is not None and previous.shadow is not None:
+        live_routers.append((previous.shadow.version, previous.shadow.model.live))
+
+    def live_of(version: RegisteredVersion) -> LiveRouter:
+        # A shadow promoted to champion (or the reverse) is loaded and live already.
+        for loaded_version, router in live_routers:
+            if same_version(loaded_version, version):
+                return router
+        return live_router_of(paths, version, store)
+
     def live(version: RegisteredVersion) -> Loaded[LiveRouter]:
-        router = live_router_of(paths, version, store)
+        router = live_of(version)
         return loaded(paths, version, CHAMPION, router, router.base.model_info.encoder)
 
     def shadow_of(alias: str) -> Callable[[RegisteredVersion], Loaded[Shadow]]:
         def load(version: RegisteredVersion) -> Loaded[Shadow]:
-            router = live_router_of(paths, version, store)
+            router = live_of(version)
             return loaded(paths, version, alias, Shadow(router, decisions), router.base.model_info.encoder)
 
         return load

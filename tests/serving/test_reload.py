@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 
 from features.synthetic import EcosystemConfig
 from models.registry import (
+    CHALLENGER,
     CHAMPION,
     FEEDBACK_SEQUENCE_TAG,
     REGISTERED_HEALTH_MODEL,
@@ -94,6 +95,26 @@ def test_a_failed_reload_swaps_nothing() -> None:
     assert served.reload() == (1, 2) and served.current == 2
 
 
+def test_polling_reloads_until_stopped() -> None:
+    loads: list[int | None] = []
+    reloaded = threading.Event()
+
+    def load(previous: int | None) -> int:
+        loads.append(previous)
+        if len(loads) == 3:
+            reloaded.set()
+        return len(loads)
+
+    served = HotSwap(load)
+    assert served.poll_every(0) is None
+    thread = served.poll_every(0.01)
+    assert thread is not None and reloaded.wait(10)
+    served.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert loads[:3] == [None, 1, 2] and served.current == len(loads)
+
+
 def test_model_changes_name_what_a_reload_swapped() -> None:
     win_1, win_2 = _loaded(_version("1")), _loaded(_version("2"))
     ipp = _loaded(_version("4", name=REGISTERED_IPP_MODEL))
@@ -151,8 +172,10 @@ def _engagement(setup: ReloadStore, served: HotSwap[ServedModels], number: int, 
 
 
 @pytest.mark.integration
-def test_requests_in_flight_across_a_promotion_all_succeed(reload_store: ReloadStore) -> None:
-    setup, now = reload_store, datetime.now(UTC)
+def test_requests_in_flight_across_a_promotion_all_succeed(
+    reload_store: ReloadStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup, now = reload_store, datetime.now(UTC).replace(microsecond=0)  # histories keep whole seconds
     served = HotSwap(lambda previous: load_served(setup.paths, setup.store, setup.decisions, previous))
     assert served.current.win.version.version == "1"
     assert served.current.win.training_window is not None and served.current.win.training_window.rows > 0
@@ -194,7 +217,7 @@ def test_requests_in_flight_across_a_promotion_all_succeed(reload_store: ReloadS
         second = run_training(TINY, setup.paths, *demo_ecosystem(TINY.ecosystem, setup.paths)).version
         # The new bundle learned the first event (as `partnermatch retrain` tags it), not the later ones.
         MlflowClient().set_model_version_tag(REGISTERED_WIN_MODEL, second.version, FEEDBACK_SEQUENCE_TAG, str(learned))
-        mark_version(setup.paths, REGISTERED_WIN_MODEL, second.version, promoted=True)
+        mark_version(setup.paths, REGISTERED_WIN_MODEL, second.version, True, "test: promoted", {})
         answered_before = len(versions)
         before, after = served.reload()  # loads version 2 while version 1 keeps answering
         swapped_at = len(versions)
@@ -204,6 +227,11 @@ def test_requests_in_flight_across_a_promotion_all_succeed(reload_store: ReloadS
         for future in clients:
             future.result()
 
+    feedback_events = setup.store.latest_seq()
+    print(
+        f"reload under load: {len(versions)} routes ({answered_before} before the reload started, "
+        f"{swapped_at} when it ended), {feedback_events} feedback events, {len(failures)} failures"
+    )
     assert failures == []
     assert (before.win.version.version, after.win.version.version) == ("1", "2")
     assert model_changes(before.slots(), after.slots()) == [
@@ -215,11 +243,23 @@ def test_requests_in_flight_across_a_promotion_all_succeed(reload_store: ReloadS
     # The new champion holds the feedback its bundle lacks (every event after `learned`), no more.
     old_live, new_live = before.win.model, after.win.model
     assert (old_live.applied_after, new_live.applied_after) == (0, learned)
-    latest = setup.store.latest_seq()
-    assert latest > 2
+    assert feedback_events > 2
     assert old_live.current().context.history_end == (now - timedelta(minutes=1)).replace(tzinfo=None)
     assert new_live.current().context.history_end == (now - timedelta(minutes=2)).replace(tzinfo=None)
     assert new_live.current().context.history_end > new_live.base.context.history_end
+
+    # Shadow mode on, version 1 as challenger, then promoted back: the shadow's router becomes the
+    # champion's as it is (loaded and live already), not a second load.
+    monkeypatch.setenv("PARTNERMATCH_SHADOW", CHALLENGER)
+    mark_version(setup.paths, REGISTERED_WIN_MODEL, "1", False, "test: challenger", {})
+    _, shadowed = served.reload()
+    assert shadowed.win is after.win
+    assert shadowed.shadow is not None and shadowed.shadow.version.version == "1"
+    assert shadowed.shadow.model.live.applied_after == 0
+    mark_version(setup.paths, REGISTERED_WIN_MODEL, "1", True, "test: promoted back", {})
+    _, promoted = served.reload()
+    assert promoted.win.version.version == "1"
+    assert promoted.win.model is shadowed.shadow.model.live
 
 
 def test_models_lists_every_served_model_with_its_window_and_drift(client: Any) -> None:
@@ -230,7 +270,7 @@ def test_models_lists_every_served_model_with_its_window_and_drift(client: Any) 
     listed = {(model["name"], model["alias"]): model for model in body["models"]}
     assert set(listed) == {
         (REGISTERED_WIN_MODEL, CHAMPION),
-        (REGISTERED_WIN_MODEL, "challenger"),  # the shadow
+        (REGISTERED_WIN_MODEL, CHALLENGER),  # the shadow
         (REGISTERED_TEAM_MODEL, CHAMPION),
         (REGISTERED_IPP_MODEL, CHAMPION),
         (REGISTERED_SENTIMENT_MODEL, CHAMPION),
