@@ -188,16 +188,16 @@ def test_requests_in_flight_across_a_promotion_all_succeed(
     learned = _engagement(setup, served, 0, now - timedelta(minutes=1))
     _engagement(setup, served, 1, now - timedelta(minutes=2))
 
-    versions: list[str] = []
+    answers: list[tuple[int, str]] = []  # (client, model version), in the order they came back
     failures: list[BaseException] = []
     stop = threading.Event()
 
-    def client() -> None:
+    def client(number: int) -> None:
         index = 0
         while not stop.is_set():
             try:  # one read of the served models per request, as the service does
                 router = served.current.win.model.current()
-                versions.append(router.route(setup.requests[index % len(setup.requests)]).model.version)
+                answers.append((number, router.route(setup.requests[index % len(setup.requests)]).model.version))
             except BaseException as error:  # any failure fails the test below
                 failures.append(error)
             index += 1
@@ -213,20 +213,21 @@ def test_requests_in_flight_across_a_promotion_all_succeed(
             stop.wait(0.5)
 
     with ThreadPoolExecutor(max_workers=4) as pool:
-        clients = [pool.submit(client) for _ in range(3)] + [pool.submit(feedback)]
+        clients = [pool.submit(client, number) for number in range(3)] + [pool.submit(feedback)]
         second = run_training(TINY, setup.paths, *demo_ecosystem(TINY.ecosystem, setup.paths)).version
         # The new bundle learned the first event (as `partnermatch retrain` tags it), not the later ones.
         MlflowClient().set_model_version_tag(REGISTERED_WIN_MODEL, second.version, FEEDBACK_SEQUENCE_TAG, str(learned))
         mark_version(setup.paths, REGISTERED_WIN_MODEL, second.version, True, "test: promoted", {})
-        answered_before = len(versions)
+        answered_before = len(answers)
         before, after = served.reload()  # loads version 2 while version 1 keeps answering
-        swapped_at = len(versions)
-        while len(versions) < swapped_at + 40:
+        swapped_at = len(answers)
+        while len(answers) < swapped_at + 40:
             stop.wait(0.05)
         stop.set()
         for future in clients:
             future.result()
 
+    versions = [version for _, version in answers]
     feedback_events = setup.store.latest_seq()
     print(
         f"reload under load: {len(versions)} routes ({answered_before} before the reload started, "
@@ -239,7 +240,9 @@ def test_requests_in_flight_across_a_promotion_all_succeed(
     ]
     assert answered_before > 0 and versions[0] == "1" and versions[-1] == "2"
     assert "2" not in versions[:answered_before]
-    assert set(versions[swapped_at + 3 :]) == {"2"}  # at most one old answer per client after the swap
+    # Once the swap was done, each client finished at most the one request it had started on the old model.
+    late_old = [number for number, version in answers[swapped_at:] if version == "1"]
+    assert len(late_old) == len(set(late_old)) <= 3
     # The new champion holds the feedback its bundle lacks (every event after `learned`), no more.
     old_live, new_live = before.win.model, after.win.model
     assert (old_live.applied_after, new_live.applied_after) == (0, learned)
