@@ -8,7 +8,7 @@ SHARED_DATA ?= ../shared/data
 OUT ?= bench-results
 
 .DEFAULT_GOAL := help
-.PHONY: help install serve test browser fuzz lint unit generate train simulate evaluate-leads evaluate-olist evaluate-maven evaluate-sentiment train-sentiment bench-train bench-generate bench-route bench-sentiment train-ipp evaluate-lookalike bench-ipp clean
+.PHONY: help install serve test browser fuzz lint unit generate train simulate evaluate-leads evaluate-olist evaluate-maven evaluate-sentiment train-sentiment bench-train bench-generate bench-route drift bench-sentiment train-ipp evaluate-lookalike bench-ipp clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -83,6 +83,9 @@ bench-train: install ## partnermatch bench train (1M rows)
 
 bench-generate: install ## partnermatch bench generate (100k partners, 1M rows)
 	$(PM) bench generate --json $(OUT)/bench-generate.json
+
+drift: install ## partnermatch drift: PSI of recent decisions vs the champion's training window (HTML + MLflow)
+	$(PM) drift --json $(OUT)/drift.json --html $(OUT)/drift.html
 
 bench-route: install ## partnermatch bench route: the HTTP service at 100k partners vs brute force
 	$(PM) bench route --partners 100000 --requests 1000 --json $(OUT)/bench-route-100k.json

@@ -25,6 +25,7 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 
@@ -160,13 +161,7 @@ def version_by_alias(paths: Paths, model_name: str, alias: str) -> RegisteredVer
         if alias not in model.aliases:
             return None
         found = client.get_model_version(model_name, str(model.aliases[alias]))
-    return RegisteredVersion(
-        name=model_name,
-        version=str(found.version),
-        run_id=str(found.run_id),
-        aliases=tuple(found.aliases),
-        tags=dict(found.tags),
-    )
+    return _registered(model_name, found)
 
 
 def run_params(paths: Paths, run_id: str) -> dict[str, str]:
@@ -206,3 +201,28 @@ def local_bundle(paths: Paths, version: RegisteredVersion) -> Path:
                 raise
             # else another process published it first; its copy is as good
     return final / "artifacts" / BUNDLE_ARTIFACT
+
+
+def registered_version(paths: Paths, model_name: str, version: str) -> RegisteredVersion | None:
+    """Version `version` of `model_name` with its current aliases and tags; None when it does not exist.
+
+    Raises RegistryError naming the store when the registry cannot be read.
+    """
+    with store_errors(paths, "read"):
+        try:
+            found = connect(paths).get_model_version(model_name, version)
+        except MlflowException as error:
+            if _not_found(error):
+                return None
+            raise
+    return _registered(model_name, found)
+
+
+def _registered(model_name: str, found: ModelVersion) -> RegisteredVersion:
+    return RegisteredVersion(
+        name=model_name,
+        version=str(found.version),
+        run_id=str(found.run_id),
+        aliases=tuple(found.aliases),
+        tags=dict(found.tags),
+    )

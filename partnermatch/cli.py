@@ -461,6 +461,35 @@ def route(
     _emit(response.model_dump(mode="json"), json_path)
 
 
+@app.command()
+def drift(
+    html_path: Annotated[Path, typer.Option("--html", help="Write the HTML report (table + bars) here.")],
+    model: Annotated[str, typer.Option(help="The model whose champion is compared: win.")] = "win",
+    limit: Annotated[int, typer.Option(min=1, help="Latest logged decisions compared.")] = 5000,
+    json_path: JsonOption = None,
+) -> None:
+    """PSI per feature and of the win probability: the champion's training window vs recent decisions.
+
+    Logged to MLflow (run `drift-win`, the HTML as an artifact) and on the model version (GET /models).
+    """
+    from models.drift import html_report
+    from models.registry import Paths
+    from serving.drift import champion_drift
+    from training.tracking import log_drift
+
+    if model != "win":
+        raise typer.BadParameter(f"drift is computed for the win model only, not {model!r}", param_hint="--model")
+    paths = Paths.from_environment()
+    with _user_errors(), show_progress(console) as progress:
+        version, report = champion_drift(paths, limit, progress)
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(html_report(report, f"Drift of {version.name} v{version.version}"))
+        log_drift(paths, version.name, version.version, report.as_json(), html_path)
+    summary = f"drift {report.status} (PSI max {report.psi_max:.3f})"
+    console.print(f"{version.name} v{version.version}: {summary}; wrote {html_path}")
+    _emit({"model": f"{version.name} v{version.version}", **report.as_json()}, json_path)
+
+
 @bench_app.command("route")
 def bench_route(
     partners: Annotated[int, typer.Option(min=100, help="Partners in the benchmark ecosystem.")] = 100000,

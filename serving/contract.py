@@ -40,6 +40,8 @@ from serving.schemas import (
     ErrorResponse,
     FeedbackRequest,
     FeedbackResponse,
+    ModelsResponse,
+    ReloadResponse,
     RouteRequest,
     RouteResponse,
 )
@@ -148,6 +150,8 @@ def api_document(
             (AtRiskResponse, "serialization"),
             (PartnerTrends, "serialization"),
             (CohortsResponse, "serialization"),
+            (ModelsResponse, "serialization"),
+            (ReloadResponse, "serialization"),
         ],
         ref_template=REF,
     )

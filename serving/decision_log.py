@@ -107,6 +107,12 @@ class DecisionLog:
         with self._engine.connect() as connection:
             return int(connection.execute(sa.select(sa.func.count()).select_from(DECISIONS)).scalar_one())
 
+    def recent(self, limit: int) -> list[LoggedDecision]:
+        """The latest `limit` decisions (limit >= 1), newest first."""
+        query = sa.select(DECISIONS).order_by(DECISIONS.c.logged_at.desc()).limit(limit)
+        with self._engine.connect() as connection:
+            return [_logged(row) for row in connection.execute(query)]
+
     def close(self) -> None:
         """Close the connections; the object is unusable afterwards."""
         self._engine.dispose()

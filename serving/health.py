@@ -1,6 +1,7 @@
-"""Pure stages of the sentiment, partner-health and KPI endpoints (no bentoml): load the registered
-models (absent is not an error: the endpoint answers 503 naming the command that trains one), turn
-model outputs into response bodies, map domain errors to statuses."""
+"""Pure stages of the sentiment, partner-health and KPI endpoints (no bentoml): load a registered
+version of each model (`serving.service.load_served` finds which; absent is not an error: the endpoint
+answers 503 naming the command that trains one), turn model outputs into response bodies, map domain
+errors to statuses."""
 
 from __future__ import annotations
 
@@ -15,11 +16,9 @@ from features.sentiment_data import SENTIMENT_CLASSES
 from models.health import HISTORY_SERIES, HealthModel, PartnerHealth, UnknownPartnersError
 from models.registry import (
     CHAMPION,
-    REGISTERED_HEALTH_MODEL,
-    REGISTERED_SENTIMENT_MODEL,
     Paths,
+    RegisteredVersion,
     local_bundle,
-    version_by_alias,
 )
 from models.sentiment import SentimentModel, read_manifest
 from serving.health_schemas import (
@@ -55,14 +54,10 @@ class LoadedHealth:
     served: ServedModel
 
 
-def load_sentiment(paths: Paths) -> LoadedSentiment | None:
-    """`partnermatch-sentiment@champion` with an uncached encoder (each text is new), or None when
-    none is registered. RegistryError when the registry cannot be read."""
+def sentiment_of(paths: Paths, version: RegisteredVersion) -> LoadedSentiment:
+    """One registered sentiment version with an uncached encoder (each text is new)."""
     from features.embed import CachedEncoder, make_encoder
 
-    version = version_by_alias(paths, REGISTERED_SENTIMENT_MODEL, CHAMPION)
-    if version is None:
-        return None
     directory = local_bundle(paths, version)
     encoder = make_encoder(read_manifest(directory)["encoder"], paths.cache_dir, threads=SENTIMENT_ENCODER_THREADS)
     uncached = encoder.inner if isinstance(encoder, CachedEncoder) else encoder
@@ -71,11 +66,8 @@ def load_sentiment(paths: Paths) -> LoadedSentiment | None:
     )
 
 
-def load_health(paths: Paths) -> LoadedHealth | None:
-    """`partnermatch-health@champion`, or None when none is registered."""
-    version = version_by_alias(paths, REGISTERED_HEALTH_MODEL, CHAMPION)
-    if version is None:
-        return None
+def health_of(paths: Paths, version: RegisteredVersion) -> LoadedHealth:
+    """One registered partner-health version."""
     return LoadedHealth(
         HealthModel.load(local_bundle(paths, version)), ServedModel(name=version.name, version=version.version)
     )

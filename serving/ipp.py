@@ -18,7 +18,7 @@ from features.pairs import FeatureError
 from features.prospects import Prospect, prospect_from_fields
 from features.schema import PRODUCTS, REGIONS
 from models.ipp import IppModel, ProspectScore, WhiteSpaceCell, score_in_batches
-from models.registry import CHAMPION, REGISTERED_IPP_MODEL, Paths, local_bundle, version_by_alias
+from models.registry import CHAMPION, REGISTERED_IPP_MODEL, Paths, RegisteredVersion, local_bundle, version_by_alias
 from serving.ipp_schemas import (
     CellProspect,
     EvidenceOut,
@@ -135,12 +135,15 @@ class IppScorer:
 
 
 def load_ipp_scorer(paths: Paths, make_encoder: Callable[[str], Encoder]) -> IppScorer | None:
-    """The registered IPP champion with its encoder (`make_encoder(name)`), warmed up; None when no
-    champion is registered. `models.registry.RegistryError` when the registry cannot be read,
-    ValueError when the champion's files are no IPP model."""
+    """The registered IPP champion (see `ipp_scorer_of`); None when no champion is registered.
+    `models.registry.RegistryError` when the registry cannot be read."""
     version = version_by_alias(paths, REGISTERED_IPP_MODEL, CHAMPION)
-    if version is None:
-        return None
+    return None if version is None else ipp_scorer_of(paths, version, make_encoder)
+
+
+def ipp_scorer_of(paths: Paths, version: RegisteredVersion, make_encoder: Callable[[str], Encoder]) -> IppScorer:
+    """One registered IPP version with its encoder (`make_encoder(name)`), warmed up. ValueError when
+    the version's files are no IPP model."""
     model = IppModel.load(local_bundle(paths, version))
     scorer = IppScorer(
         model=model,

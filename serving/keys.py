@@ -41,6 +41,7 @@ class Scope(StrEnum):
     IPP = "ipp"  # POST /ipp_fit, GET /white_space: ideal-partner fit and white space for recruiters
     SENTIMENT = "sentiment"  # POST /sentiment
     HEALTH = "health"  # POST /partner_health, GET /partners/{id}/kpis
+    READ_MODELS = "read_models"  # GET /models
     ADMIN = "admin"  # every scope
     FEEDBACK = "feedback"  # POST /feedback
 

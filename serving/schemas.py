@@ -301,3 +301,58 @@ class FeedbackResponse(BaseModel):
     accepted_at: datetime = Field(description="When the event was first accepted (UTC).")
     replayed: bool = Field(description="True when this event id had already been accepted with this body.")
     model: ModelInfo = Field(description="The model serving when the event was accepted.")
+
+
+class TrainingWindow(BaseModel):
+    """The deals a model was fitted on (its drift reference)."""
+
+    start: str = Field(description="ISO time of the first training deal.")
+    end: str = Field(description="ISO time of the last training deal.")
+    rows: int = Field(ge=0, description="Training (deal, partner) rows.")
+
+
+class DriftStatus(BaseModel):
+    """The last drift computed for a model version (`partnermatch drift`)."""
+
+    status: Literal["ok", "warn", "alert", "unknown"] = Field(
+        description="ok: PSI max < warn; warn: < alert; alert: >= alert; unknown: never computed."
+    )
+    psi_max: float | None = Field(default=None, ge=0, description="Largest PSI over features and prediction.")
+    warn: float = Field(description="PSI threshold of warn.")
+    alert: float = Field(description="PSI threshold of alert.")
+
+
+class ModelStatus(BaseModel):
+    """A registered model version this service has loaded."""
+
+    name: str
+    version: str
+    alias: str = Field(description="The registry alias it was loaded by, e.g. `champion`.")
+    encoder: str | None = Field(description="The text encoder it embeds with; None for a model without one.")
+    training_window: TrainingWindow | None = Field(description="None for a bundle without a drift reference.")
+    drift: DriftStatus
+
+
+class ModelsResponse(BaseModel):
+    """Every registered model the service loaded; `model` is the one that answers routing requests."""
+
+    model: ModelInfo
+    models: list[ModelStatus]
+
+
+class ModelChange(BaseModel):
+    """A model a reload swapped: the version served before and the one served now."""
+
+    name: str
+    alias: str
+    previous_version: str | None = Field(description="None: no version was loaded before.")
+    version: str | None = Field(description="None: the alias names no version any more (its endpoints answer 503).")
+
+
+class ReloadResponse(BaseModel):
+    """The result of a reload: `model` now answers routing requests; `changes` lists every model
+    swapped (empty when no alias had moved)."""
+
+    model: ModelInfo
+    reloaded: bool = Field(description="True when at least one model was swapped.")
+    changes: list[ModelChange]

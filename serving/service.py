@@ -24,6 +24,12 @@ locked) answers 503 with `Retry-After`, never 500.
 Shadow mode (`PARTNERMATCH_SHADOW=challenger`, `serving.shadow`): the challenger also routes each
 new decision and its answer is logged beside the champion's.
 
+Hot reload (`serving.reload`): every model (win champion and its live features, shadow, team, IPP,
+sentiment, health) is held in one `ServedModels` value that a reload replaces atomically; the
+aliases are polled every `PARTNERMATCH_RELOAD_SECONDS` (30; 0 off) or checked at once by
+`POST /admin/reload` (scope `admin`, in the worker it reaches). `GET /models` (scope `read_models`)
+lists each loaded model with its version, training window and drift status.
+
 Errors all have the one shape of `serving.errors` (statuses listed in `ERROR_STATUSES`).
 """
 
@@ -36,6 +42,7 @@ import os
 import sys
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -59,11 +66,15 @@ from models.registry import (
     CHAMPION,
     FEEDBACK_SEQUENCE_TAG,
     REGISTERED_HEALTH_MODEL,
+    REGISTERED_IPP_MODEL,
     REGISTERED_SENTIMENT_MODEL,
     REGISTERED_TEAM_MODEL,
     REGISTERED_WIN_MODEL,
     Paths,
+    RegisteredVersion,
+    RegistryError,
     local_bundle,
+    one_line,
     version_by_alias,
 )
 from models.solver import SolverError
@@ -77,14 +88,16 @@ from serving.feedback_store import FeedbackStore
 from serving.health import (
     TRAIN_HEALTH,
     TRAIN_SENTIMENT,
+    LoadedHealth,
+    LoadedSentiment,
     at_risk_response,
     cohorts_response,
+    health_of,
     health_response,
     health_status,
     kpi_response,
-    load_health,
-    load_sentiment,
     missing_model_reason,
+    sentiment_of,
     sentiment_response,
     sentiment_rows,
     trends_response,
@@ -101,10 +114,12 @@ from serving.health_schemas import (
     SentimentResponse,
 )
 from serving.idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, decide_once, record_decision, retry_claim
-from serving.ipp import MISSING_MODEL_REASON, IppScorer, load_ipp_scorer
+from serving.ipp import MISSING_MODEL_REASON, IppScorer, ipp_scorer_of
 from serving.ipp_schemas import IppFitRequest, IppFitResponse, ProspectIn, WhiteSpaceResponse
 from serving.keys import AccessPolicy, KeyStore, Scope
+from serving.models import model_changes, model_statuses
 from serving.prospect_lists import ProspectListStore, prospect_lists_beside
+from serving.reload import HotSwap, Loaded, loaded, refreshed, reload_seconds, same_version
 from serving.routing import Router, RoutingSettings, shared_routing_state, state_directory
 from serving.routing.state import RoutingState
 from serving.schemas import (
@@ -114,7 +129,9 @@ from serving.schemas import (
     FeedbackRequest,
     FeedbackResponse,
     ModelInfo,
+    ModelsResponse,
     OutcomeIn,
+    ReloadResponse,
     RouteOptions,
     RouteRequest,
     RouteResponse,
@@ -162,10 +179,9 @@ def legacy_feedback_path(paths: Paths) -> Path:
     return Path(os.environ.get(FEEDBACK_STORE_ENV) or decision_log_path(paths).parent / "feedback.sqlite")
 
 
-def feedback_applied(paths: Paths) -> int:
-    """The feedback sequence number the champion's history already holds (0: none)."""
-    champion = version_by_alias(paths, REGISTERED_WIN_MODEL, CHAMPION)
-    return int(champion.tags.get(FEEDBACK_SEQUENCE_TAG, 0)) if champion is not None else 0
+def feedback_applied(version: RegisteredVersion) -> int:
+    """The feedback sequence number a win model version's history already holds (0: none)."""
+    return int(version.tags.get(FEEDBACK_SEQUENCE_TAG, 0))
 
 
 def key_store_beside(decision_log: Path) -> Path:
@@ -242,13 +258,18 @@ def load_router(
             f"no {model_name}@{alias} is registered in {paths.tracking_uri}: "
             "run `partnermatch serve` (trains one on the demo ecosystem) or `partnermatch train`"
         )
-    progress.step(f"loading {model_name} v{champion.version}")
+    return load_router_of(paths, champion, progress)
+
+
+def load_router_of(paths: Paths, champion: RegisteredVersion, progress: Progress = SILENT) -> Router:
+    """A Router over one registered version (win or team bundle; see `load_router`)."""
+    progress.step(f"loading {champion.name} v{champion.version}")
     bundle_dir = local_bundle(paths, champion)
     bundle = ModelBundle.load(bundle_dir, with_history=False)
     index = PartnerIndex.load(bundle_dir / INDEX_DIR, mmap=True)
     set_search_threads(1)  # one query at a time: more OpenMP threads only add overhead
     encoder = _serving_encoder(bundle.manifest.encoder, paths.cache_dir)
-    model_info = ModelInfo(name=model_name, version=champion.version, encoder=bundle.manifest.encoder)
+    model_info = ModelInfo(name=champion.name, version=champion.version, encoder=bundle.manifest.encoder)
     settings = RoutingSettings()
 
     def build() -> RoutingState:
@@ -273,20 +294,10 @@ def load_router(
     )
 
 
-def load_shadow(paths: Paths, store: FeedbackStore, decisions: DecisionLog) -> Shadow | None:
-    """The shadow model `PARTNERMATCH_SHADOW` names (`serving.shadow`), with live features from
-    `store`; None when shadow mode is off or no such version is registered (logged)."""
-    alias = shadow_alias()
-    if alias is None:
-        return None
-    version = version_by_alias(paths, REGISTERED_WIN_MODEL, alias)
-    if version is None:
-        logger.warning(
-            "%s=%s but no %s@%s is registered: serving without a shadow", SHADOW_ENV, alias, REGISTERED_WIN_MODEL, alias
-        )
-        return None
-    applied = int(version.tags.get(FEEDBACK_SEQUENCE_TAG, 0))
-    return Shadow(LiveRouter(load_router(paths, alias=alias), store, applied), decisions)
+def live_router_of(paths: Paths, version: RegisteredVersion, store: FeedbackStore) -> LiveRouter:
+    """A win model version's Router with the feedback its history does not hold yet layered on
+    (`serving.feedback.LiveRouter`: built here, so a reload swaps in a router that is already live)."""
+    return LiveRouter(load_router_of(paths, version), store, feedback_applied(version))
 
 
 def serve_command(host: str, port: int) -> list[str]:
@@ -349,8 +360,135 @@ def load_team_assembler(paths: Paths, progress: Progress = SILENT) -> TeamAssemb
             f"no {REGISTERED_TEAM_MODEL}@{CHAMPION} is registered in {paths.tracking_uri}: "
             f"run `{TEAM_TRAINING_COMMAND}`"
         )
-    router = load_router(paths, progress, model_name=REGISTERED_TEAM_MODEL)
-    return TeamAssembler.from_bundle(router.state, local_bundle(paths, champion))
+    return team_assembler_of(paths, champion, progress)
+
+
+def team_assembler_of(paths: Paths, version: RegisteredVersion, progress: Progress = SILENT) -> TeamAssembler:
+    """The team assembler over one registered version of `partnermatch-team`."""
+    return TeamAssembler.from_bundle(load_router_of(paths, version, progress).state, local_bundle(paths, version))
+
+
+@dataclass(frozen=True)
+class ServedModels:
+    """Every model a request may use, replaced as one value by a reload (`serving.reload.HotSwap`).
+    None: no version is registered (or, for `teams`, served: `teams_missing` says why)."""
+
+    win: Loaded[LiveRouter]
+    shadow_alias: str | None  # the alias `PARTNERMATCH_SHADOW` names; None: shadow mode is off
+    shadow: Loaded[Shadow] | None
+    teams: Loaded[TeamAssembler] | None
+    teams_missing: str
+    ipp: Loaded[IppScorer] | None
+    sentiment: Loaded[LoadedSentiment] | None
+    health: Loaded[LoadedHealth] | None
+
+    @property
+    def router(self) -> Router:
+        """The win champion's Router without live features (batch, why-not, the contract's vocabulary)."""
+        return self.win.model.base
+
+    def slots(self) -> dict[tuple[str, str], Loaded[Any] | None]:
+        """(registered model name, alias) -> what is loaded for it, win first."""
+        shadow = {} if self.shadow_alias is None else {(REGISTERED_WIN_MODEL, self.shadow_alias): self.shadow}
+        return {
+            (REGISTERED_WIN_MODEL, CHAMPION): self.win,
+            **shadow,
+            (REGISTERED_TEAM_MODEL, CHAMPION): self.teams,
+            (REGISTERED_IPP_MODEL, CHAMPION): self.ipp,
+            (REGISTERED_SENTIMENT_MODEL, CHAMPION): self.sentiment,
+            (REGISTERED_HEALTH_MODEL, CHAMPION): self.health,
+        }
+
+    def loaded(self) -> list[Loaded[Any]]:
+        """The models loaded, win first."""
+        return [model for model in self.slots().values() if model is not None]
+
+
+def load_served(
+    paths: Paths, store: FeedbackStore, decisions: DecisionLog, previous: ServedModels | None = None
+) -> ServedModels:
+    """The models the registry's aliases name now; from `previous`, whatever has not changed is kept
+    as it is and only the rest is loaded (a new win or shadow version gets the live feedback its
+    history lacks before it is returned). Raises ValueError when no win champion is registered,
+    RegistryError when the registry cannot be read, and what a model's loading raises."""
+
+    live_routers = [] if previous is None else [(previous.win.version, previous.win.model)]
+    if previous is not None and previous.shadow is not None:
+        live_routers.append((previous.shadow.version, previous.shadow.model.live))
+
+    def live_of(version: RegisteredVersion) -> LiveRouter:
+        # A shadow promoted to champion (or the reverse) is loaded and live already.
+        for loaded_version, router in live_routers:
+            if same_version(loaded_version, version):
+                return router
+        return live_router_of(paths, version, store)
+
+    def live(version: RegisteredVersion) -> Loaded[LiveRouter]:
+        router = live_of(version)
+        return loaded(paths, version, CHAMPION, router, router.base.model_info.encoder)
+
+    def shadow_of(alias: str) -> Callable[[RegisteredVersion], Loaded[Shadow]]:
+        def load(version: RegisteredVersion) -> Loaded[Shadow]:
+            router = live_of(version)
+            return loaded(paths, version, alias, Shadow(router, decisions), router.base.model_info.encoder)
+
+        return load
+
+    def teams(version: RegisteredVersion) -> Loaded[TeamAssembler]:
+        assembler = team_assembler_of(paths, version)
+        return loaded(paths, version, CHAMPION, assembler, assembler.model_info.encoder)
+
+    def sentiment(version: RegisteredVersion) -> Loaded[LoadedSentiment]:
+        model = sentiment_of(paths, version)
+        return loaded(paths, version, CHAMPION, model, model.model.encoder_name)
+
+    def health(version: RegisteredVersion) -> Loaded[LoadedHealth]:
+        return loaded(paths, version, CHAMPION, health_of(paths, version), None)
+
+    def champion(model_name: str) -> RegisteredVersion | None:
+        return version_by_alias(paths, model_name, CHAMPION)
+
+    win = refreshed(previous.win if previous else None, champion(REGISTERED_WIN_MODEL), live)
+    if win is None:
+        raise ValueError(
+            f"no {REGISTERED_WIN_MODEL}@{CHAMPION} is registered in {paths.tracking_uri}: "
+            "run `partnermatch serve` (trains one on the demo ecosystem) or `partnermatch train`"
+        )
+    router = win.model.base
+
+    def ipp_encoder(name: str) -> Encoder:
+        # The router's encoder when it is the one asked for: one copy in memory.
+        return router.encoder if router.encoder.name == name else _serving_encoder(name, paths.cache_dir)
+
+    def ipp(version: RegisteredVersion) -> Loaded[IppScorer]:
+        scorer = ipp_scorer_of(paths, version, ipp_encoder)
+        return loaded(paths, version, CHAMPION, scorer, scorer.model_info.encoder)
+
+    alias = shadow_alias()
+    shadow = None
+    if alias is not None:
+        challenger = version_by_alias(paths, REGISTERED_WIN_MODEL, alias)
+        shadow = refreshed(previous.shadow if previous else None, challenger, shadow_of(alias))
+        if shadow is None and (previous is None or previous.shadow is not None):
+            logger.warning(
+                "%s=%s but no %s@%s is registered: no shadow", SHADOW_ENV, alias, REGISTERED_WIN_MODEL, alias
+            )
+    served_teams, teams_missing = None, f"the team model is not served ({SERVE_TEAMS_ENV}=0)"
+    if os.environ.get(SERVE_TEAMS_ENV, "1") != "0":
+        teams_missing = f"no {REGISTERED_TEAM_MODEL}@{CHAMPION} is registered: run `{TEAM_TRAINING_COMMAND}`"
+        served_teams = refreshed(previous.teams if previous else None, champion(REGISTERED_TEAM_MODEL), teams)
+        if served_teams is None and (previous is None or previous.teams is not None):
+            logger.warning("POST /team answers 503: %s", teams_missing)
+    return ServedModels(
+        win=win,
+        shadow_alias=alias,
+        shadow=shadow,
+        teams=served_teams,
+        teams_missing=teams_missing,
+        ipp=refreshed(previous.ipp if previous else None, champion(REGISTERED_IPP_MODEL), ipp),
+        sentiment=refreshed(previous.sentiment if previous else None, champion(REGISTERED_SENTIMENT_MODEL), sentiment),
+        health=refreshed(previous.health if previous else None, champion(REGISTERED_HEALTH_MODEL), health),
+    )
 
 
 def _json_object(path: Path) -> dict[str, Any]:
@@ -427,6 +565,8 @@ OPERATIONS = (
     Operation("/partners/at_risk", "get", "AtRiskResponse", _ALWAYS, Scope.HEALTH),
     Operation("/partners/cohorts", "get", "CohortsResponse", _ALWAYS, Scope.HEALTH),
     Operation("/partners/{partner_id}/trends", "get", "PartnerTrends", (*_ALWAYS, 404), Scope.HEALTH),
+    Operation("/models", "get", "ModelsResponse", _ALWAYS, Scope.READ_MODELS),
+    Operation("/admin/reload", "post", "ReloadResponse", _ALWAYS, Scope.ADMIN),
 )
 # Reached only by the service itself (`serving.asgi.internal_token`): the adaptive batch of /sentiment.
 SENTIMENT_BATCH_ROUTE = "/sentiment/batch"
@@ -447,6 +587,8 @@ ACCESS = AccessPolicy(
         ("/sentiment", Scope.SENTIMENT),
         ("/partner_health", Scope.HEALTH),
         ("/partners", Scope.HEALTH),
+        ("/models", Scope.READ_MODELS),
+        ("/admin", Scope.ADMIN),
     ),
 )
 
@@ -493,62 +635,56 @@ def _answer(ctx: bentoml.Context, status: int, body: bytes, headers: dict[str, s
 
 
 decisions_app = FastAPI(title="decisions")
-# GET /white_space; mounted at the root, BentoML's mount answers only the paths of its routes.
-ipp_app = FastAPI(title="ipp", docs_url=None, redoc_url=None, openapi_url=None)
+# GET /white_space and GET /models; mounted at the root (a mount at /models would answer only the paths
+# below it), BentoML's mount answers only the paths of its routes.
+root_app = FastAPI(title="root", docs_url=None, redoc_url=None, openapi_url=None)
 partners_app = FastAPI(title="partners")
+admin_app = FastAPI(title="admin", docs_url=None, redoc_url=None, openapi_url=None)
 
 
+@bentoml.asgi_app(admin_app, path="/admin")
 @bentoml.asgi_app(partners_app, path="/partners")
 @bentoml.asgi_app(decisions_app, path="/decisions")
-@bentoml.asgi_app(ipp_app, path="/")
+@bentoml.asgi_app(root_app, path="/")
 @bentoml.service(name=SERVICE_NAME, service_class=ContractService, workers=1, traffic={"timeout": 60})
 class PartnerMatch:
     """Partner routing: the champion win model over a FAISS partner index, with a decision log."""
 
     def __init__(self) -> None:
         paths = Paths.from_environment()
-        self.router = load_router(paths)
+        self.paths = paths
         self.decisions = DecisionLog(_service_database())
         self.feedback_store = FeedbackStore(_service_database())
-        self.live = LiveRouter(self.router, self.feedback_store, feedback_applied(paths))
-        self.shadow = load_shadow(paths, self.feedback_store, self.decisions)
-
-        def ipp_encoder(name: str) -> Encoder:
-            # The router's encoder when it is the one asked for: one copy in memory.
-            return self.router.encoder if self.router.encoder.name == name else _serving_encoder(name, paths.cache_dir)
-
-        self.ipp: IppScorer | None = load_ipp_scorer(paths, ipp_encoder)
+        self.models = HotSwap(lambda previous: load_served(paths, self.feedback_store, self.decisions, previous))
+        self.models.poll_every(reload_seconds())
         self.prospect_lists = ProspectListStore(sqlite_url(prospect_lists_beside(decision_log_path(paths))))
-        self.teams: TeamAssembler | None = None
-        self.teams_missing = f"the team model is not served ({SERVE_TEAMS_ENV}=0)"
-        if os.environ.get(SERVE_TEAMS_ENV, "1") != "0":
-            try:
-                self.teams = load_team_assembler(paths)
-            except ModelNotRegisteredError as error:
-                logger.warning("POST /team answers 503: %s", error)
-                self.teams_missing = str(error)
-        self.sentiment_model = load_sentiment(paths)
-        self.health_model = load_health(paths)
         self._own_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
+
+    @property
+    def router(self) -> Router:
+        """The current win champion's Router (no live features): read it once per request."""
+        return self.models.current.router
 
     @bentoml.api(route="/route", input_spec=RouteRequest, output_spec=RouteResponse)
     def route(self, deal: DealIn, options: RouteOptions, ctx: bentoml.Context) -> Response:
         """Rank partners for a deal: calibrated win probabilities, reasons, constraints, channel conflict."""
         request = RouteRequest(deal=deal, options=options)
-        version = self.router.model_info.version
+        models = self.models.current  # this request's models, even if a reload swaps others in meanwhile
+        live = models.win.model.current()
+        version = live.model_info.version
         try:
             owner = caller(ctx.request.scope).key_id
             retry = retry_claim(owner, ctx.request.headers.get(IDEMPOTENCY_HEADER), request, datetime.now(UTC))
-            decided = decide_once(self.decisions, request, retry, self.live.current().route)
+            decided = decide_once(self.decisions, request, retry, live.route)
         except FeatureError as error:
             return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
         except SQLAlchemyError:
             logger.exception("the database could not be read or written")
             return _answer(ctx, 503, error_json("server", "the database is unavailable", version), RETRY)
-        if self.shadow is not None and not decided.replayed:
-            self.shadow.answer(request, decided.response_json)
+        if models.shadow is not None and not decided.replayed:
+            models.shadow.model.answer(request, decided.response_json)
         headers = {REPLAYED_HEADER: "true"} if decided.replayed else None
         return _answer(ctx, 200, decided.response_json.encode(), headers)
 
@@ -556,9 +692,10 @@ class PartnerMatch:
     def feedback(self, event_id: str, event: OutcomeIn | EngagementIn, ctx: bentoml.Context) -> Response:
         """Record a CRM outcome (won/lost, partner or team) or engagement event; live features count it."""
         request = FeedbackRequest(event_id=event_id, event=event)
-        version = self.router.model_info.version
+        live = self.models.current.win.model
+        version = live.base.model_info.version
         try:
-            accepted = accept_feedback(request, self.feedback_store, self.decisions, self.live, datetime.now(UTC))
+            accepted = accept_feedback(request, self.feedback_store, self.decisions, live, datetime.now(UTC))
         except FeatureError as error:
             return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
         except SQLAlchemyError:
@@ -569,22 +706,23 @@ class PartnerMatch:
     @bentoml.api(route="/team", input_spec=TeamRequest, output_spec=TeamResponse)
     def team(self, deal: DealIn, options: TeamOptions, ctx: bentoml.Context) -> Response:
         """Assemble partner teams covering every product of a deal: members, credit, win probability, reasons."""
-        if self.teams is None:
-            return _answer(ctx, 503, error_json("model", self.teams_missing))
-        teams, request = self.teams, TeamRequest(deal=deal, options=options)
+        models = self.models.current
+        if models.teams is None:
+            return _answer(ctx, 503, error_json("model", models.teams_missing))
+        teams, request = models.teams.model, TeamRequest(deal=deal, options=options)
         return self._pure(ctx, teams.model_info.version, lambda: assemble(teams, request))
 
     @bentoml.api(route="/route/batch", input_spec=BatchRouteRequest, output_spec=BatchRouteResponse)
     def route_batch(self, deals: list[RouteRequest], options: BatchOptions, ctx: bentoml.Context) -> Response:
         """Route many deals at once under partner capacities: global plan vs greedy routing, exposure."""
-        request = BatchRouteRequest(deals=deals, options=options)
-        return self._pure(ctx, self.router.model_info.version, lambda: route_batch(self.router, request))
+        request, router = BatchRouteRequest(deals=deals, options=options), self.router
+        return self._pure(ctx, router.model_info.version, lambda: route_batch(router, request))
 
     @bentoml.api(route="/route/why_not", input_spec=WhyNotRequest, output_spec=WhyNotResponse)
     def why_not(self, deal: DealIn, options: RouteOptions, partner_id: str, ctx: bentoml.Context) -> Response:
         """Why a partner is not in a deal's top k: the constraint that removed it, or the features behind it."""
-        request = WhyNotRequest(deal=deal, options=options, partner_id=partner_id)
-        return self._pure(ctx, self.router.model_info.version, lambda: explain_why_not(self.router, request))
+        request, router = WhyNotRequest(deal=deal, options=options, partner_id=partner_id), self.router
+        return self._pure(ctx, router.model_info.version, lambda: explain_why_not(router, request))
 
     def _pure(self, ctx: bentoml.Context, version: str, handle: Callable[[], BaseModel]) -> Response:
         """Answer with `handle()`'s response, or its domain error in the one error shape."""
@@ -617,14 +755,15 @@ class PartnerMatch:
         """Ideal-partner fit of one prospect or a batch: fit score 0-100, percentile among current partners,
         nearest top performers as evidence, attributes that raise and lower the score, white-space cells
         it would fill, expected days to a first win. `keep: true` keeps the batch for `GET /white_space`."""
-        if self.ipp is None:
+        served = self.models.current.ipp
+        if served is None:
             return _answer(ctx, 503, error_json("model", MISSING_MODEL_REASON))
-        request = IppFitRequest(prospects=prospects, keep=keep)
-        version = self.ipp.model_info.version
+        scorer, request = served.model, IppFitRequest(prospects=prospects, keep=keep)
+        version = scorer.model_info.version
         try:
-            response = self.ipp.fit(request)
+            response = scorer.fit(request)
             if keep:
-                self.prospect_lists.keep(caller(ctx.request.scope).key_id, self.ipp.kept_list(request, response))
+                self.prospect_lists.keep(caller(ctx.request.scope).key_id, scorer.kept_list(request, response))
         except FeatureError as error:
             return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
         except SQLAlchemyError:
@@ -632,19 +771,20 @@ class PartnerMatch:
             return _answer(ctx, 503, error_json("server", "the prospect-list store is unavailable", version), RETRY)
         return _answer(ctx, 200, response.model_dump_json().encode())
 
-    @ipp_app.get("/white_space", response_model=WhiteSpaceResponse)
+    @root_app.get("/white_space", response_model=WhiteSpaceResponse)
     def white_space(self, request: Request) -> WhiteSpaceResponse | Response:
         """White space: product x region cells ranked by unmet demand, each with the profile of the partner
         to recruit there and the caller's kept prospects (`POST /ipp_fit` with `keep: true`) that would fill it."""
-        if self.ipp is None:
+        served = self.models.current.ipp
+        if served is None:
             return Response(error_json("model", MISSING_MODEL_REASON), status_code=503, media_type="application/json")
         try:
             kept = self.prospect_lists.get(caller(request.scope).key_id)
         except SQLAlchemyError:
             logger.exception("the prospect-list store could not be read")
-            body = error_json("server", "the prospect-list store is unavailable", self.ipp.model_info.version)
+            body = error_json("server", "the prospect-list store is unavailable", served.model.model_info.version)
             return Response(body, status_code=503, media_type="application/json", headers=RETRY)
-        return self.ipp.white_space(kept)
+        return served.model.white_space(kept)
 
     @bentoml.api(
         route=SENTIMENT_BATCH_ROUTE,
@@ -655,9 +795,10 @@ class PartnerMatch:
     def sentiment_batch(self, texts: list[str]) -> list[list[float]]:
         """Texts of concurrent /sentiment requests, stacked by BentoML's adaptive batching: per text the
         class probabilities and frustration (`serving.health.sentiment_rows`)."""
-        if self.sentiment_model is None:
+        served = self.models.current.sentiment
+        if served is None:
             raise RuntimeError("sentiment_batch is called only when a sentiment model is loaded")
-        return sentiment_rows(self.sentiment_model.model, texts)
+        return sentiment_rows(served.model.model, texts)
 
     def _own_http(self) -> httpx.AsyncClient:
         """A client of this service's own ASGI app (the one BentoML gives its self-proxy), carrying the
@@ -678,7 +819,8 @@ class PartnerMatch:
     @bentoml.api(route="/sentiment", input_spec=SentimentRequest, output_spec=SentimentResponse)
     async def sentiment(self, texts: list[str], ctx: bentoml.Context) -> Response:
         """Sentiment label, calibrated class probabilities and frustration of each text."""
-        if self.sentiment_model is None:
+        served = self.models.current.sentiment
+        if served is None:
             return _answer(
                 ctx, 503, error_json("model", missing_model_reason(REGISTERED_SENTIMENT_MODEL, TRAIN_SENTIMENT))
             )
@@ -686,20 +828,20 @@ class PartnerMatch:
         answer = await self._own_http().post(SENTIMENT_BATCH_ROUTE, json={"texts": texts})
         answer.raise_for_status()
         rows = answer.json()
-        body = sentiment_response(self.sentiment_model.served, rows).model_dump_json().encode()
+        body = sentiment_response(served.model.served, rows).model_dump_json().encode()
         return _answer(ctx, 200, body)
 
     @bentoml.api(route="/partner_health", input_spec=PartnerHealthRequest, output_spec=PartnerHealthResponse)
     def partner_health(self, partner_ids: list[str], ctx: bentoml.Context) -> Response:
         """Health score, band, 90-day disengagement probability, reasons and trends per partner."""
-        if self.health_model is None:
+        served = self.models.current.health
+        if served is None:
             return _answer(ctx, 503, error_json("model", missing_model_reason(REGISTERED_HEALTH_MODEL, TRAIN_HEALTH)))
+        health = served.model
         try:
-            body = health_response(self.health_model, partner_ids).model_dump_json().encode()
+            body = health_response(health, partner_ids).model_dump_json().encode()
         except UnknownPartnersError as error:
-            return _answer(
-                ctx, health_status(error), error_json(error.field, error.reason, self.health_model.served.version)
-            )
+            return _answer(ctx, health_status(error), error_json(error.field, error.reason, health.served.version))
         return _answer(ctx, 200, body)
 
     def _no_health_model(self) -> Response:
@@ -709,35 +851,61 @@ class PartnerMatch:
     @partners_app.get("/at_risk", response_model=AtRiskResponse)
     def partners_at_risk(self) -> AtRiskResponse | Response:
         """The partners most likely to disengage in the next 90 days, with reasons (the health view)."""
-        return self._no_health_model() if self.health_model is None else at_risk_response(self.health_model)
+        served = self.models.current.health
+        return self._no_health_model() if served is None else at_risk_response(served.model)
 
     @partners_app.get("/cohorts", response_model=CohortsResponse)
     def partner_cohorts(self) -> CohortsResponse | Response:
         """Time to competency (joining to the first won deal) by join quarter."""
-        return self._no_health_model() if self.health_model is None else cohorts_response(self.health_model)
+        served = self.models.current.health
+        return self._no_health_model() if served is None else cohorts_response(served.model)
 
     @partners_app.get("/{partner_id}/trends", response_model=PartnerTrends)
     def partner_trends(self, partner_id: str) -> PartnerTrends | Response:
         """Monthly engagement and message sentiment of a partner over the last year."""
-        if self.health_model is None:
+        served = self.models.current.health
+        if served is None:
             return self._no_health_model()
         try:
-            return trends_response(self.health_model, partner_id)
+            return trends_response(served.model, partner_id)
         except UnknownPartnersError as error:
-            body = error_json("partner_id", error.reason, self.health_model.served.version)
+            body = error_json("partner_id", error.reason, served.model.served.version)
             return Response(body, status_code=health_status(error), media_type="application/json")
 
     @partners_app.get("/{partner_id}/kpis", response_model=PartnerKpis)
     def partner_kpis(self, partner_id: str) -> PartnerKpis | Response:
         """Programme KPIs of a partner: win rate, pipeline, revenue, time to competency, tier recommendation."""
-        if self.health_model is None:
-            body = error_json("model", missing_model_reason(REGISTERED_HEALTH_MODEL, TRAIN_HEALTH))
-            return Response(body, status_code=503, media_type="application/json")
+        served = self.models.current.health
+        if served is None:
+            return self._no_health_model()
         try:
-            return kpi_response(self.health_model, partner_id)
+            return kpi_response(served.model, partner_id)
         except UnknownPartnersError as error:
-            body = error_json("partner_id", error.reason, self.health_model.served.version)
+            body = error_json("partner_id", error.reason, served.model.served.version)
             return Response(body, status_code=health_status(error), media_type="application/json")
+
+    @root_app.get("/models", response_model=ModelsResponse)
+    def models_list(self) -> ModelsResponse | Response:
+        """Each registered model this service loaded: version, alias, encoder, training window, drift."""
+        models = self.models.current
+        try:
+            statuses = model_statuses(self.paths, models.loaded())
+        except RegistryError as error:
+            body = error_json("registry", one_line(error), models.router.model_info.version)
+            return Response(body, status_code=503, media_type="application/json", headers=RETRY)
+        return ModelsResponse(model=models.router.model_info, models=statuses)
+
+    @admin_app.post("/reload", response_model=ReloadResponse)
+    def reload(self) -> ReloadResponse | Response:
+        """Load the versions the aliases name now, where they changed, and swap them all in at once."""
+        try:
+            before, after = self.models.reload()
+        except (RegistryError, ValueError, OSError) as error:
+            logger.exception("reloading the served models failed")
+            body = error_json("models", one_line(error), self.router.model_info.version)
+            return Response(body, status_code=503, media_type="application/json", headers=RETRY)
+        changes = model_changes(before.slots(), after.slots())
+        return ReloadResponse(model=after.router.model_info, reloaded=bool(changes), changes=changes)
 
 
 # The decorators turned the class into a bentoml.Service (mypy sees the class); outermost first.

@@ -33,6 +33,7 @@ from features.pairs import FEATURE_COLUMNS, DealBatch, FeatureContext, build_fea
 from features.progress import SILENT, Progress
 from features.synthetic import GroundTruth, oracle_probability
 from models.bundle import BundleFormatError, BundleManifest, ModelBundle
+from models.drift import PREDICTION_COLUMN, DriftReference, reference_of
 from models.registry import (
     CHAMPION,
     REGISTERED_WIN_MODEL,
@@ -343,6 +344,18 @@ def make_bundle(
     )
 
 
+def training_drift_reference(bundle: ModelBundle, train: PairFrame, window_end_seconds: int) -> DriftReference:
+    """The drift reference of the training window (`models.drift`): decile profiles of each model
+    feature and of the model's win probability on the train rows; the window runs from the history's
+    first deal to `window_end_seconds` (Unix seconds, the last train deal)."""
+    features = train.features[list(bundle.manifest.feature_names)]
+    columns = {name: features[name].to_numpy() for name in features.columns}
+    columns[PREDICTION_COLUMN] = bundle.win_model.predict_win_probability(features)
+    window_start = pd.Timestamp(bundle.history[schema.DEALS.name][schema.CREATED_AT].min())
+    window_end = pd.Timestamp(window_end_seconds, unit="s")
+    return reference_of(columns, window_start.isoformat(), window_end.isoformat())
+
+
 def log_and_register(
     run: tracking.Run,
     config: TrainConfig,
@@ -366,9 +379,11 @@ def log_and_register(
     ):
         run.log_artifact(figure_path, "figures")
     feature_names = bundle.manifest.feature_names
+    bundle_dir = bundle.save(workdir / "bundle")
+    training_drift_reference(bundle, splits.train, int(splits.boundaries[0])).save(bundle_dir)
     return tracking.register_bundle(
         run,
-        bundle.save(workdir / "bundle"),
+        bundle_dir,
         REGISTERED_WIN_MODEL,
         feature_names,
         {ENCODER_TAG: config.encoder, FEATURES_TAG: ",".join(feature_names)} | dict(extra_tags or {}),

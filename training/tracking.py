@@ -34,6 +34,7 @@ from mlflow.utils.logging_utils import suppress_logs
 
 from features.sentiment_data import SENTIMENT_CLASSES
 from models.bundle import ModelBundle
+from models.drift import DRIFT_PSI_MAX_TAG, DRIFT_STATUS_TAG
 from models.registry import BUNDLE_ARTIFACT, CHALLENGER, CHAMPION, Paths, RegisteredVersion, connect, store_errors
 from models.sentiment import SentimentModel
 from training.config import EXPERIMENT
@@ -364,3 +365,19 @@ def mark_version(
             ),
         )
     return alias
+
+
+def log_drift(paths: Paths, model_name: str, version: str, report: Mapping[str, Any], html_path: Path) -> str:
+    """Log a drift report on a new run `drift-<model>` (params model and version, metrics `psi_<column>`
+    and `psi_max`, the HTML page under `drift/`) and tag the model version with the PSI max and status
+    (what `GET /models` shows). Returns the run id."""
+    with start_run(paths, f"drift-{model_name.removeprefix('partnermatch-')}") as run:
+        run.log_params({"model": model_name, "version": version, "rows": report["rows"]})
+        run.log_metrics({"psi": report["psi"], "psi_max": report["psi_max"]})
+        run.set_tags({DRIFT_STATUS_TAG: str(report["status"])})
+        run.log_artifact(html_path, "drift")
+    with store_errors(paths, "write"):
+        client = MlflowClient()
+        client.set_model_version_tag(model_name, version, DRIFT_PSI_MAX_TAG, f"{report['psi_max']:.6f}")
+        client.set_model_version_tag(model_name, version, DRIFT_STATUS_TAG, str(report["status"]))
+    return run.run_id

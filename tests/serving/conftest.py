@@ -109,6 +109,7 @@ def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     trained and registered in an MLflow store of its own; the PARTNERMATCH_* variables point at it
     for the whole session."""
     from models.registry import Paths
+    from serving.reload import RELOAD_SECONDS_ENV
     from training.ipp import train_ipp
     from training.stages import run_training
     from training.team import run_team_training
@@ -119,6 +120,9 @@ def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         patch.setenv("PARTNERMATCH_MLRUNS", str(root / "mlruns"))
         patch.setenv("PARTNERMATCH_CACHE", str(root / "cache"))
         patch.setenv("PARTNERMATCH_DECISION_LOG", str(root / "decisions.sqlite"))
+        # No polling: other tests point MLflow at stores of their own while the service lives
+        # (test_reload drives reloads itself).
+        patch.setenv(RELOAD_SECONDS_ENV, "0")
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         paths = Paths.from_environment()
         ecosystem, truth = demo_ecosystem(SMOKE.ecosystem, paths)

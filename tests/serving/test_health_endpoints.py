@@ -6,6 +6,7 @@ ids, 503 naming the training command, scopes; batched and single calls agree."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import bentoml
@@ -157,11 +158,10 @@ def test_partner_cohorts_report_time_to_competency(api: Any) -> None:
 @pytest.fixture()
 def without_models(api: Any) -> Iterator[None]:
     """The served instance as if neither model were registered."""
-    service = bentoml.get_current_service()
-    saved = (service.sentiment_model, service.health_model)
-    service.sentiment_model = service.health_model = None
+    models = bentoml.get_current_service().models
+    saved = models.swap(replace(models.current, sentiment=None, health=None))
     yield
-    service.sentiment_model, service.health_model = saved
+    models.swap(saved)
 
 
 def test_missing_models_answer_503_naming_the_command(api: Any, without_models: None) -> None:

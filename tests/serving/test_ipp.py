@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -157,13 +158,12 @@ def test_a_key_without_the_ipp_scope_is_403(client: Any, key_store: Any) -> None
 @pytest.fixture
 def without_ipp_model(client: Any) -> Iterator[None]:
     """The running service as if no IPP champion were registered."""
-    service = bentoml.get_current_service()
-    scorer = service.ipp
-    service.ipp = None
+    models = bentoml.get_current_service().models
+    saved = models.swap(replace(models.current, ipp=None))
     try:
         yield
     finally:
-        service.ipp = scorer
+        models.swap(saved)
 
 
 @pytest.mark.usefixtures("without_ipp_model")

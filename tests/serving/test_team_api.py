@@ -4,6 +4,7 @@ smoke win champion and smoke team model, and the `partnermatch team` / `route-ba
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -81,15 +82,16 @@ def test_team_errors_name_the_field(client: Any) -> None:
     assert "max_members" in too_many["reason"]
 
 
-def test_team_without_a_registered_team_model_answers_503_naming_the_command(
-    client: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_team_without_a_registered_team_model_answers_503_naming_the_command(client: Any) -> None:
     import bentoml
 
-    service = bentoml.get_current_service()
-    monkeypatch.setattr(service, "teams", None)
-    monkeypatch.setattr(service, "teams_missing", "no partnermatch-team@champion: run `partnermatch train-team`")
-    body = _error(team(client), 503, "model")
+    models = bentoml.get_current_service().models
+    missing = "no partnermatch-team@champion: run `partnermatch train-team`"
+    saved = models.swap(replace(models.current, teams=None, teams_missing=missing))
+    try:
+        body = _error(team(client), 503, "model")
+    finally:
+        models.swap(saved)
     assert "partnermatch train-team" in body["reason"]
 
 
