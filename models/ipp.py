@@ -4,7 +4,7 @@ profile of the partners who actually win.
 A LightGBM regression (fitted by `training.ipp`) predicts a partner's realised first-year win rate
 from what is known at signing: structured attributes (certifications, products, regions, declared
 capacity) and how close its profile embedding is to current top performers, per product, per region
-and overall (FAISS, `features.index.PartnerIndex`). Scoring a prospect returns:
+and overall (exact cosine; FAISS, `features.index.PartnerIndex`, finds the evidence). Scoring a prospect returns:
 - `fit_score`: the expected first-year win rate, in percent (0-100);
 - `percentile`: the share of current partners (in percent) whose expected win rate is lower;
 - evidence: the nearest top performers, with their realised win rates;
