@@ -4,7 +4,7 @@ profile of the partners who actually win.
 A LightGBM regression (fitted by `training.ipp`) predicts a partner's realised first-year win rate
 from what is known at signing: structured attributes (certifications, products, regions, declared
 capacity) and how close its profile embedding is to current top performers, per product, per region
-and overall (FAISS, `features.index.PartnerIndex`). Scoring a prospect returns:
+and overall (exact cosine; FAISS, `features.index.PartnerIndex`, finds the evidence). Scoring a prospect returns:
 - `fit_score`: the expected first-year win rate, in percent (0-100);
 - `percentile`: the share of current partners (in percent) whose expected win rate is lower;
 - evidence: the nearest top performers, with their realised win rates;
@@ -44,6 +44,7 @@ PARTNER_SCORES_FILE = "partner_scores.npy"
 PREDICT_THREADS = 1
 SCORE_BATCH = 256  # prospects embedded and scored together
 NEIGHBOURS = 5  # similarity to a group = mean cosine of the prospect's 5 nearest members
+SIMILARITY_CHUNK = 1024  # queries per (chunk, m) cosine block: bounds memory when training on many partners
 
 TOP_GROUP = "top"
 BOTTOM_GROUP = "bottom"
@@ -202,12 +203,36 @@ class ReferenceSet:
         similarities[:, :width] = np.where(kept, np.take_along_axis(cosine, order, axis=1), np.nan)
         return positions, similarities
 
-    def mean_similarity(self, group: str, vectors: np.ndarray, exclude_ids: Sequence[str] | None) -> np.ndarray:
-        """(q,) mean cosine to the NEIGHBOURS nearest group members, NaN for an empty group."""
-        _, similarities = self.nearest(group, vectors, NEIGHBOURS, exclude_ids)
-        counts = np.sum(~np.isnan(similarities), axis=1)
-        totals = np.nansum(similarities, axis=1)
-        return np.where(counts > 0, totals / np.maximum(counts, 1), np.nan).astype(np.float32)
+    def mean_similarities(self, vectors: np.ndarray, exclude_ids: Sequence[str] | None) -> dict[str, np.ndarray]:
+        """Every group -> (q,) mean cosine of each query to its NEIGHBOURS nearest group members, NaN
+        for an empty group; a query's own id in `exclude_ids` is left out, as in `nearest`.
+
+        Exact search for all groups at once: one (q, m) cosine product against every reference
+        partner, then a partial sort within each group's columns, SIMILARITY_CHUNK queries at a
+        time (what `nearest` finds, without a FAISS call per group)."""
+        queries = np.asarray(vectors, dtype=np.float32)
+        reference = np.asarray(self.vectors, dtype=np.float32)
+        own = (
+            np.full(len(queries), -1)
+            if exclude_ids is None
+            else pd.Index(self.partner_ids).get_indexer(np.asarray(exclude_ids, dtype=str))
+        )
+        means = {group: np.full(len(queries), np.nan, dtype=np.float32) for group in self.groups}
+        for start in range(0, len(queries), SIMILARITY_CHUNK):
+            rows = slice(start, start + SIMILARITY_CHUNK)
+            cosine = queries[rows] @ reference.T  # (chunk, m)
+            excluded = np.flatnonzero(own[rows] >= 0)
+            cosine[excluded, own[rows][excluded]] = -np.inf
+            for group, members in self.groups.items():
+                if len(members) == 0:
+                    continue
+                kept = min(NEIGHBOURS, len(members))
+                nearest = np.partition(cosine[:, members], len(members) - kept, axis=1)[:, -kept:]
+                found = np.isfinite(nearest)
+                counts = found.sum(axis=1)
+                totals = np.where(found, nearest, 0.0).sum(axis=1)
+                means[group][rows] = np.where(counts > 0, totals / np.maximum(counts, 1), np.nan)
+        return means
 
 
 def similarity_features(
@@ -216,13 +241,13 @@ def similarity_features(
     """(n, len(SIMILARITY_FEATURES)) float32: the prospect's mean similarity to the top performers
     of its products and of its regions (averaged over them; NaN when it has none with top
     performers), to the top performers overall, and that minus its similarity to the bottom ones."""
-    groups = {product_group(p) for p in schema.PRODUCTS} | {region_group(r) for r in schema.REGIONS}
-    similarity = {group: reference.mean_similarity(group, vectors, exclude_ids) for group in sorted(groups)}
-    top = reference.mean_similarity(TOP_GROUP, vectors, exclude_ids)
-    bottom = reference.mean_similarity(BOTTOM_GROUP, vectors, exclude_ids)
+    similarity = reference.mean_similarities(vectors, exclude_ids)
+    missing = np.full(len(prospects), np.nan, dtype=np.float32)
+    top = similarity.get(TOP_GROUP, missing)
+    bottom = similarity.get(BOTTOM_GROUP, missing)
 
     def averaged(row: int, names: list[str]) -> float:
-        values = [similarity[name][row] for name in names if not np.isnan(similarity[name][row])]
+        values = [similarity[name][row] for name in names if name in similarity and not np.isnan(similarity[name][row])]
         return float(np.mean(values)) if values else float("nan")
 
     rows = [
@@ -382,9 +407,11 @@ class IppModel:
         below = np.searchsorted(self.partner_scores, expected_win_rates, side="left")
         return 100.0 * below / self.partner_scores.size
 
-    def contributions(self, features: np.ndarray) -> np.ndarray:
-        """(n, F) TreeSHAP contributions in win-rate units; each row sums with the bias to `predict`."""
-        return np.asarray(self.booster.predict(features, pred_contrib=True, num_threads=PREDICT_THREADS))[:, :-1]
+    def explained(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`predict` and the (n, F) TreeSHAP contributions in win-rate units, from one pass over the trees:
+        the regression's prediction is its bias plus the contributions (then clipped like `predict`)."""
+        with_bias = np.asarray(self.booster.predict(features, pred_contrib=True, num_threads=PREDICT_THREADS))
+        return np.clip(with_bias.sum(axis=1), 0.0, 1.0), with_bias[:, :-1]
 
     def white_space_for(self, prospect: Prospect) -> list[WhiteSpaceCell]:
         """The white-space cells the prospect would fill (its products x regions with unmet demand), best first."""
@@ -398,11 +425,9 @@ class IppModel:
         self, prospects: Sequence[Prospect], vectors: np.ndarray, evidence: int = 3, reasons: int = 3
     ) -> list[ProspectScore]:
         """Score prospects (embedded as `vectors`, (n, d) unit rows): one ProspectScore each."""
-        features = self.features(prospects, vectors)
-        expected = self.predict(features)
+        expected, contributions = self.explained(self.features(prospects, vectors))
         percentiles = self.percentile(expected)
         days = self.first_win.lookup(expected)
-        contributions = self.contributions(features)
         neighbours, similarities = self.reference.nearest(TOP_GROUP, vectors, evidence)
         scores = []
         for row, prospect in enumerate(prospects):

@@ -9,15 +9,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 
 from features.embed import Encoder
 from features.pairs import FeatureError
 from features.prospects import Prospect, prospect_from_fields
 from features.schema import PRODUCTS, REGIONS
-from models.ipp import IppModel, ProspectScore, WhiteSpaceCell, score_in_batches
+from models.ipp import IppModel, ProspectScore, Reason, WhiteSpaceCell, score_in_batches
 from models.registry import CHAMPION, REGISTERED_IPP_MODEL, Paths, RegisteredVersion, local_bundle, version_by_alias
 from serving.ipp_schemas import (
     CellProspect,
@@ -63,22 +64,26 @@ def _optional(value: float) -> float | None:
     return None if value != value else value  # NaN (no current partners to rank against) -> null
 
 
-def _cell(cell: WhiteSpaceCell) -> WhiteSpaceCellOut:
-    return WhiteSpaceCellOut(**asdict(cell))
-
-
-def _fit(score: ProspectScore) -> ProspectFit:
+def _fit(score: ProspectScore, cells: Mapping[WhiteSpaceCell, WhiteSpaceCellOut]) -> ProspectFit:
+    """The answer for one score; `cells` holds the model's white-space cells, converted once."""
     return ProspectFit(
         prospect_id=score.prospect_id,
         fit_score=score.fit_score,
         percentile=_optional(score.percentile),
         expected_days_to_first_win=score.expected_days_to_first_win,
         first_win_observed_days=score.first_win_observed_days,
-        nearest_top_performers=[EvidenceOut(**asdict(item)) for item in score.nearest_top_performers],
-        raises=[ReasonOut(**asdict(reason)) for reason in score.raises],
-        lowers=[ReasonOut(**asdict(reason)) for reason in score.lowers],
-        white_space=[_cell(cell) for cell in score.white_space],
+        nearest_top_performers=[
+            EvidenceOut(partner_id=item.partner_id, similarity=item.similarity, win_rate=item.win_rate)
+            for item in score.nearest_top_performers
+        ],
+        raises=[_reason(reason) for reason in score.raises],
+        lowers=[_reason(reason) for reason in score.lowers],
+        white_space=[cells[cell] for cell in score.white_space],
     )
+
+
+def _reason(reason: Reason) -> ReasonOut:
+    return ReasonOut(feature=reason.feature, contribution=reason.contribution, text=reason.text)
 
 
 @dataclass(frozen=True)
@@ -89,11 +94,18 @@ class IppScorer:
     encoder: Encoder
     model_info: ModelInfo
 
+    @cached_property
+    def cells_out(self) -> dict[WhiteSpaceCell, WhiteSpaceCellOut]:
+        """The model's white-space cells as answered: constant per model, so converted once."""
+        return {cell: WhiteSpaceCellOut(**asdict(cell)) for cell in self.model.white_space_cells}
+
     def fit(self, request: IppFitRequest) -> IppFitResponse:
         """Fit of every prospect, in request order; FeatureError for the first unusable one."""
         prospects = [prospect_of(item, index) for index, item in enumerate(request.prospects)]
         scores = score_in_batches(self.model, prospects, self.encoder)
-        return IppFitResponse(model=self.model_info, prospects=[_fit(score) for score in scores], kept=request.keep)
+        return IppFitResponse(
+            model=self.model_info, prospects=[_fit(score, self.cells_out) for score in scores], kept=request.keep
+        )
 
     def kept_list(self, request: IppFitRequest, response: IppFitResponse) -> KeptList:
         """What `fit` answered, as the prospect list to keep for the caller."""

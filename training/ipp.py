@@ -373,7 +373,7 @@ def fit_ipp(
             [ids[row] for row in rows],
         )
 
-    progress.step("similarity features (FAISS; each partner is left out of its own reference groups)")
+    progress.step("similarity features (exact cosine; each partner is left out of its own reference groups)")
     train_x = features(split.train, tenure[split.train])
     stop_x = features(split.early_stopping, tenure[split.early_stopping])
     everyone = features(np.arange(len(partners)), None)  # tenure 0: as if each partner signed today

@@ -5,8 +5,10 @@ cutoff; every entity after the cutoff ranks every profiled chooser by fit, and a
 chooser that really chose it. Systems, scored on the same entities and candidates:
 - `model`: a learned fit ranker (logistic regression on pair features: mean cosine of the entity's
   profile embedding to the chooser's `neighbours` nearest past choices, cosine to the chooser's
-  embedding centroid (both also as lifts over an average entity) and TF-IDF centroid, and the
-  chooser's log portfolio size, overall and in the last `recent_days`: the popularity prior);
+  embedding centroid (both also as lifts over an average entity) and TF-IDF centroid, the
+  similarity-weighted votes of the entity's `vote_neighbours` nearest past entities for the
+  chooser, and the chooser's log portfolio size, plain and recency-weighted with a half-life of
+  `half_life_days`: the popularity prior);
 - `model_without_popularity`: the same ranker without the popularity prior;
 - baselines `popularity` (portfolio size) and `tfidf_centroid` (TF-IDF cosine to the chooser's centroid).
 The ranker is fitted on the data before the cutoff only, by rolling origins: the pre-cutoff
@@ -38,11 +40,12 @@ PAIR_FEATURES: tuple[str, ...] = (
     "knn_lift",
     "centroid_lift",
     "tfidf_similarity",
+    "neighbour_vote",
     "log_portfolio",
-    "log_recent_portfolio",
+    "log_decayed_portfolio",
 )
 FEATURE_INDEX = {name: position for position, name in enumerate(PAIR_FEATURES)}
-POPULARITY_FEATURES = ("log_portfolio", "log_recent_portfolio")  # the popularity prior
+POPULARITY_FEATURES = ("log_portfolio", "log_decayed_portfolio")  # the popularity prior
 BASELINES: tuple[str, ...] = ("popularity", "tfidf_centroid")
 
 
@@ -50,7 +53,8 @@ BASELINES: tuple[str, ...] = ("popularity", "tfidf_centroid")
 class LookalikeConfig:
     encoder: str = "minilm-onnx-int8"
     neighbours: int = 3  # knn_similarity averages the cosine to this many nearest past choices
-    recent_days: int = 365  # log_recent_portfolio counts choices in this many days before the history ends
+    vote_neighbours: int = 30  # neighbour_vote: the entity's nearest past entities that vote for their choosers
+    half_life_days: float = 730.0  # log_decayed_portfolio: a choice this old before the history ends counts half
     folds: int = 4  # rolling origins for fitting the ranker before the cutoff
     regularisation: float = 1.0  # inverse L2 strength of the logistic regression
     bootstrap_resamples: int = 1000
@@ -94,8 +98,8 @@ def pair_features(
     members = history.groupby(CHOSEN_BY)[ENTITY_ID].agg(lambda ids: position[ids.unique()].to_numpy())
     choosers = sorted(members.index)
     base = position[history[ENTITY_ID].unique()].to_numpy()
-    recent = history[history[DATE] >= history[DATE].max() - pd.Timedelta(days=config.recent_days)]
-    recent_counts = recent.groupby(CHOSEN_BY)[ENTITY_ID].nunique()
+    age_days = (history[DATE].max() - history[DATE]).dt.days.to_numpy()
+    decayed_counts = pd.Series(0.5 ** (age_days / config.half_life_days)).groupby(history[CHOSEN_BY].to_numpy()).sum()
     similarity = entities.vectors[queries] @ entities.vectors.T  # (q, n) cosine
     base_similarity = entities.vectors[base] @ entities.vectors.T  # (b, n)
     features = np.zeros((queries.size, len(choosers), len(PAIR_FEATURES)), dtype=np.float64)
@@ -114,9 +118,27 @@ def pair_features(
             entities.vectors[queries] @ centroids[column] - typical_centroid
         )
         features[:, column, FEATURE_INDEX["log_portfolio"]] = np.log1p(chosen.size)
-        features[:, column, FEATURE_INDEX["log_recent_portfolio"]] = np.log1p(recent_counts.get(chooser, 0))
+        features[:, column, FEATURE_INDEX["log_decayed_portfolio"]] = np.log1p(decayed_counts[chooser])
     features[:, :, FEATURE_INDEX["tfidf_similarity"]] = entities.tfidf[queries] @ tfidf_centroids.T
+    chose = np.zeros((base.size, len(choosers)))  # (b, c) past entity x chooser, 1 when chosen
+    column_of = {chooser: column for column, chooser in enumerate(choosers)}
+    row_of = {entity: row for row, entity in enumerate(base)}
+    chose[
+        [row_of[entity] for entity in position[history[ENTITY_ID]].to_numpy()],
+        [column_of[chooser] for chooser in history[CHOSEN_BY]],
+    ] = 1.0
+    features[:, :, FEATURE_INDEX["neighbour_vote"]] = np.log1p(
+        _nearest_only(similarity[:, base], config.vote_neighbours) @ chose
+    )
     return choosers, features
+
+
+def _nearest_only(similarity: np.ndarray, neighbours: int) -> np.ndarray:
+    """(rows, n) `similarity` with all but each row's `neighbours` largest values (and negatives) set to 0."""
+    kept = np.zeros_like(similarity)
+    nearest = np.argsort(-similarity, axis=1)[:, :neighbours]
+    np.put_along_axis(kept, nearest, np.take_along_axis(similarity, nearest, axis=1), axis=1)
+    return np.maximum(kept, 0.0)
 
 
 def _mean_nearest(similarity: np.ndarray, neighbours: int) -> np.ndarray:

@@ -9,7 +9,8 @@ Prospects are scored from their raw fields: embedding (uncached: the encoder's o
 - http (unless `http=False`): the same over HTTP against the real service (`bentoml serve` on
   loopback, `partnermatch.bench.route.running_service`), client clock around each call: `single`,
   one held-out prospect per `POST /ipp_fit` (p50 / p99 / mean ms; target p99 <= 30 ms on 2 cores),
-  and `batch`, every partner in batches of MAX_PROSPECTS_PER_REQUEST (prospects per second). The
+  `batch_32`, LATENCY_BATCH prospects per request (p50 / p99 / mean ms per request), and `batch`,
+  every partner in batches of MAX_PROSPECTS_PER_REQUEST (prospects per second). The
   service runs on a store of its own under `<cache>/bench-ipp/` (the user's registry is never
   touched): the IPP model registered by `train_ipp` on the benchmark ecosystem, and the small
   routing champion the service needs to start (`CARRIER_ECOSYSTEM`; /ipp_fit does not use it).
@@ -45,6 +46,8 @@ from training.ipp import IppConfig, fit_ipp, train_ipp
 from training.workflows import demo_ecosystem, ensure_champion
 
 WARMUP_PROSPECTS = 10
+LATENCY_BATCH = 32  # prospects per request in the timed batch requests (`batch_32`)
+LATENCY_BATCHES_PER_SINGLE = 0.1  # timed batch requests per single-prospect request (at least one)
 BENCH_DIR = "bench-ipp"
 CARRIER_ECOSYSTEM = EcosystemConfig(partners=300, deals=3000, seed=5)  # the routing champion the service needs
 READY_TIMEOUT_SECONDS = 600.0
@@ -177,6 +180,15 @@ def bench_http(
                 post([single_items[number % len(single_items)]])
                 latencies.append(1000.0 * (time.perf_counter() - started))
                 progress.count(number + 1, singles)
+            batches = max(1, round(LATENCY_BATCHES_PER_SINGLE * singles))
+            progress.step(f"http batch_{LATENCY_BATCH}: {batches} requests of {LATENCY_BATCH} prospects")
+            batch_latencies = []
+            for number in range(batches):
+                start = (number * LATENCY_BATCH) % max(1, len(usable) - LATENCY_BATCH)
+                started = time.perf_counter()
+                post(usable[start : start + LATENCY_BATCH])
+                batch_latencies.append(1000.0 * (time.perf_counter() - started))
+                progress.count(number + 1, batches)
             progress.step(f"http batch: {len(usable)} prospects, {MAX_PROSPECTS_PER_REQUEST} per request")
             started = time.perf_counter()
             for start in range(0, len(usable), MAX_PROSPECTS_PER_REQUEST):
@@ -185,6 +197,7 @@ def bench_http(
             batch_seconds = time.perf_counter() - started
     return {
         "single": {"requests": singles, **latency_summary(latencies)},
+        f"batch_{LATENCY_BATCH}": {"requests": len(batch_latencies), **latency_summary(batch_latencies)},
         "batch": {
             "prospects": len(usable),
             "per_request": MAX_PROSPECTS_PER_REQUEST,

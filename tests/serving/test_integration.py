@@ -189,6 +189,10 @@ def test_bench_ipp_in_process_and_over_http_at_a_tiny_size(tmp_path: Path, monke
     over_http = results["http"]
     assert over_http["single"]["requests"] == 20
     assert 0 < over_http["single"]["p50_ms"] <= over_http["single"]["p99_ms"]
+    assert (
+        over_http["batch_32"]["requests"] == 2
+        and 0 < over_http["batch_32"]["p50_ms"] <= over_http["batch_32"]["p99_ms"]
+    )
     assert over_http["batch"]["prospects"] > 100 and over_http["batch"]["prospects_per_second"] > 0
     assert results["batch"]["prospects"] == 300
     json.dumps(results)

@@ -11,7 +11,7 @@ import pytest
 from features.embed import HashingEncoder
 from features.lookalike import read_lookalike, yc_lookalike
 from training.evaluate import first_relevant_ranks, ranking_hits
-from training.lookalike import LookalikeConfig, evaluate_lookalike_rows
+from training.lookalike import FEATURE_INDEX, LookalikeConfig, _entities, evaluate_lookalike_rows, pair_features
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 YC_FILE = DATA / "yc-startups-2005-2014" / "Startups.csv"
@@ -76,6 +76,25 @@ def test_entities_whose_choosers_were_never_profiled_are_counted_not_scored() ->
 def test_a_cutoff_before_any_row_is_a_user_error() -> None:
     with pytest.raises(ValueError, match="no rows before the cutoff"):
         evaluate_lookalike_rows(themed_rows(), "2019-01-01", HashingEncoder(64), CONFIG)
+
+
+def test_recent_choices_weigh_more_and_nearest_past_entities_vote_for_their_choosers() -> None:
+    rows = themed_rows()
+    # Harvest made its 3 choices in 2020, Ledger in 2022: same portfolio, Ledger the more recent.
+    rows = rows[~((rows["chosen_by"] == "Harvest") & (rows["date"].dt.year > 2020))]
+    rows = rows[~((rows["chosen_by"] == "Ledger") & (rows["date"].dt.year < 2022))]
+    cutoff = pd.Timestamp("2023-01-01")
+    entities = _entities(rows, cutoff, HashingEncoder(64))
+    history = rows[rows["date"] < cutoff]
+    queries = entities.table.index[entities.table["entity_id"].str.startswith("Orbit-2023")].to_numpy()
+    choosers, features = pair_features(entities, history, queries, CONFIG)
+    harvest, ledger, orbit = choosers.index("Harvest"), choosers.index("Ledger"), choosers.index("Orbit")
+    portfolio = features[:, :, FEATURE_INDEX["log_portfolio"]]
+    decayed = features[:, :, FEATURE_INDEX["log_decayed_portfolio"]]
+    assert (portfolio[:, harvest] == portfolio[:, ledger]).all()
+    assert (decayed[:, ledger] > decayed[:, harvest]).all()
+    votes = features[:, :, FEATURE_INDEX["neighbour_vote"]]
+    assert (votes[:, orbit] > votes[:, harvest]).all() and (votes[:, orbit] > votes[:, ledger]).all()
 
 
 @pytest.mark.integration
