@@ -322,7 +322,7 @@ def route_once(request: RouteRequest, paths: Paths, progress: Progress = SILENT)
     response = router.route(request)
     log = DecisionLog(prepare_database(paths))
     try:
-        record_decision(log, request, response)
+        record_decision(log, request.model_dump_json(), response)
     finally:
         log.close()
     return response
@@ -529,8 +529,10 @@ class PartnerMatch:
         version = self.router.model_info.version
         try:
             owner = caller(ctx.request.scope).key_id
-            retry = retry_claim(owner, ctx.request.headers.get(IDEMPOTENCY_HEADER), request, datetime.now(UTC))
-            decided = decide_once(self.decisions, request, retry, self.live.current().route)
+            request_json = request.model_dump_json()
+            header = ctx.request.headers.get(IDEMPOTENCY_HEADER)
+            retry = retry_claim(owner, header, deal.deal_id, request_json, datetime.now(UTC))
+            decided = decide_once(self.decisions, request, request_json, retry, self.live.current().route)
         except FeatureError as error:
             return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
         except SQLAlchemyError:
