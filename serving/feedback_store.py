@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from serving.stores import SQLITE_BUSY_SECONDS
+
 FeedbackKind = Literal["outcome", "engagement"]
 
 _SCHEMA = """
@@ -97,7 +99,9 @@ class FeedbackStore:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._connection = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+        self._connection = sqlite3.connect(
+            self.path, timeout=SQLITE_BUSY_SECONDS, check_same_thread=False, isolation_level=None
+        )
         with self._lock:
             self._connection.execute("PRAGMA journal_mode=WAL")
             # FULL: an event acknowledged to the CRM survives a power cut, not just a crash.

@@ -32,7 +32,6 @@ import asyncio
 import json
 import logging
 import os
-import sqlite3
 import sys
 import weakref
 from collections.abc import Callable
@@ -114,7 +113,7 @@ from serving.schemas import (
     RouteResponse,
 )
 from serving.shadow import SHADOW_ENV, Shadow, shadow_alias
-from serving.stores import import_legacy_keys, sqlite_url, upgrade_database
+from serving.stores import UNAVAILABLE_ERRORS, import_legacy_keys, sqlite_url, upgrade_database
 from serving.team import TEAM_TRAINING_COMMAND, ModelNotRegisteredError, TeamAssembler, assemble
 from serving.team_schemas import (
     BatchOptions,
@@ -481,6 +480,11 @@ def _answer(ctx: bentoml.Context, status: int, body: bytes, headers: dict[str, s
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
+def _unavailable(ctx: bentoml.Context, stores: str, version: str) -> Response:
+    """503 with Retry-After: a store is locked or unreachable (logged by the caller); a retry may succeed."""
+    return _answer(ctx, 503, error_json("server", f"{stores} is unavailable; retry later", version), RETRY)
+
+
 decisions_app = FastAPI(title="decisions")
 # GET /white_space; mounted at the root, BentoML's mount answers only the paths of its routes.
 ipp_app = FastAPI(title="ipp", docs_url=None, redoc_url=None, openapi_url=None)
@@ -535,10 +539,9 @@ class PartnerMatch:
             decided = decide_once(self.decisions, request, request_json, retry, self.live.current().route)
         except FeatureError as error:
             return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
-        except SQLAlchemyError:
-            logger.exception("the decision log could not be written")
-            body = error_json("server", "the decision log is unavailable", version)
-            return _answer(ctx, 503, body, {"Retry-After": "1"})
+        except UNAVAILABLE_ERRORS:
+            logger.exception("the decision log or the feedback store could not be used")
+            return _unavailable(ctx, "the decision log or the feedback store", version)
         if self.shadow is not None and not decided.replayed:
             self.shadow.answer(request, decided.response_json)
         headers = {REPLAYED_HEADER: "true"} if decided.replayed else None
@@ -553,11 +556,9 @@ class PartnerMatch:
             accepted = accept_feedback(request, self.feedback_store, self.decisions, self.live, datetime.now(UTC))
         except FeatureError as error:
             return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
-        except sqlite3.OperationalError:
-            logger.exception("the feedback store could not be written")
-            return _answer(
-                ctx, 503, error_json("server", "the feedback store is unavailable", version), {"Retry-After": "1"}
-            )
+        except UNAVAILABLE_ERRORS:
+            logger.exception("the feedback store or the decision log could not be used")
+            return _unavailable(ctx, "the feedback store or the decision log", version)
         return _answer(ctx, 200, accepted.model_dump_json().encode())
 
     @bentoml.api(route="/team", input_spec=TeamRequest, output_spec=TeamResponse)
@@ -588,7 +589,7 @@ class PartnerMatch:
             return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
         except SolverError as error:
             logger.exception("the MILP solver failed")
-            return _answer(ctx, 503, error_json("server", str(error), version), {"Retry-After": "1"})
+            return _answer(ctx, 503, error_json("server", str(error), version), RETRY)
 
     @decisions_app.get("/{decision_id}", response_model=DecisionRecord)
     def decision(self, decision_id: str) -> DecisionRecord | Response:
