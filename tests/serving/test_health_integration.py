@@ -11,6 +11,7 @@ import pytest
 
 from models.registry import Paths
 from partnermatch.bench.route import running_service
+from serving.stores import sqlite_url
 from tests.serving.test_health_endpoints import TEXTS
 
 STARTUP_LIMIT_SECONDS = 120.0
@@ -19,7 +20,10 @@ STARTUP_LIMIT_SECONDS = 120.0
 @pytest.mark.integration
 def test_bentoml_serve_answers_sentiment_health_and_kpis(smoke_health_store: Path, tmp_path: Path) -> None:
     with running_service(
-        Paths.from_environment(), tmp_path / "decisions.sqlite", tmp_path / "server.log", STARTUP_LIMIT_SECONDS
+        Paths.from_environment(),
+        sqlite_url(tmp_path / "decisions.sqlite"),
+        tmp_path / "server.log",
+        STARTUP_LIMIT_SECONDS,
     ) as server:
 
         def score(texts: list[str]) -> list[dict[str, object]]:
