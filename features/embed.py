@@ -451,6 +451,10 @@ class OnnxMiniLMEncoder:
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
+            # Idle threads sleep instead of spinning: a spinning thread takes a core from the other
+            # service workers and their event loops (one text on 2 threads beside other load: p50
+            # 4.8-18 ms without spinning, 43-57 ms with it, and 35% less CPU).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = onnxruntime.InferenceSession(
                 str(self.model_dir / self.build.model_file), options, providers=["CPUExecutionProvider"]
             )

@@ -9,9 +9,10 @@ sharing a SQLite file, or in several replicas sharing a PostgreSQL database.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -57,15 +58,14 @@ class DecisionLog:
         claim on the same (owner, key) exists, nothing is written and the claimed decision is returned
         instead (its `decision_id` differs). A repeated `decision_id` raises ValueError."""
         logged = LoggedDecision(decision_id, datetime.now(UTC), model_name, model_version, request_json, response_json)
+        # One transaction, no read on the common path: insert, then claim; a claim that is taken
+        # undoes the insert (a retry is rare, a new decision is not).
         with write_transaction(self._engine) as connection:
-            earlier = None if retry is None else _claimed(connection, retry)
-            if earlier is not None:
-                return earlier
             _insert(connection, logged)
             if retry is None or _claim(connection, retry, logged):
                 return logged
-            # Another writer claimed the key after our read (PostgreSQL: another replica, both
-            # READ COMMITTED): undo our decision; theirs, committed, is the answer.
+            # A live claim exists (made earlier, or by a concurrent writer: PostgreSQL's upsert waited
+            # for it to commit): undo our decision; the claimed one, committed, is the answer.
             connection.rollback()
         winner = self.find_retry(retry)
         if winner is None:
@@ -118,17 +118,23 @@ class DecisionLog:
         self._engine.dispose()
 
 
+# Built once: SQLAlchemy then compiles each statement once per engine (its compiled cache) instead of
+# building and hashing a new statement per decision.
+_INSERT_DECISION = DECISIONS.insert()
+
+
 def _insert(connection: sa.Connection, logged: LoggedDecision) -> None:
     try:
         connection.execute(
-            DECISIONS.insert().values(
-                decision_id=logged.decision_id,
-                logged_at=logged.logged_at.isoformat(),
-                model_name=logged.model_name,
-                model_version=logged.model_version,
-                request_json=logged.request_json,
-                response_json=logged.response_json,
-            )
+            _INSERT_DECISION,
+            {
+                "decision_id": logged.decision_id,
+                "logged_at": logged.logged_at.isoformat(),
+                "model_name": logged.model_name,
+                "model_version": logged.model_version,
+                "request_json": logged.request_json,
+                "response_json": logged.response_json,
+            },
         )
     except sa.exc.IntegrityError as error:
         raise ValueError(f"decision {logged.decision_id!r} is already logged") from error
@@ -138,24 +144,39 @@ def _claim(connection: sa.Connection, retry: RetryClaim, logged: LoggedDecision)
     """Claim (owner, key) for `logged`, replacing an expired claim; False when a live claim exists
     (the row is left alone). One statement: PostgreSQL waits for a concurrent uncommitted claim of
     the same key, then judges the committed row, so two transactions never both succeed."""
-    dialect: Any = postgresql if connection.dialect.name == "postgresql" else sqlite
-    since = _timestamp(retry.since)
-    statement = (
+    parameters = {
+        "owner": retry.owner,
+        "retry_key": retry.key,
+        "decision_id": logged.decision_id,
+        "claimed_at": _timestamp(logged.logged_at),
+        "since": _timestamp(retry.since),
+    }
+    return connection.execute(_claim_statement(connection.dialect.name), parameters).first() is not None
+
+
+@functools.cache
+def _claim_statement(dialect_name: str) -> sa.Insert:
+    """The claim's upsert for a dialect (`postgresql` or `sqlite`), with bound parameters owner,
+    retry_key, decision_id, claimed_at and since."""
+    dialect: Any = postgresql if dialect_name == "postgresql" else sqlite
+    decision_id: sa.BindParameter[str] = sa.bindparam("decision_id")
+    claimed_at: sa.BindParameter[str] = sa.bindparam("claimed_at")
+    return cast(
+        sa.Insert,
         dialect.insert(RETRIES)
         .values(
-            owner=retry.owner,
-            retry_key=retry.key,
-            decision_id=logged.decision_id,
-            claimed_at=_timestamp(logged.logged_at),
+            owner=sa.bindparam("owner"),
+            retry_key=sa.bindparam("retry_key"),
+            decision_id=decision_id,
+            claimed_at=claimed_at,
         )
         .on_conflict_do_update(
             index_elements=[RETRIES.c.owner, RETRIES.c.retry_key],
-            set_={"decision_id": logged.decision_id, "claimed_at": _timestamp(logged.logged_at)},
-            where=RETRIES.c.claimed_at < since,
+            set_={"decision_id": decision_id, "claimed_at": claimed_at},
+            where=RETRIES.c.claimed_at < sa.bindparam("since"),
         )
-        .returning(RETRIES.c.decision_id)
+        .returning(RETRIES.c.decision_id),
     )
-    return connection.execute(statement).first() is not None
 
 
 def _claimed(connection: sa.Connection, retry: RetryClaim) -> LoggedDecision | None:

@@ -8,6 +8,9 @@ A request is a retry of an earlier one when, for the same API key and within `RE
 Bodies are compared after validation (`RouteRequest.model_dump_json()`), so key order, spacing and
 defaults spelt out or left implicit do not matter. The claim is written with the decision in one
 transaction (`DecisionLog.append`), so two concurrent retries log one decision between them.
+
+A request is routed before its claim is checked (in that transaction): a new request, by far the
+common case, costs no extra database read, and a retry costs one routing whose answer is dropped.
 """
 
 from __future__ import annotations
@@ -36,9 +39,12 @@ class IdempotencyConflictError(FeatureError):
     """An `Idempotency-Key` reused with a different body (maps to HTTP 409)."""
 
 
-def retry_claim(owner: str, header: str | None, request: RouteRequest, now: datetime) -> RetryClaim | None:
-    """The claim a request makes for `owner` (an API key id), or None when it can be no retry (no
-    header, no deal_id). Raises IdempotencyKeyError for an empty or over-long header."""
+def retry_claim(
+    owner: str, header: str | None, deal_id: str | None, request_json: str, now: datetime
+) -> RetryClaim | None:
+    """The claim a request (`request_json`: `RouteRequest.model_dump_json()`, for `deal_id`) makes for
+    `owner` (an API key id), or None when it can be no retry (no header, no deal_id). Raises
+    IdempotencyKeyError for an empty or over-long header."""
     since = now - REPLAY_WINDOW
     if header is not None:
         if not 1 <= len(header) <= MAX_IDEMPOTENCY_KEY_CHARS:
@@ -46,10 +52,10 @@ def retry_claim(owner: str, header: str | None, request: RouteRequest, now: date
                 _HEADER_FIELD, f"must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters, not {len(header)}"
             )
         return RetryClaim(owner, f"header:{header}", since)
-    if request.deal.deal_id is None:
+    if deal_id is None:
         return None
-    body = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
-    return RetryClaim(owner, f"deal:{request.deal.deal_id}:{body}", since)
+    body = hashlib.sha256(request_json.encode()).hexdigest()
+    return RetryClaim(owner, f"deal:{deal_id}:{body}", since)
 
 
 @dataclass(frozen=True)
@@ -61,14 +67,18 @@ class Decided:
 
 
 def record_decision(
-    log: DecisionLog, request: RouteRequest, response: RouteResponse, retry: RetryClaim | None = None
+    log: DecisionLog,
+    request_json: str,
+    response: RouteResponse,
+    retry: RetryClaim | None = None,
 ) -> LoggedDecision:
-    """Append one decision (request, response, model) to the log; see `DecisionLog.append`."""
+    """Append one decision (the request as `RouteRequest.model_dump_json()`, the response, the model)
+    to the log; see `DecisionLog.append`."""
     return log.append(
         response.decision_id,
         response.model.name,
         response.model.version,
-        request.model_dump_json(),
+        request_json,
         response.model_dump_json(),
         retry,
     )
@@ -77,25 +87,20 @@ def record_decision(
 def decide_once(
     log: DecisionLog,
     request: RouteRequest,
+    request_json: str,
     retry: RetryClaim | None,
     route: Callable[[RouteRequest], RouteResponse],
 ) -> Decided:
-    """Route and log the request, unless `retry` names a live earlier decision: then that decision
-    (same body) or IdempotencyConflictError (another body). `route` raises FeatureError subclasses."""
-    earlier = None if retry is None else log.find_retry(retry)
-    if earlier is not None:
-        return _replay(earlier, request)
+    """Route and log the request (`request_json`: its `model_dump_json()`), unless `retry` names a
+    live earlier decision: then that decision (same body) or IdempotencyConflictError (another body).
+    `route` raises FeatureError subclasses."""
     response = route(request)
-    logged = record_decision(log, request, response, retry)
-    if logged.decision_id != response.decision_id:  # a concurrent retry logged first
-        return _replay(logged, request)
-    return Decided(logged.response_json, replayed=False)
-
-
-def _replay(earlier: LoggedDecision, request: RouteRequest) -> Decided:
-    if earlier.request_json != request.model_dump_json():
+    logged = record_decision(log, request_json, response, retry)
+    if logged.decision_id == response.decision_id:
+        return Decided(logged.response_json, replayed=False)
+    if logged.request_json != request_json:
         raise IdempotencyConflictError(
             _HEADER_FIELD,
-            f"was used for decision {earlier.decision_id} with a different body; use a new key for a new request",
+            f"was used for decision {logged.decision_id} with a different body; use a new key for a new request",
         )
-    return Decided(earlier.response_json, replayed=True)
+    return Decided(logged.response_json, replayed=True)

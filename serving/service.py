@@ -137,7 +137,7 @@ from serving.schemas import (
     RouteResponse,
 )
 from serving.shadow import SHADOW_ENV, Shadow, shadow_alias
-from serving.stores import import_legacy_feedback, import_legacy_keys, sqlite_url, upgrade_database
+from serving.stores import UNAVAILABLE_ERRORS, import_legacy_feedback, import_legacy_keys, sqlite_url, upgrade_database
 from serving.team import TEAM_TRAINING_COMMAND, ModelNotRegisteredError, TeamAssembler, assemble
 from serving.team_schemas import (
     BatchOptions,
@@ -341,7 +341,7 @@ def route_once(request: RouteRequest, paths: Paths, progress: Progress = SILENT)
     response = router.route(request)
     log = DecisionLog(prepare_database(paths))
     try:
-        record_decision(log, request, response)
+        record_decision(log, request.model_dump_json(), response)
     finally:
         log.close()
     return response
@@ -634,6 +634,11 @@ def _answer(ctx: bentoml.Context, status: int, body: bytes, headers: dict[str, s
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
+def _unavailable(ctx: bentoml.Context, stores: str, version: str) -> Response:
+    """503 with Retry-After: a store is locked or unreachable (logged by the caller); a retry may succeed."""
+    return _answer(ctx, 503, error_json("server", f"{stores} is unavailable; retry later", version), RETRY)
+
+
 decisions_app = FastAPI(title="decisions")
 # GET /white_space and GET /models; mounted at the root (a mount at /models would answer only the paths
 # below it), BentoML's mount answers only the paths of its routes.
@@ -676,13 +681,15 @@ class PartnerMatch:
         version = live.model_info.version
         try:
             owner = caller(ctx.request.scope).key_id
-            retry = retry_claim(owner, ctx.request.headers.get(IDEMPOTENCY_HEADER), request, datetime.now(UTC))
-            decided = decide_once(self.decisions, request, retry, live.route)
+            request_json = request.model_dump_json()
+            header = ctx.request.headers.get(IDEMPOTENCY_HEADER)
+            retry = retry_claim(owner, header, deal.deal_id, request_json, datetime.now(UTC))
+            decided = decide_once(self.decisions, request, request_json, retry, live.route)
         except FeatureError as error:
             return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
-        except SQLAlchemyError:
+        except UNAVAILABLE_ERRORS:
             logger.exception("the database could not be read or written")
-            return _answer(ctx, 503, error_json("server", "the database is unavailable", version), RETRY)
+            return _unavailable(ctx, "the database", version)
         if models.shadow is not None and not decided.replayed:
             models.shadow.model.answer(request, decided.response_json)
         headers = {REPLAYED_HEADER: "true"} if decided.replayed else None
@@ -698,9 +705,9 @@ class PartnerMatch:
             accepted = accept_feedback(request, self.feedback_store, self.decisions, live, datetime.now(UTC))
         except FeatureError as error:
             return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
-        except SQLAlchemyError:
+        except UNAVAILABLE_ERRORS:
             logger.exception("the database could not be read or written")
-            return _answer(ctx, 503, error_json("server", "the database is unavailable", version), RETRY)
+            return _unavailable(ctx, "the database", version)
         return _answer(ctx, 200, accepted.model_dump_json().encode())
 
     @bentoml.api(route="/team", input_spec=TeamRequest, output_spec=TeamResponse)
@@ -732,7 +739,7 @@ class PartnerMatch:
             return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
         except SolverError as error:
             logger.exception("the MILP solver failed")
-            return _answer(ctx, 503, error_json("server", str(error), version), {"Retry-After": "1"})
+            return _answer(ctx, 503, error_json("server", str(error), version), RETRY)
 
     @decisions_app.get("/{decision_id}", response_model=DecisionRecord)
     def decision(self, decision_id: str) -> DecisionRecord | Response:

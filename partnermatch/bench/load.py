@@ -12,7 +12,9 @@ for, or keeps the heap of, building it. Then, per worker count W:
    and each one times out after `REQUEST_TIMEOUT_SECONDS`.
 3. Measured: requests/s answered 200, errors (non-200 or transport) by kind, latency p50/p95/p99 of the
    answered requests (client clock, JSON both ways included), `/healthz` latency while loaded, and the
-   peak memory of the whole server process tree (`PeakMemory`: RSS, PSS and USS summed).
+   peak memory of the whole server process tree (`PeakMemory`: RSS, PSS and USS summed; the
+   ratios compare PSS, which counts a shared page once, not RSS, which counts it in every worker),
+   and each process's figures at the peak.
 
 The client shares the machine with the server: on 2 cores its event loop takes CPU from the workers.
 Requests carry the key that `running_service` creates for the benchmark (every scope, no practical
@@ -187,6 +189,8 @@ def measure_workers(store: Paths, workers: int, bodies: list[dict[str, Any]], se
         "peak_rss_mb": peaks.rss_mb,
         "peak_pss_mb": peaks.pss_mb,
         "peak_uss_mb": peaks.uss_mb,
+        # Per process at the peak of the summed PSS: a worker's USS is what it does not share.
+        "processes_at_peak_pss": [asdict(process) for process in memory.at_peak_pss],
     }
 
 

@@ -124,33 +124,54 @@ class MemoryPeaks:
     uss_mb: float
 
 
+@dataclass(frozen=True)
+class ProcessMemory:
+    """One process of the tree, MiB (as `MemoryPeaks`): what it does not share is its `uss_mb`."""
+
+    pid: int
+    command: str  # its command line, shortened
+    rss_mb: float
+    pss_mb: float
+    uss_mb: float
+
+
+COMMAND_CHARS = 120
+
+
 class PeakMemory:
-    """Samples the summed RSS, PSS and USS of a process and all its descendants in a background thread."""
+    """Samples the summed RSS, PSS and USS of a process and all its descendants in a background
+    thread; `at_peak_pss` keeps each process's figures at the sample with the highest summed PSS."""
 
     def __init__(self, pid: int, sample_seconds: float = RSS_SAMPLE_SECONDS) -> None:
         self.process = psutil.Process(pid)
         self.sample_seconds = sample_seconds
         self.peaks = MemoryPeaks(0.0, 0.0, 0.0)
+        self.at_peak_pss: tuple[ProcessMemory, ...] = ()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def current(self) -> MemoryPeaks:
-        rss = pss = uss = 0
+    def per_process(self) -> tuple[ProcessMemory, ...]:
+        sampled = []
         for process in [self.process, *self.process.children(recursive=True)]:
             try:
                 memory = process.memory_full_info()  # Linux: /proc/<pid>/smaps_rollup
+                command = " ".join(process.cmdline())[-COMMAND_CHARS:]
             except psutil.NoSuchProcess:
                 continue
-            rss, pss, uss = rss + memory.rss, pss + memory.pss, uss + memory.uss
-        return MemoryPeaks(rss / 2**20, pss / 2**20, uss / 2**20)
+            sizes = (memory.rss / 2**20, memory.pss / 2**20, memory.uss / 2**20)
+            sampled.append(ProcessMemory(process.pid, command, *sizes))
+        return tuple(sampled)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                now = self.current()
+                processes = self.per_process()
             except psutil.NoSuchProcess:
                 return
+            now = _summed(processes)
+            if now.pss_mb > self.peaks.pss_mb:
+                self.at_peak_pss = processes
             self.peaks = MemoryPeaks(*(max(a, b) for a, b in zip(astuple(self.peaks), astuple(now), strict=True)))
             self._stop.wait(self.sample_seconds)
 
@@ -158,6 +179,14 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         return self.peaks
+
+
+def _summed(processes: tuple[ProcessMemory, ...]) -> MemoryPeaks:
+    return MemoryPeaks(
+        sum(process.rss_mb for process in processes),
+        sum(process.pss_mb for process in processes),
+        sum(process.uss_mb for process in processes),
+    )
 
 
 @dataclass

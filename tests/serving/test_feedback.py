@@ -48,7 +48,7 @@ def test_live_features_equal_a_rebuild_on_history_plus_feedback(synthetic_world:
     before = live.current().state.load_ratio[0]
     for row in range(5):  # the busy partner takes five deals; a team loses a sixth
         request = RouteRequest.model_validate({"deal": deal_body(synthetic_world.deals, row)})
-        decided = record_decision(decisions, request, live.current().route(request))
+        decided = record_decision(decisions, request.model_dump_json(), live.current().route(request))
         now = datetime.now(UTC)
         body = _outcome(decided.decision_id, [busy], "won" if row % 2 else "lost", now)
         accept_feedback(
