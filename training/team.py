@@ -131,7 +131,7 @@ def candidate_rows(
     products = np.flatnonzero(deals.product_mask[deal_row])
     queries = deals.vectors[deal_row][None, :] + product_vectors[products]
     queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
-    _, nearest = index.search(queries.astype(np.float32), min(len(index), 4 * per_requirement))
+    nearest, _ = index.search(queries.astype(np.float32), min(len(index), 4 * per_requirement))
     sub_deals = requirement_batch(
         deals, np.full(products.size * eligible.size, deal_row), np.repeat(products, eligible.size)
     )
