@@ -33,7 +33,6 @@ from serving.idempotency import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_CHARS, R
 from serving.ipp_schemas import IppFitRequest, IppFitResponse, WhiteSpaceResponse
 from serving.keys import Scope
 from serving.schemas import (
-    DecisionRecord,
     ErrorResponse,
     FeedbackRequest,
     FeedbackResponse,
@@ -43,6 +42,7 @@ from serving.schemas import (
 from serving.team_schemas import (
     BatchRouteRequest,
     BatchRouteResponse,
+    DecisionRecord,
     TeamRequest,
     TeamResponse,
     WhyNotRequest,
