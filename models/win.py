@@ -25,9 +25,9 @@ CALIBRATOR_FILE = "win_calibrator.json"
 SINGLE_THREAD_ROWS = 10_000
 
 
-def _predict_threads(rows: int) -> dict[str, int]:
-    """LightGBM predict keywords for `rows` rows: one thread for small batches, else the booster's own."""
-    return {"num_threads": 1} if rows < SINGLE_THREAD_ROWS else {}
+def _predict_threads(rows: int) -> int:
+    """LightGBM predict threads for `rows` rows: one for small batches, else 0 (OpenMP's default)."""
+    return 1 if rows < SINGLE_THREAD_ROWS else 0
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class WinModel:
     def raw_score(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         """(n,) uncalibrated margin (log-odds for the binary objective)."""
         matrix = self._matrix(features)
-        return np.asarray(self.booster.predict(matrix, raw_score=True, **_predict_threads(len(matrix))))
+        return np.asarray(self.booster.predict(matrix, raw_score=True, num_threads=_predict_threads(len(matrix))))
 
     def predict_win_probability(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         """(n,) calibrated probability in [0, 1] that the partner closes the deal."""
@@ -72,7 +72,9 @@ class WinModel:
     def contributions(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
         """(n, F) TreeSHAP log-odds contribution of each feature (the bias column dropped)."""
         matrix = self._matrix(features)
-        return np.asarray(self.booster.predict(matrix, pred_contrib=True, **_predict_threads(len(matrix))))[:, :-1]
+        return np.asarray(self.booster.predict(matrix, pred_contrib=True, num_threads=_predict_threads(len(matrix))))[
+            :, :-1
+        ]
 
     def explain(self, features: pd.DataFrame | np.ndarray, top_k: int = 3) -> list[list[Reason]]:
         """Top `top_k` reasons per row from TreeSHAP contributions. TreeSHAP costs far more per row
