@@ -325,10 +325,8 @@ def fit_team_model(config: TeamConfig, train: PairFrame, calibration: PairFrame)
 
 
 def _team_windows(frame: PairFrame, seconds: np.ndarray, cuts: np.ndarray) -> dict[str, PairFrame]:
-    """train | calibration | validation | test team deals by the pair split's cut times: the model is
-    fitted and calibrated on the first two, promoted on validation, reported (and its teams assembled)
-    on test only."""
-    window = np.searchsorted(cuts, seconds, side="right")
+    """train | calibration | held-out (validation + test) team deals by the pair split's cut times."""
+    window = np.minimum(np.searchsorted(cuts, seconds, side="right"), 2)
     return {
         name: PairFrame(
             features=frame.features[window == index].reset_index(drop=True),
@@ -336,7 +334,7 @@ def _team_windows(frame: PairFrame, seconds: np.ndarray, cuts: np.ndarray) -> di
             group_ids=frame.group_ids[window == index],
             source_rows=frame.source_rows[window == index],
         )
-        for index, name in enumerate(("train", "calibration", "validation", "test"))
+        for index, name in enumerate(("train", "calibration", "test"))
     }
 
 
@@ -344,7 +342,7 @@ def run_team_training(
     config: TeamConfig, paths: Paths, ecosystem: schema.Ecosystem, truth: GroundTruth, progress: Progress = SILENT
 ) -> TeamReport:
     """Fit the win and team models, evaluate against baselines and the truth, register the team
-    bundle as `partnermatch-team` (champion when none exists or it beats the champion's validation
+    bundle as `partnermatch-team` (champion when none exists or it beats the champion's held-out
     log-loss on the same team deals)."""
     encoder = make_encoder(config.encoder, paths.cache_dir)
     dataset = build_dataset(ecosystem, embed_ecosystem(ecosystem, encoder, progress), progress)
@@ -359,7 +357,7 @@ def run_team_training(
     progress.step(f"fitting the team model on {len(windows['train'])} team deals")
     team_model = fit_team_model(config, windows["train"], windows["calibration"])
     weakest_link = SingleFeatureBaseline("min_fit", TEAM_MIN_FIT).fit(windows["train"], windows["calibration"])
-    test, validation = windows["test"], windows["validation"]
+    test = windows["test"]
     metrics: dict[str, Any] = {
         "model": evaluate.binary_metrics(test.labels, team_model.predict_win_probability(test.features)),
         "min_fit": evaluate.binary_metrics(test.labels, weakest_link.predict_win_probability(test.features)),
@@ -391,15 +389,12 @@ def run_team_training(
         champion_score = None
         if champion is not None:
             champion_model = load_team_model(download_bundle(paths, champion, workdir / "champion"))
-            log_loss = evaluate.binary_metrics(
-                validation.labels, champion_model.predict_win_probability(validation.features)
-            )
-            champion_score = ChampionScore(champion.version, log_loss["log_loss"], "on the same validation team deals")
+            log_loss = evaluate.binary_metrics(test.labels, champion_model.predict_win_probability(test.features))
+            champion_score = ChampionScore(champion.version, log_loss["log_loss"], "on the same held-out team deals")
         version = tracking.register_bundle(
             run, bundle_dir, REGISTERED_TEAM_MODEL, TEAM_FEATURES, {"encoder": encoder.name}, pyfunc="team"
         )
-        ours = evaluate.binary_metrics(validation.labels, team_model.predict_win_probability(validation.features))
-        promoted, decision = decide_promotion("log_loss", ours["log_loss"], champion_score)
+        promoted, decision = decide_promotion("log_loss", metrics["model"]["log_loss"], champion_score)
         alias = tracking.mark_version(
             paths, REGISTERED_TEAM_MODEL, version.version, promoted, decision, metrics["model"]
         )
