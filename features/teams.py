@@ -16,8 +16,6 @@ import pandas as pd
 from features import schema
 from features.pairs import DealBatch, EventIndex, FeatureError, positions, to_seconds
 
-_MAX_PAIR_KEYS = 1 << 29  # EventIndex keys share an int64 with 34 bits of time
-
 
 def requirement_batch(deals: DealBatch, deal_rows: np.ndarray, products: np.ndarray) -> DealBatch:
     """One single-product sub-deal per (deal_rows[i], products[i]): same region, amount, time and
@@ -36,9 +34,13 @@ def requirement_batch(deals: DealBatch, deal_rows: np.ndarray, products: np.ndar
 
 @dataclass(frozen=True)
 class CoSellHistory:
-    """Joint deals of partner pairs, known from their close time on. Keys are `min * n + max` of
-    the two partner positions (n = `partner_count`); values (joint deals, joint wins)."""
+    """Joint deals of partner pairs, known from their close time on. Sparse: only the pairs that
+    have co-sold are stored, so memory follows the team history, not n^2 partner pairs (100k
+    partners are fine). `pair_keys`: (m,) sorted int64 `min * n + max` of the two partner positions
+    (n = `partner_count`); `events` is keyed by a pair's row in `pair_keys`, values (joint deals,
+    joint wins)."""
 
+    pair_keys: np.ndarray
     events: EventIndex
     partner_count: int
 
@@ -58,19 +60,23 @@ class CoSellHistory:
         pairs = frame.merge(frame[["team", "member"]], on="team", suffixes=("", "_other"))
         pairs = pairs[pairs["member"] < pairs["member_other"]]
         n = len(partner_index)
-        if n * n >= _MAX_PAIR_KEYS:
-            raise ValueError(f"co-sell pair keys need n^2 < {_MAX_PAIR_KEYS} partners squared, got n = {n}")
         keys = pairs["member"].to_numpy(dtype=np.int64) * n + pairs["member_other"].to_numpy(dtype=np.int64)
+        pair_keys, pair_rows = np.unique(keys, return_inverse=True)
         values = np.column_stack([np.ones(len(pairs)), pairs["won"].to_numpy()])
-        return cls(EventIndex.build(keys, pairs["seconds"].to_numpy(dtype=np.int64), values), n)
+        events = EventIndex.build(pair_rows.astype(np.int64), pairs["seconds"].to_numpy(dtype=np.int64), values)
+        return cls(pair_keys, events, n)
 
     def joint(self, first: np.ndarray, second: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         """(q, 2) float64 (joint deals, joint wins) of pairs (first[i], second[i]) closed before
-        seconds[i]; 0 for a partner with itself."""
+        seconds[i]; 0 for a partner with itself and for pairs that never co-sold."""
         first, second = np.asarray(first, dtype=np.int64), np.asarray(second, dtype=np.int64)
         keys = np.minimum(first, second) * self.partner_count + np.maximum(first, second)
-        sums: np.ndarray = self.events.sum_before(keys, np.asarray(seconds, dtype=np.int64))
-        sums[first == second] = 0.0
+        rows = np.minimum(np.searchsorted(self.pair_keys, keys), max(self.pair_keys.size - 1, 0))
+        known = (first != second) & (self.pair_keys.size > 0)
+        known[known] = self.pair_keys[rows[known]] == keys[known]
+        sums = np.zeros((keys.size, 2))
+        if known.any():
+            sums[known] = self.events.sum_before(rows[known], np.asarray(seconds, dtype=np.int64)[known])
         return sums
 
 

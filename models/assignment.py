@@ -99,6 +99,7 @@ def assign_greedily(candidates: IntArray, probability: FloatArray, capacity: Int
 
 
 SECONDS_PER_DAY = 86_400.0
+EMERGING_TENURE_DAYS = 365.0  # default: a partner that joined less than a year ago is emerging
 
 
 def emerging_partners(

@@ -13,6 +13,7 @@ instances. `shapley_credit` splits a team's probability among its members exactl
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -135,36 +136,46 @@ class ScoredTeam:
     win_probability: float
 
 
+@functools.cache
+def _slot_pairs(slots: int) -> tuple[IntArray, IntArray]:
+    """The (first, second) slot indices of every unordered pair of `slots` slots (read-only)."""
+    first, second = np.triu_indices(slots, k=1)
+    first.flags.writeable = second.flags.writeable = False
+    return first, second
+
+
 def team_features(instance: TeamInstance, assignment: IntArray) -> npt.NDArray[np.float32]:
     """(B, len(TEAM_FEATURES)) float32 features of B teams; assignment (B, K) candidate rows, -1
     for an uncovered requirement (fit 0 there, so coverage, min fit and log fit show it)."""
     assignment = np.atleast_2d(np.asarray(assignment, dtype=np.int64))
     covered = assignment >= 0
     safe = np.where(covered, assignment, 0)
-    fit = np.where(covered, np.nan_to_num(instance.fit[np.arange(assignment.shape[1]), safe], nan=0.0), 0.0)
+    slot_fit = instance.fit[np.arange(assignment.shape[1]), safe]
+    fit = np.where(covered & ~np.isnan(slot_fit), slot_fit, 0.0)
     members = np.sort(np.where(covered, assignment, -1), axis=1)
     distinct = np.where(np.diff(members, axis=1, prepend=-1) != 0, members, -1)
     is_member = distinct >= 0
-    load = np.where(is_member, instance.load_ratio[np.where(is_member, distinct, 0)], np.nan)
-    first, second = np.triu_indices(assignment.shape[1], k=1)
+    member_rows = np.where(is_member, distinct, 0)
+    load = instance.load_ratio[member_rows]
+    first, second = _slot_pairs(assignment.shape[1])
     real_pair = is_member[:, first] & is_member[:, second]
-    joint = instance.joint[np.where(is_member, distinct, 0)[:, first], np.where(is_member, distinct, 0)[:, second]]
+    joint = instance.joint[member_rows[:, first], member_rows[:, second]]
+    size = is_member.sum(axis=1)
     pair_count = np.maximum(real_pair.sum(axis=1), 1)
     deals, wins = np.where(real_pair, joint[..., 0], 0.0), np.where(real_pair, joint[..., 1], 0.0)
-    with np.errstate(divide="ignore", all="ignore"):
-        columns = {
-            TEAM_COVERAGE: covered.mean(axis=1),
-            TEAM_MIN_FIT: fit.min(axis=1),
-            TEAM_MEAN_FIT: fit.mean(axis=1),
-            TEAM_LOG_FIT: np.log(np.maximum(fit, 1e-6)).sum(axis=1),
-            TEAM_SIZE: is_member.sum(axis=1),
-            TEAM_REQUIREMENTS: np.full(assignment.shape[0], assignment.shape[1]),
-            TEAM_MAX_LOAD: np.nanmax(np.where(is_member, load, -np.inf), axis=1),
-            TEAM_MEAN_LOAD: np.nansum(load, axis=1) / np.maximum(is_member.sum(axis=1), 1),
-            TEAM_PAIRS_WITH_HISTORY: (real_pair & (deals > 0)).sum(axis=1) / pair_count,
-            TEAM_JOINT_DEALS: np.log1p(deals).sum(axis=1) / pair_count,
-            TEAM_JOINT_WIN_RATE: np.where(real_pair, (wins + 1.0) / (deals + 2.0), 0.0).sum(axis=1) / pair_count,
-        }
+    columns = {
+        TEAM_COVERAGE: covered.mean(axis=1),
+        TEAM_MIN_FIT: fit.min(axis=1),
+        TEAM_MEAN_FIT: fit.mean(axis=1),
+        TEAM_LOG_FIT: np.log(np.maximum(fit, 1e-6)).sum(axis=1),
+        TEAM_SIZE: size,
+        TEAM_REQUIREMENTS: np.full(assignment.shape[0], assignment.shape[1]),
+        TEAM_MAX_LOAD: np.where(is_member, load, -np.inf).max(axis=1),
+        TEAM_MEAN_LOAD: np.where(is_member, load, 0.0).sum(axis=1) / np.maximum(size, 1),
+        TEAM_PAIRS_WITH_HISTORY: (real_pair & (deals > 0)).sum(axis=1) / pair_count,
+        TEAM_JOINT_DEALS: np.log1p(deals).sum(axis=1) / pair_count,
+        TEAM_JOINT_WIN_RATE: np.where(real_pair, (wins + 1.0) / (deals + 2.0), 0.0).sum(axis=1) / pair_count,
+    }
     return np.column_stack([np.asarray(columns[name], dtype=np.float32) for name in TEAM_FEATURES])
 
 

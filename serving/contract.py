@@ -36,7 +36,6 @@ from serving.idempotency import IDEMPOTENCY_HEADER, MAX_IDEMPOTENCY_KEY_CHARS, R
 from serving.ipp_schemas import IppFitRequest, IppFitResponse, WhiteSpaceResponse
 from serving.keys import Scope
 from serving.schemas import (
-    DecisionRecord,
     ErrorResponse,
     FeedbackRequest,
     FeedbackResponse,
@@ -48,6 +47,7 @@ from serving.schemas import (
 from serving.team_schemas import (
     BatchRouteRequest,
     BatchRouteResponse,
+    DecisionRecord,
     TeamRequest,
     TeamResponse,
     WhyNotRequest,

@@ -23,6 +23,7 @@ before the route started, in any worker, and two workers at the same sequence nu
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -36,7 +37,7 @@ from serving.decision_log import DecisionLog
 from serving.feedback_store import FeedbackEvent, FeedbackStore, FeedbackStoreConflictError, StoredFeedback
 from serving.routing import Router
 from serving.routing.state import partner_load_ratio
-from serving.schemas import EngagementIn, FeedbackRequest, FeedbackResponse, OutcomeIn, RouteRequest
+from serving.schemas import DealIn, EngagementIn, FeedbackRequest, FeedbackResponse, OutcomeIn
 
 
 class UnknownReferenceError(FeatureError):
@@ -79,7 +80,8 @@ def resolve_event(
     logged = decisions.get(event.decision_id)
     if logged is None:
         raise UnknownReferenceError("event.decision_id", f"no decision {event.decision_id!r} is logged")
-    routed = RouteRequest.model_validate_json(logged.request_json).deal
+    # A /route or /team decision: both requests carry the deal under `deal`.
+    routed = DealIn.model_validate(json.loads(logged.request_json)["deal"])
     if event.deal_id is not None and routed.deal_id is not None and event.deal_id != routed.deal_id:
         raise FeatureError("event.deal_id", f"decision {event.decision_id!r} routed deal {routed.deal_id!r}")
     if event.closed_at < logged.logged_at:

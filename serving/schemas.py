@@ -216,16 +216,6 @@ class RouteResponse(BaseModel):
         return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-class DecisionRecord(BaseModel):
-    """A logged decision: what was asked, what was answered, by which model."""
-
-    decision_id: str
-    logged_at: datetime
-    model: ModelInfo
-    request: RouteRequest
-    response: RouteResponse
-
-
 class FieldProblem(BaseModel):
     field: str = Field(description="Dotted path of the offending input, e.g. `deal.amount`.")
     reason: str
@@ -255,7 +245,9 @@ class OutcomeIn(_Strict):
     """A routed deal was won or lost: closes the attempt of each partner named."""
 
     type: Literal["outcome"]
-    decision_id: str = Field(min_length=1, max_length=64, description="The `POST /route` decision this deal got.")
+    decision_id: str = Field(
+        min_length=1, max_length=64, description="The `POST /route` or `POST /team` decision this deal got."
+    )
     deal_id: str | None = Field(
         default=None, max_length=128, description="The CRM's deal id; must match the routed deal's when both are set."
     )

@@ -113,7 +113,16 @@ from serving.health_schemas import (
     SentimentRequest,
     SentimentResponse,
 )
-from serving.idempotency import IDEMPOTENCY_HEADER, REPLAYED_HEADER, decide_once, record_decision, retry_claim
+from serving.idempotency import (
+    IDEMPOTENCY_HEADER,
+    REPLAYED_HEADER,
+    Decided,
+    DecisionResponse,
+    RequestT,
+    decide_once,
+    record_decision,
+    retry_claim,
+)
 from serving.ipp import MISSING_MODEL_REASON, IppScorer, ipp_scorer_of
 from serving.ipp_schemas import IppFitRequest, IppFitResponse, ProspectIn, WhiteSpaceResponse
 from serving.keys import AccessPolicy, KeyStore, Scope
@@ -124,7 +133,6 @@ from serving.routing import Router, RoutingSettings, shared_routing_state, state
 from serving.routing.state import RoutingState
 from serving.schemas import (
     DealIn,
-    DecisionRecord,
     EngagementIn,
     FeedbackRequest,
     FeedbackResponse,
@@ -143,6 +151,7 @@ from serving.team_schemas import (
     BatchOptions,
     BatchRouteRequest,
     BatchRouteResponse,
+    DecisionRecord,
     TeamOptions,
     TeamRequest,
     TeamResponse,
@@ -524,7 +533,7 @@ OPERATIONS = (
     ),
     Operation("/ipp_fit", "post", "IppFitResponse", (*_ALWAYS, 413, 415, 422), Scope.IPP, "IppFitRequest", False),
     Operation("/white_space", "get", "WhiteSpaceResponse", _ALWAYS, Scope.IPP),
-    Operation("/team", "post", "TeamResponse", (*_ALWAYS, 404, 409, 413, 415, 422), Scope.TEAM, "TeamRequest", False),
+    Operation("/team", "post", "TeamResponse", (400, *_ALWAYS, 404, 409, 413, 415, 422), Scope.TEAM, "TeamRequest"),
     Operation(
         "/route/batch",
         "post",
@@ -678,20 +687,34 @@ class PartnerMatch:
         request = RouteRequest(deal=deal, options=options)
         models = self.models.current  # this request's models, even if a reload swaps others in meanwhile
         live = models.win.model.current()
-        version = live.model_info.version
+        decided = self._decide(ctx, live.model_info.version, request, live.route)
+        if isinstance(decided, Response):
+            return decided
+        if models.shadow is not None and not decided.replayed:
+            models.shadow.model.answer(request, decided.response_json)
+        return self._decided(ctx, decided)
+
+    def _decide(
+        self, ctx: bentoml.Context, version: str, request: RequestT, decide: Callable[[RequestT], DecisionResponse]
+    ) -> Decided | Response:
+        """Decide and log once per retry (`serving.idempotency`), or the error response."""
         try:
             owner = caller(ctx.request.scope).key_id
             request_json = request.model_dump_json()
             header = ctx.request.headers.get(IDEMPOTENCY_HEADER)
-            retry = retry_claim(owner, header, deal.deal_id, request_json, datetime.now(UTC))
-            decided = decide_once(self.decisions, request, request_json, retry, live.route)
+            retry = retry_claim(owner, header, request.deal.deal_id, request_json, datetime.now(UTC))
+            return decide_once(self.decisions, request, request_json, retry, decide)
         except FeatureError as error:
             return _answer(ctx, status_of(error), error_json(error.field, error.reason, version))
+        except SolverError as error:
+            logger.exception("the MILP solver failed")
+            return _answer(ctx, 503, error_json("server", str(error), version), RETRY)
         except UNAVAILABLE_ERRORS:
             logger.exception("the database could not be read or written")
             return _unavailable(ctx, "the database", version)
-        if models.shadow is not None and not decided.replayed:
-            models.shadow.model.answer(request, decided.response_json)
+
+    @staticmethod
+    def _decided(ctx: bentoml.Context, decided: Decided) -> Response:
         headers = {REPLAYED_HEADER: "true"} if decided.replayed else None
         return _answer(ctx, 200, decided.response_json.encode(), headers)
 
@@ -717,7 +740,8 @@ class PartnerMatch:
         if models.teams is None:
             return _answer(ctx, 503, error_json("model", models.teams_missing))
         teams, request = models.teams.model, TeamRequest(deal=deal, options=options)
-        return self._pure(ctx, teams.model_info.version, lambda: assemble(teams, request))
+        decided = self._decide(ctx, teams.model_info.version, request, lambda body: assemble(teams, body))
+        return decided if isinstance(decided, Response) else self._decided(ctx, decided)
 
     @bentoml.api(route="/route/batch", input_spec=BatchRouteRequest, output_spec=BatchRouteResponse)
     def route_batch(self, deals: list[RouteRequest], options: BatchOptions, ctx: bentoml.Context) -> Response:
@@ -748,12 +772,13 @@ class PartnerMatch:
         if logged is None:
             body = error_json("decision_id", f"no decision {decision_id!r} is logged", self.router.model_info.version)
             return Response(body, status_code=404, media_type="application/json")
-        response = RouteResponse.model_validate_json(logged.response_json)
+        team = logged.model_name == REGISTERED_TEAM_MODEL
+        response = (TeamResponse if team else RouteResponse).model_validate_json(logged.response_json)
         return DecisionRecord(
             decision_id=logged.decision_id,
             logged_at=logged.logged_at,
             model=response.model,
-            request=RouteRequest.model_validate_json(logged.request_json),
+            request=(TeamRequest if team else RouteRequest).model_validate_json(logged.request_json),
             response=response,
         )
 

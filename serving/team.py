@@ -15,6 +15,7 @@ gives the constraints, the load ratios and the per-product history shortlists. A
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -224,6 +225,7 @@ def assemble(assembler: TeamAssembler, request: TeamRequest) -> TeamResponse:
             )
         )
     return TeamResponse(
+        decision_id=uuid.uuid4().hex,
         deal_id=request.deal.deal_id,
         model=assembler.model_info,
         requirements=list(problem.instance.products),

@@ -7,11 +7,13 @@ raise `FeatureError(field, reason)` with the dotted field names used here.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, Field, field_validator
 
 from features.schema import LOAD_WINDOW
+from models.assignment import EMERGING_TENURE_DAYS
 from serving.schemas import (
     MAX_EXCLUDED_PARTNERS,
     CandidateSource,
@@ -22,6 +24,7 @@ from serving.schemas import (
     Reason,
     RouteOptions,
     RouteRequest,
+    RouteResponse,
     _Strict,
     _unique,
     _unique_items,
@@ -100,6 +103,7 @@ class TeamOut(BaseModel):
 
 
 class TeamResponse(BaseModel):
+    decision_id: str = Field(description="The logged decision (`GET /decisions/{decision_id}`, `POST /feedback`).")
     deal_id: str | None
     model: ModelInfo = Field(description="The partnermatch-team version (its bundle holds the win model for fits).")
     requirements: list[str]
@@ -124,7 +128,7 @@ class BatchOptions(_Strict):
         description="At least this share of the assigned deals goes to emerging partners.",
     )
     emerging_tenure_days: float = Field(
-        default=365.0,
+        default=EMERGING_TENURE_DAYS,
         gt=0,
         le=36_500,
         allow_inf_nan=False,
@@ -201,3 +205,13 @@ class WhyNotResponse(BaseModel):
     compared_win_probability: float | None = Field(ge=0, le=1)
     gaps: list[FeatureGapOut] = Field(description="Largest first: what the partner ranked above has more of.")
     message: str
+
+
+class DecisionRecord(BaseModel):
+    """A logged decision (`POST /route` or `POST /team`): what was asked, what was answered, by which model."""
+
+    decision_id: str
+    logged_at: datetime
+    model: ModelInfo
+    request: RouteRequest | TeamRequest
+    response: RouteResponse | TeamResponse

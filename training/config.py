@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from features.synthetic import EcosystemConfig
+from models.assignment import EMERGING_TENURE_DAYS
 from models.calibration import CalibrationChoice
 from training.evaluate import BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES
 
@@ -127,7 +128,7 @@ class TeamConfig:
     batch_candidates: int = 10  # per deal, by win probability
     batch_capacity: int = 1  # deals of the batch one partner can take (capacity-tight)
     exposure_share: float = 0.6  # of the batch's assigned deals, to emerging partners (above greedy's ~0.5)
-    emerging_tenure_days: float = 365.0  # emerging: joined less than this before, or below-median capacity
+    emerging_tenure_days: float = EMERGING_TENURE_DAYS  # as models.assignment.emerging_partners reads it
     bootstrap: int = 2000
     seed: int = 0
 

@@ -322,24 +322,36 @@ def make_bundle(
     config: TrainConfig, dataset: PairDataset, ecosystem: schema.Ecosystem, fitted: FittedModels, splits: TimeSplits
 ) -> ModelBundle:
     """What a service needs to route: the fitted model, the history, the partner index."""
-    win_model = fitted.model.model_
+    return routing_bundle(
+        REGISTERED_WIN_MODEL, config.encoder, fitted.model.model_, dataset, ecosystem, len(splits.train)
+    )
+
+
+def routing_bundle(
+    model_name: str,
+    encoder: str,
+    win_model: WinModel,
+    dataset: PairDataset,
+    ecosystem: schema.Ecosystem,
+    training_rows: int,
+) -> ModelBundle:
+    """A bundle registered as `model_name` that a routing state loads: `win_model`, the history
+    tables of `ecosystem` and the partner index of `dataset` (win and team bundles alike)."""
     return ModelBundle(
         manifest=BundleManifest(
-            model_name=REGISTERED_WIN_MODEL,
-            encoder=config.encoder,
+            model_name=model_name,
+            encoder=encoder,
             feature_names=win_model.feature_names,
             products=dataset.context.products,
             regions=dataset.context.regions,
             history_end=dataset.context.history_end.isoformat(),
-            training_rows=len(splits.train),
+            training_rows=training_rows,
         ),
         win_model=win_model,
         index=PartnerIndex.build(dataset.context.partner_ids.tolist(), dataset.context.partner_vectors),
         history={
-            schema.PARTNERS.name: ecosystem.partners,
-            schema.DEALS.name: ecosystem.deals,
-            schema.OUTCOMES.name: ecosystem.outcomes,
-            schema.ENGAGEMENT.name: ecosystem.engagement,
+            spec.name: getattr(ecosystem, spec.name)
+            for spec in (schema.PARTNERS, schema.DEALS, schema.OUTCOMES, schema.ENGAGEMENT)
         },
     )
 

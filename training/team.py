@@ -30,8 +30,7 @@ from features.pairs import FeatureContext, pair_feature_matrix
 from features.progress import SILENT, Progress
 from features.synthetic import GroundTruth, team_deal_probability
 from features.teams import CoSellHistory, requirement_batch, team_members
-from models.assignment import assign_globally, assign_greedily
-from models.bundle import BundleManifest, ModelBundle
+from models.assignment import assign_globally, assign_greedily, emerging_partners
 from models.calibration import Calibrator, select_calibrator
 from models.registry import CHAMPION, REGISTERED_TEAM_MODEL, Paths, download_bundle, version_by_alias
 from models.team import (
@@ -59,6 +58,7 @@ from training.stages import (
     build_dataset,
     decide_promotion,
     embed_ecosystem,
+    routing_bundle,
     split_boundaries,
     time_split,
 )
@@ -131,7 +131,7 @@ def candidate_rows(
     products = np.flatnonzero(deals.product_mask[deal_row])
     queries = deals.vectors[deal_row][None, :] + product_vectors[products]
     queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
-    _, nearest = index.search(queries.astype(np.float32), min(len(index), 4 * per_requirement))
+    nearest, _ = index.search(queries.astype(np.float32), min(len(index), 4 * per_requirement))
     sub_deals = requirement_batch(
         deals, np.full(products.size * eligible.size, deal_row), np.repeat(products, eligible.size)
     )
@@ -266,9 +266,8 @@ def evaluate_batch_assignment(
     slot = rank[rank < config.batch_candidates]
     candidates[batch_position[keep], slot] = partner_of[keep]
     candidate_probability[batch_position[keep], slot] = probability[keep]
-    tenure_days = (as_of - context.partner_joined_seconds) / 86_400.0
-    emerging = (tenure_days < config.emerging_tenure_days) | (
-        context.partner_capacity < np.median(context.partner_capacity)
+    emerging = emerging_partners(
+        context.partner_joined_seconds, context.partner_capacity, as_of, config.emerging_tenure_days
     )
     capacity = np.full(len(context.partner_ids), config.batch_capacity, dtype=np.int64)
     greedy = assign_greedily(candidates, candidate_probability, capacity)
@@ -381,23 +380,10 @@ def run_team_training(
         run.log_params({"team": {key: value for key, value in asdict(config).items() if key != "ecosystem"}})
         run.log_params({"ecosystem": asdict(config.ecosystem)})
         run.log_metrics({"test": metrics})
-        bundle_dir = ModelBundle(
-            manifest=BundleManifest(
-                model_name=REGISTERED_TEAM_MODEL,
-                encoder=config.encoder,
-                feature_names=win_model.feature_names,
-                products=dataset.context.products,
-                regions=dataset.context.regions,
-                history_end=dataset.context.history_end.isoformat(),
-                training_rows=len(windows["train"]),
-            ),
-            win_model=win_model,
-            index=PartnerIndex.build(dataset.context.partner_ids.tolist(), dataset.context.partner_vectors),
-            history={
-                spec.name: getattr(ecosystem, spec.name)
-                for spec in (schema.PARTNERS, schema.DEALS, schema.OUTCOMES, schema.ENGAGEMENT)
-            },
-        ).save(workdir / "bundle")
+        bundle = routing_bundle(
+            REGISTERED_TEAM_MODEL, config.encoder, win_model, dataset, ecosystem, len(windows["train"])
+        )
+        bundle_dir = bundle.save(workdir / "bundle")
         team_model.save(bundle_dir / TEAM_MODEL_DIR)
         champion = version_by_alias(paths, REGISTERED_TEAM_MODEL, CHAMPION)
         champion_score = None

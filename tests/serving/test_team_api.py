@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 from features.synthetic import generate_ecosystem
 from partnermatch.cli import app
 from tests.serving.conftest import SMOKE, SMOKE_TEAM
+from tests.serving.test_access import logged_decisions
 from tests.serving.test_service import DEAL
 
 TEAM_DEAL: dict[str, Any] = DEAL | {"products": ["firewall", "sd-wan", "storage"], "deal_id": "team-1"}
@@ -231,7 +233,56 @@ def test_the_contract_documents_the_new_operations_and_their_bounds(client: Any)
         operation = document["paths"][path]["post"]
         assert {"404", "409", "422", "503"} <= operation["responses"].keys()
         assert f"scope `{scope}`" in operation["description"]
-        assert not any(parameter["name"] == "Idempotency-Key" for parameter in operation.get("parameters", []))
+        takes_key = any(parameter["name"] == "Idempotency-Key" for parameter in operation.get("parameters", []))
+        assert takes_key == (path == "/team")  # a team is a logged decision; batch and why-not are not
     capacity = document["components"]["schemas"]["BatchOptions"]["properties"]["capacity_per_partner"]["anyOf"][0]
     assert (capacity["minimum"], capacity["maximum"]) == (0, 10_000)
     assert document["components"]["schemas"]["BatchRouteRequest"]["properties"]["deals"]["maxItems"] == 200
+
+
+def test_team_is_a_logged_decision_that_a_retry_replays(client: Any) -> None:
+    retry = {"Idempotency-Key": "crm-team-retry-1"}
+    body = {"deal": TEAM_DEAL, "options": {"top_k": 2}}
+    before = logged_decisions()
+    first = client.post("/team", json=body, headers=retry)
+    again = client.post("/team", json=body, headers=retry)
+    assert first.status_code == again.status_code == 200, first.text
+    assert again.content == first.content  # byte for byte: same decision_id, same teams
+    assert again.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    assert logged_decisions() == before + 1
+    decision_id = first.json()["decision_id"]
+    record = client.get(f"/decisions/{decision_id}").json()
+    assert record["response"] == first.json()
+    assert record["request"]["options"]["top_k"] == 2
+    assert record["model"]["name"] == "partnermatch-team"
+
+    conflict = _error(
+        client.post("/team", json={"deal": TEAM_DEAL, "options": {"top_k": 1}}, headers=retry),
+        409,
+        "headers.idempotency-key",
+    )
+    assert decision_id in conflict["reason"]
+    assert logged_decisions() == before + 1
+    # Without the header, the same deal_id and body is a retry too; a plain new request is a new decision.
+    replayed = client.post("/team", json=body)
+    assert replayed.json()["decision_id"] != decision_id  # the header's claim is not the deal_id's
+    assert client.post("/team", json=body).json()["decision_id"] == replayed.json()["decision_id"]
+    assert logged_decisions() == before + 2
+
+
+def test_feedback_on_a_team_decision_is_accepted(client: Any) -> None:
+    decided = team(client, deal=TEAM_DEAL | {"deal_id": "team-feedback-1"}, top_k=1).json()
+    members = [member["partner_id"] for member in decided["teams"][0]["members"]]
+    event = {
+        "event_id": "team-feedback-1-won",
+        "event": {
+            "type": "outcome",
+            "decision_id": decided["decision_id"],
+            "partner_ids": members,
+            "result": "won",
+            "closed_at": datetime.now(UTC).isoformat(),
+        },
+    }
+    response = client.post("/feedback", json=event)
+    assert response.status_code == 200, response.text

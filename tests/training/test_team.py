@@ -8,11 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features import schema
+from features.embed import make_encoder
+from features.index import PartnerIndex
 from features.synthetic import EcosystemConfig, generate_ecosystem
 from models.registry import CHAMPION, REGISTERED_TEAM_MODEL, Paths, version_by_alias
 from models.team import TEAM_FEATURES, TEAM_LOG_FIT, TEAM_MAX_LOAD, TEAM_MONOTONE_DIRECTIONS
 from training.config import TeamConfig
-from training.team import bootstrap_margin, fit_team_model, run_team_training
+from training.stages import build_dataset, embed_ecosystem
+from training.team import bootstrap_margin, candidate_rows, fit_team_model, run_team_training
 from training.win_model import PairFrame
 
 
@@ -65,3 +69,49 @@ def test_team_model_keeps_the_domain_signs_and_extrapolates() -> None:
     probability = model.predict_win_probability(strong)
     assert probability[0] < probability[1] < probability[2]
     assert model.coefficients[TEAM_FEATURES.index(TEAM_LOG_FIT)] == pytest.approx(0.6, abs=0.15)
+
+
+class _ConstantFit:
+    """A win model that rates every (sub-deal, partner) pair alike: the strongest-by-fit half of the
+    candidates is then the first eligible partners, and only the text half can find the others."""
+
+    def predict_win_probability(self, features: pd.DataFrame) -> np.ndarray:
+        return np.full(len(features), 0.5)
+
+
+def test_candidate_rows_take_the_text_neighbours_by_faiss_position(world: schema.Ecosystem) -> None:
+    encoder = make_encoder("hashing-32", None)
+    dataset = build_dataset(world, embed_ecosystem(world, encoder))
+    context, deals = dataset.context, dataset.deals
+    index = PartnerIndex.build(context.partner_ids.tolist(), context.partner_vectors)
+    product_vectors = encoder.encode(list(context.products))
+    per_requirement = 2
+    checked = 0
+    for deal_row in range(len(world.deals)):
+        lists = candidate_rows(
+            context,
+            _ConstantFit(),
+            index,
+            product_vectors,
+            dataset,
+            deal_row,
+            per_requirement,  # type: ignore[arg-type]
+        )
+        eligible = np.flatnonzero(
+            context.partner_regions[:, deals.region_index[deal_row]]
+            & (context.partner_joined_seconds < deals.created_seconds[deal_row])
+        )
+        for rows, product in zip(lists, np.flatnonzero(deals.product_mask[deal_row]), strict=True):
+            query = deals.vectors[deal_row] + product_vectors[product]
+            query /= np.linalg.norm(query)
+            # Tie-aware (identical profiles embed alike): the k-th best eligible similarity.
+            threshold = np.sort(context.partner_vectors[eligible] @ query)[::-1][per_requirement - 1] - 1e-6
+
+            def text_hits(candidates: np.ndarray) -> int:
+                return int((context.partner_vectors[candidates] @ query >= threshold).sum())  # noqa: B023
+
+            assert rows.dtype.kind == "i"
+            assert set(eligible[:per_requirement].tolist()) <= set(rows.tolist())
+            assert text_hits(rows) >= per_requirement, (deal_row, product)
+            checked += int(text_hits(eligible[:per_requirement]) < per_requirement)
+    assert checked > 0  # some text neighbours are not among the strongest by fit
