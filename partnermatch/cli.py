@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,6 +19,9 @@ from rich.markup import escape
 
 from features.progress import Progress
 from partnermatch.progress import show_progress
+
+if TYPE_CHECKING:
+    from features.synthetic import EcosystemConfig
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -65,6 +68,13 @@ def _user_errors() -> Iterator[None]:
         # One line whatever the terminal width (a long store path stays whole); brackets in it are text.
         console.print(f"[red]error:[/red] {escape(str(error))}", soft_wrap=True, highlight=False)
         raise typer.Exit(code=2) from error
+
+
+def _resized(ecosystem: EcosystemConfig, partners: int | None, deals: int | None) -> EcosystemConfig:
+    """A config's demo ecosystem with the sizes given on the command line (None: keep the default)."""
+    from dataclasses import replace
+
+    return replace(ecosystem, partners=partners or ecosystem.partners, deals=deals or ecosystem.deals)
 
 
 def _emit(results: dict[str, Any], json_path: Path | None) -> None:
@@ -589,12 +599,9 @@ def train_ipp(
 
     with _user_errors(), show_progress(console) as progress:
         config = IppConfig()
-        ecosystem = replace(
-            config.ecosystem,
-            partners=partners or config.ecosystem.partners,
-            deals=deals or config.ecosystem.deals,
+        config = replace(
+            config, ecosystem=_resized(config.ecosystem, partners, deals), encoder=encoder or config.encoder
         )
-        config = replace(config, ecosystem=ecosystem, encoder=encoder or config.encoder)
         report = train_ipp_from_options(config, Paths.from_environment(), data, progress)
     console.print(f"registered {report.version.name} v{report.version.version} as {report.alias}")
     _emit(report.metrics, json_path)
@@ -931,10 +938,8 @@ def train_health(
 
     with _user_errors(), show_progress(console) as progress:
         config = HealthConfig()
-        ecosystem = replace(
-            config.ecosystem, partners=partners or config.ecosystem.partners, deals=deals or config.ecosystem.deals
-        )
-        report = run(replace(config, ecosystem=ecosystem), Paths.from_environment(), data, progress)
+        config = replace(config, ecosystem=_resized(config.ecosystem, partners, deals))
+        report = run(config, Paths.from_environment(), data, progress)
     console.print(f"registered {report.version.name} v{report.version.version} as {report.alias}")
     _emit(report.metrics, json_path)
 
