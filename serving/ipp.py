@@ -19,7 +19,7 @@ from features.pairs import FeatureError
 from features.prospects import Prospect, prospect_from_fields
 from features.schema import PRODUCTS, REGIONS
 from models.ipp import IppModel, ProspectScore, Reason, WhiteSpaceCell, score_in_batches
-from models.registry import CHAMPION, REGISTERED_IPP_MODEL, Paths, RegisteredVersion, local_bundle, version_by_alias
+from models.registry import REGISTERED_IPP_MODEL, Paths, RegisteredVersion, local_bundle
 from serving.ipp_schemas import (
     CellProspect,
     EvidenceOut,
@@ -144,13 +144,6 @@ class IppScorer:
         return WhiteSpaceResponse(
             model=self.model_info, products=list(PRODUCTS), regions=list(REGIONS), cells=cells, prospect_list=listed
         )
-
-
-def load_ipp_scorer(paths: Paths, make_encoder: Callable[[str], Encoder]) -> IppScorer | None:
-    """The registered IPP champion (see `ipp_scorer_of`); None when no champion is registered.
-    `models.registry.RegistryError` when the registry cannot be read."""
-    version = version_by_alias(paths, REGISTERED_IPP_MODEL, CHAMPION)
-    return None if version is None else ipp_scorer_of(paths, version, make_encoder)
 
 
 def ipp_scorer_of(paths: Paths, version: RegisteredVersion, make_encoder: Callable[[str], Encoder]) -> IppScorer:

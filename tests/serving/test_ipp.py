@@ -8,14 +8,13 @@ import random
 import re
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import bentoml
 import pytest
 
 from features.prospects import prospect_from_fields
-from serving.ipp import MISSING_MODEL_REASON, load_ipp_scorer
+from serving.ipp import MISSING_MODEL_REASON
 from serving.ipp_schemas import MAX_PROSPECTS_PER_REQUEST, PROFILE_PATTERN
 from serving.keys import Scope
 from tests.serving.conftest import UNLIMITED
@@ -172,12 +171,6 @@ def test_without_an_ipp_model_both_endpoints_are_503_naming_the_command(client: 
         assert response.status_code == 503
         assert response.json()["field"] == "model"
         assert "partnermatch train-ipp" in response.json()["reason"] == MISSING_MODEL_REASON
-
-
-def test_no_registered_ipp_model_loads_as_none(isolated_paths: Path) -> None:
-    from models.registry import Paths
-
-    assert load_ipp_scorer(Paths.from_environment(), lambda name: pytest.fail(f"no encoder needed, got {name}")) is None
 
 
 def test_the_documented_profile_pattern_is_the_rule_that_checks_profiles() -> None:

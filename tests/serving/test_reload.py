@@ -34,7 +34,7 @@ from serving.feedback_store import FeedbackStore
 from serving.models import model_changes
 from serving.reload import RELOAD_SECONDS_ENV, HotSwap, Loaded, refreshed, reload_seconds
 from serving.schemas import FeedbackRequest, ModelChange, RouteRequest
-from serving.service import ServedModels, feedback_store_path, load_served, prepare_database
+from serving.service import ServedModels, load_served, prepare_database
 from tests.serving.conftest import deal_body
 from training.config import TrainConfig
 from training.stages import run_training
@@ -148,7 +148,8 @@ def reload_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Re
     paths = Paths.from_environment()
     ecosystem, truth = demo_ecosystem(TINY.ecosystem, paths)
     run_training(TINY, paths, ecosystem, truth)
-    store, decisions = FeedbackStore(feedback_store_path(paths)), DecisionLog(prepare_database(paths))
+    url = prepare_database(paths)
+    store, decisions = FeedbackStore(url), DecisionLog(url)
     requests = [RouteRequest.model_validate({"deal": deal_body(ecosystem.deals, row)}) for row in range(40)]
     yield ReloadStore(paths, store, decisions, ecosystem.partners["partner_id"].tolist(), requests)
     decisions.close()
