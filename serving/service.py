@@ -686,8 +686,8 @@ class PartnerMatch:
         """Rank partners for a deal: calibrated win probabilities, reasons, constraints, channel conflict."""
         request = RouteRequest(deal=deal, options=options)
         models = self.models.current  # this request's models, even if a reload swaps others in meanwhile
-        live = models.win.model.current()
-        decided = self._decide(ctx, live.model_info.version, request, live.route)
+        live = models.win.model  # its current() reads the feedback store: inside _decide's error handling
+        decided = self._decide(ctx, live.base.model_info.version, request, lambda body: live.current().route(body))
         if isinstance(decided, Response):
             return decided
         if models.shadow is not None and not decided.replayed:
@@ -746,14 +746,15 @@ class PartnerMatch:
     @bentoml.api(route="/route/batch", input_spec=BatchRouteRequest, output_spec=BatchRouteResponse)
     def route_batch(self, deals: list[RouteRequest], options: BatchOptions, ctx: bentoml.Context) -> Response:
         """Route many deals at once under partner capacities: global plan vs greedy routing, exposure."""
-        request, router = BatchRouteRequest(deals=deals, options=options), self.router
-        return self._pure(ctx, router.model_info.version, lambda: route_batch(router, request))
+        request, live = BatchRouteRequest(deals=deals, options=options), self.models.current.win.model
+        return self._pure(ctx, live.base.model_info.version, lambda: route_batch(live.current(), request))
 
     @bentoml.api(route="/route/why_not", input_spec=WhyNotRequest, output_spec=WhyNotResponse)
     def why_not(self, deal: DealIn, options: RouteOptions, partner_id: str, ctx: bentoml.Context) -> Response:
         """Why a partner is not in a deal's top k: the constraint that removed it, or the features behind it."""
-        request, router = WhyNotRequest(deal=deal, options=options, partner_id=partner_id), self.router
-        return self._pure(ctx, router.model_info.version, lambda: explain_why_not(router, request))
+        # The live router, as /route ranks: the answer explains the ranking the CRM saw.
+        request, live = WhyNotRequest(deal=deal, options=options, partner_id=partner_id), self.models.current.win.model
+        return self._pure(ctx, live.base.model_info.version, lambda: explain_why_not(live.current(), request))
 
     def _pure(self, ctx: bentoml.Context, version: str, handle: Callable[[], BaseModel]) -> Response:
         """Answer with `handle()`'s response, or its domain error in the one error shape."""
@@ -764,6 +765,9 @@ class PartnerMatch:
         except SolverError as error:
             logger.exception("the MILP solver failed")
             return _answer(ctx, 503, error_json("server", str(error), version), RETRY)
+        except UNAVAILABLE_ERRORS:
+            logger.exception("the database could not be read")
+            return _unavailable(ctx, "the database", version)
 
     @decisions_app.get("/{decision_id}", response_model=DecisionRecord)
     def decision(self, decision_id: str) -> DecisionRecord | Response:

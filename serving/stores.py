@@ -90,9 +90,8 @@ FEEDBACK_EVENTS = sa.Table(
 
 SQLITE_BUSY_SECONDS = 30.0  # wait out another process's short write lock instead of failing at once
 # What a store raises when its database stays locked past the busy timeout or cannot be reached
-# (SQLAlchemy's errors, and sqlite3's for the feedback store): the service answers 503 with
-# Retry-After, never 500.
-UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError, sqlite3.Error)
+# (every store is on SQLAlchemy): the service answers 503 with Retry-After, never 500.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError,)
 # Per process: a service worker handles one request at a time; the pool covers the CLI and threads.
 POSTGRES_POOL_SIZE = 5
 POSTGRES_MAX_OVERFLOW = 5

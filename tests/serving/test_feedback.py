@@ -152,13 +152,14 @@ UNREACHABLE_DATABASE = "postgresql://partnermatch@/partnermatch?host=/nonexisten
 def unreachable_feedback_store(client: Any) -> Iterator[None]:
     """The running service as if its database had gone away (for feedback and live features)."""
     service = bentoml.get_current_service()
-    saved = service.feedback_store, service.live.store
+    live = service.models.current.win.model
+    saved = service.feedback_store, live.store
     unreachable = FeedbackStore(UNREACHABLE_DATABASE)
-    service.feedback_store = service.live.store = unreachable
+    service.feedback_store = live.store = unreachable
     try:
         yield
     finally:
-        service.feedback_store, service.live.store = saved
+        service.feedback_store, live.store = saved
         unreachable.close()
 
 
