@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -36,12 +38,15 @@ TINY_TEAM = TeamConfig(
 
 
 @pytest.fixture(scope="module")
-def tiny_team_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Paths, schema.Ecosystem, TeamReport]:
+def tiny_team_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Paths, schema.Ecosystem, TeamReport]]:
     """One team training run on a tiny world, in an MLflow store of its own."""
     root = tmp_path_factory.mktemp("team-training")
     ecosystem, truth = generate_ecosystem(TINY_TEAM.ecosystem)
     paths = Paths(mlruns_dir=root / "mlruns", cache_dir=root / "cache")
-    return paths, ecosystem, run_team_training(TINY_TEAM, paths, ecosystem, truth)
+    with pytest.MonkeyPatch.context() as patch:
+        # An earlier test's mlflow.set_tracking_uri leaves the variable set, and it overrides `paths`.
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield paths, ecosystem, run_team_training(TINY_TEAM, paths, ecosystem, truth)
 
 
 @pytest.mark.integration
