@@ -122,7 +122,10 @@ class TeamConfig:
     encoder: str = "hashing-64"
     candidates_per_requirement: int = 20  # FAISS nearest by text, plus as many strongest by win model
     max_members: int = 7  # as many as requirements: the per-requirement baseline has no limit either
-    evaluation_deals: int = 200  # held-out team deals whose assembled teams are scored by the truth
+    evaluation_deals: int = 200  # test-window team deals whose assembled teams are scored by the truth
+    # Fewer validation team deals than this: promotion falls back to the in-sample train + calibration
+    # comparison (said so in the decision), as a log-loss on a handful of deals is mostly noise.
+    min_validation_team_deals: int = 30
     exact_candidates: int = 5  # per requirement, for the optimiser-vs-exhaustive comparison
     batch_deals: int = 1000  # global vs greedy assignment
     batch_candidates: int = 10  # per deal, by win probability

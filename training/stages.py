@@ -460,16 +460,18 @@ def score_champion(
     return ChampionScore(champion.version, score, f"{why}; scored by its configuration refit on this data")
 
 
-def decide_promotion(metric: str, new_score: float, champion: ChampionScore | None) -> tuple[bool, str]:
+def decide_promotion(
+    metric: str, new_score: float, champion: ChampionScore | None, scored_on: str = "validation"
+) -> tuple[bool, str]:
     """(promote?, why in words): promote when there is no champion or the new version is strictly
-    better on `metric`; never when the champion could not be compared."""
+    better on `metric` (both scored on the `scored_on` rows); never when the champion could not be compared."""
     if champion is None:
         return True, "no champion was registered: this version becomes the champion"
     if champion.score is None:
         return False, f"not compared, {champion.basis}: champion v{champion.version} kept, this version is challenger"
     better = new_score < champion.score if metric in LOWER_IS_BETTER else new_score > champion.score
     comparison = (
-        f"validation {metric} {new_score:.4f} vs champion v{champion.version} {champion.score:.4f} ({champion.basis})"
+        f"{scored_on} {metric} {new_score:.4f} vs champion v{champion.version} {champion.score:.4f} ({champion.basis})"
     )
     if better:
         return True, f"{comparison}: promoted to champion"

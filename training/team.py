@@ -73,6 +73,18 @@ class TeamReport:
     decision: str
     team_model: TeamModel
     win_model: WinModel
+    promotion_deal_rows: np.ndarray  # (p,) int deal rows whose outcomes decided promotion
+    test_deal_rows: np.ndarray  # (t,) int deal rows of the test window: observed-outcome metrics
+    assembled_deal_rows: np.ndarray  # (a,) int deal rows of `test_deal_rows` whose teams were assembled
+
+
+@dataclass(frozen=True)
+class PromotionWindow:
+    """The team deals that decide promotion and, in words, which they are and why."""
+
+    deals: PairFrame
+    scored_on: str  # "validation" or "in-sample"
+    basis: str
 
 
 def historical_team_frame(
@@ -325,8 +337,10 @@ def fit_team_model(config: TeamConfig, train: PairFrame, calibration: PairFrame)
 
 
 def _team_windows(frame: PairFrame, seconds: np.ndarray, cuts: np.ndarray) -> dict[str, PairFrame]:
-    """train | calibration | held-out (validation + test) team deals by the pair split's cut times."""
-    window = np.minimum(np.searchsorted(cuts, seconds, side="right"), 2)
+    """train | calibration | validation | test team deals by the pair split's cut times: the model is
+    fitted and calibrated on the first two, promoted on validation, reported (and its teams assembled)
+    on test only."""
+    window = np.searchsorted(cuts, seconds, side="right")
     return {
         name: PairFrame(
             features=frame.features[window == index].reset_index(drop=True),
@@ -334,16 +348,37 @@ def _team_windows(frame: PairFrame, seconds: np.ndarray, cuts: np.ndarray) -> di
             group_ids=frame.group_ids[window == index],
             source_rows=frame.source_rows[window == index],
         )
-        for index, name in enumerate(("train", "calibration", "test"))
+        for index, name in enumerate(("train", "calibration", "validation", "test"))
     }
+
+
+def promotion_window(windows: dict[str, PairFrame], minimum_deals: int) -> PromotionWindow:
+    """The validation team deals when they are at least `minimum_deals`; otherwise (a small history
+    whose validation window holds few team deals) the train + calibration team deals, an in-sample
+    comparison that the basis says is one. The test window never decides."""
+    validation = windows["validation"]
+    if len(validation) >= minimum_deals:
+        return PromotionWindow(validation, "validation", f"on the same {len(validation)} validation team deals")
+    fitted = PairFrame(
+        features=pd.concat([windows["train"].features, windows["calibration"].features], ignore_index=True),
+        labels=np.concatenate([windows["train"].labels, windows["calibration"].labels]),
+        group_ids=np.concatenate([windows["train"].group_ids, windows["calibration"].group_ids]),
+        source_rows=np.concatenate([windows["train"].source_rows, windows["calibration"].source_rows]),
+    )
+    return PromotionWindow(
+        fitted,
+        "in-sample",
+        f"in sample, on the same {len(fitted)} train + calibration team deals: the validation window holds "
+        f"{len(validation)} team deals, fewer than {minimum_deals}",
+    )
 
 
 def run_team_training(
     config: TeamConfig, paths: Paths, ecosystem: schema.Ecosystem, truth: GroundTruth, progress: Progress = SILENT
 ) -> TeamReport:
     """Fit the win and team models, evaluate against baselines and the truth, register the team
-    bundle as `partnermatch-team` (champion when none exists or it beats the champion's held-out
-    log-loss on the same team deals)."""
+    bundle as `partnermatch-team` (champion when none exists or it beats the champion's log-loss on
+    the same `promotion_window` team deals). Every reported metric is on the test window only."""
     encoder = make_encoder(config.encoder, paths.cache_dir)
     dataset = build_dataset(ecosystem, embed_ecosystem(ecosystem, encoder, progress), progress)
     splits = time_split(dataset, config.split)
@@ -358,16 +393,17 @@ def run_team_training(
     team_model = fit_team_model(config, windows["train"], windows["calibration"])
     weakest_link = SingleFeatureBaseline("min_fit", TEAM_MIN_FIT).fit(windows["train"], windows["calibration"])
     test = windows["test"]
+    promotion = promotion_window(windows, config.min_validation_team_deals)
     metrics: dict[str, Any] = {
         "model": evaluate.binary_metrics(test.labels, team_model.predict_win_probability(test.features)),
         "min_fit": evaluate.binary_metrics(test.labels, weakest_link.predict_win_probability(test.features)),
         "rows": {name: len(frame) for name, frame in windows.items()},
     }
     rng = np.random.default_rng(config.seed)
-    held_out = rng.choice(test.group_ids, size=min(config.evaluation_deals, len(test)), replace=False)
-    progress.step(f"assembling teams for {held_out.size} held-out team deals")
+    held_out = np.sort(rng.choice(test.group_ids, size=min(config.evaluation_deals, len(test)), replace=False))
+    progress.step(f"assembling teams for {held_out.size} test-window team deals")
     metrics["assembly"] = evaluate_assembly(
-        config, dataset, ecosystem, truth, win_model, team_model, history, encoder, np.sort(held_out), progress
+        config, dataset, ecosystem, truth, win_model, team_model, history, encoder, held_out, progress
     )
     team_deal_rows = np.unique(team_frame.group_ids)
     solo_test = np.setdiff1d(np.unique(splits.test.group_ids), team_deal_rows)
@@ -379,6 +415,7 @@ def run_team_training(
         workdir = Path(tmp)
         run.log_params({"team": {key: value for key, value in asdict(config).items() if key != "ecosystem"}})
         run.log_params({"ecosystem": asdict(config.ecosystem)})
+        run.log_params({"team_promotion_deals": promotion.basis})
         run.log_metrics({"test": metrics})
         bundle = routing_bundle(
             REGISTERED_TEAM_MODEL, config.encoder, win_model, dataset, ecosystem, len(windows["train"])
@@ -389,15 +426,27 @@ def run_team_training(
         champion_score = None
         if champion is not None:
             champion_model = load_team_model(download_bundle(paths, champion, workdir / "champion"))
-            log_loss = evaluate.binary_metrics(test.labels, champion_model.predict_win_probability(test.features))
-            champion_score = ChampionScore(champion.version, log_loss["log_loss"], "on the same held-out team deals")
+            log_loss = evaluate.binary_metrics(
+                promotion.deals.labels, champion_model.predict_win_probability(promotion.deals.features)
+            )
+            champion_score = ChampionScore(champion.version, log_loss["log_loss"], promotion.basis)
         version = tracking.register_bundle(
             run, bundle_dir, REGISTERED_TEAM_MODEL, TEAM_FEATURES, {"encoder": encoder.name}, pyfunc="team"
         )
-        promoted, decision = decide_promotion("log_loss", metrics["model"]["log_loss"], champion_score)
-        alias = tracking.mark_version(
-            paths, REGISTERED_TEAM_MODEL, version.version, promoted, decision, metrics["model"]
+        ours = evaluate.binary_metrics(
+            promotion.deals.labels, team_model.predict_win_probability(promotion.deals.features)
         )
+        promoted, decision = decide_promotion("log_loss", ours["log_loss"], champion_score, promotion.scored_on)
+        decision = f"{decision}; promotion decided {promotion.basis}"
+        alias = tracking.mark_version(paths, REGISTERED_TEAM_MODEL, version.version, promoted, decision, ours)
     return TeamReport(
-        metrics=metrics, version=version, alias=alias, decision=decision, team_model=team_model, win_model=win_model
+        metrics=metrics,
+        version=version,
+        alias=alias,
+        decision=decision,
+        team_model=team_model,
+        win_model=win_model,
+        promotion_deal_rows=promotion.deals.group_ids,
+        test_deal_rows=test.group_ids,
+        assembled_deal_rows=held_out,
     )

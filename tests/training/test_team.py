@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -16,24 +16,43 @@ from models.registry import CHAMPION, REGISTERED_TEAM_MODEL, Paths, version_by_a
 from models.team import TEAM_FEATURES, TEAM_LOG_FIT, TEAM_MAX_LOAD, TEAM_MONOTONE_DIRECTIONS
 from training.config import TeamConfig
 from training.stages import build_dataset, embed_ecosystem
-from training.team import bootstrap_margin, candidate_rows, fit_team_model, run_team_training
+from training.team import (
+    TeamReport,
+    bootstrap_margin,
+    candidate_rows,
+    fit_team_model,
+    promotion_window,
+    run_team_training,
+)
 from training.win_model import PairFrame
+
+TINY_TEAM = TeamConfig(
+    ecosystem=EcosystemConfig(partners=150, deals=1500, team_deals=400, seed=2),
+    encoder="hashing-32",
+    candidates_per_requirement=6,
+    evaluation_deals=4,
+    exact_candidates=3,
+    batch_deals=60,
+    bootstrap=100,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_team_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Paths, schema.Ecosystem, TeamReport]]:
+    """One team training run on a tiny world, in an MLflow store of its own."""
+    root = tmp_path_factory.mktemp("team-training")
+    ecosystem, truth = generate_ecosystem(TINY_TEAM.ecosystem)
+    paths = Paths(mlruns_dir=root / "mlruns", cache_dir=root / "cache")
+    with pytest.MonkeyPatch.context() as patch:
+        # An earlier test's mlflow.set_tracking_uri leaves the variable set, and it overrides `paths`.
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield paths, ecosystem, run_team_training(TINY_TEAM, paths, ecosystem, truth)
 
 
 @pytest.mark.integration
-def test_team_training_registers_and_reports(tmp_path: Path) -> None:
-    config = TeamConfig(
-        ecosystem=EcosystemConfig(partners=150, deals=1500, team_deals=400, seed=2),
-        encoder="hashing-32",
-        candidates_per_requirement=6,
-        evaluation_deals=4,
-        exact_candidates=3,
-        batch_deals=60,
-        bootstrap=100,
-    )
-    ecosystem, truth = generate_ecosystem(config.ecosystem)
-    paths = Paths(mlruns_dir=tmp_path / "mlruns", cache_dir=tmp_path / "cache")
-    report = run_team_training(config, paths, ecosystem, truth)
+def test_team_training_registers_and_reports(tiny_team_run: tuple[Paths, schema.Ecosystem, TeamReport]) -> None:
+    config = TINY_TEAM
+    paths, _, report = tiny_team_run
     assert report.alias == CHAMPION
     assert version_by_alias(paths, REGISTERED_TEAM_MODEL, CHAMPION) is not None
     assembly = report.metrics["assembly"]
@@ -42,6 +61,43 @@ def test_team_training_registers_and_reports(tmp_path: Path) -> None:
     batch = report.metrics["batch_assignment"]
     assert batch["global_expected_wins"] >= batch["greedy_expected_wins"]
     assert batch["exposure_share_met"] >= config.exposure_share - 1e-9
+
+
+@pytest.mark.integration
+def test_team_reports_only_test_window_deals(tiny_team_run: tuple[Paths, schema.Ecosystem, TeamReport]) -> None:
+    _, ecosystem, report = tiny_team_run
+    created = pd.to_datetime(ecosystem.deals[schema.CREATED_AT]).to_numpy()
+    promotion, test = report.promotion_deal_rows, report.test_deal_rows
+    assert promotion.size >= TINY_TEAM.min_validation_team_deals  # the validation window decided
+    assert "validation team deals" in report.decision
+    assert np.intersect1d(promotion, test).size == 0
+    assert created[test].min() > created[promotion].max()  # the test window comes after
+    assert report.metrics["model"]["rows"] == test.size == report.metrics["rows"]["test"]
+    assert report.metrics["min_fit"]["rows"] == test.size
+    assert set(report.assembled_deal_rows.tolist()) <= set(test.tolist())
+    assert report.metrics["assembly"]["deals"] == report.assembled_deal_rows.size
+
+
+def _team_window(deal_rows: np.ndarray) -> PairFrame:
+    features = pd.DataFrame(np.zeros((deal_rows.size, len(TEAM_FEATURES))), columns=list(TEAM_FEATURES))
+    return PairFrame(features=features, labels=deal_rows % 2, group_ids=deal_rows, source_rows=deal_rows)
+
+
+def test_promotion_window_falls_back_to_in_sample_when_validation_is_thin() -> None:
+    windows = {
+        "train": _team_window(np.arange(0, 40)),
+        "calibration": _team_window(np.arange(40, 50)),
+        "validation": _team_window(np.arange(50, 55)),
+        "test": _team_window(np.arange(55, 70)),
+    }
+    thin = promotion_window(windows, minimum_deals=6)
+    assert thin.scored_on == "in-sample"
+    assert thin.deals.group_ids.tolist() == list(range(50))
+    assert len(thin.deals.features) == 50
+    assert "holds 5 team deals, fewer than 6" in thin.basis
+    enough = promotion_window(windows, minimum_deals=5)
+    assert enough.scored_on == "validation"
+    assert enough.deals.group_ids.tolist() == list(range(50, 55))
 
 
 def test_bootstrap_margin_brackets_the_mean() -> None:
