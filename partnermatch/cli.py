@@ -529,6 +529,16 @@ def bench_load(
     deals: Annotated[int | None, typer.Option(help="Historical deals (default: 2 per partner).")] = None,
     config: Annotated[Path | None, typer.Option(help="TOML file overriding the training defaults.")] = None,
     seed: int = 0,
+    promote_during: Annotated[
+        bool,
+        typer.Option(
+            help="Train a challenger, then move `champion` to it a third of the way into each run and reload "
+            "(1 worker: POST /admin/reload; more: each worker's poll): failed requests and versions served."
+        ),
+    ] = False,
+    reload_poll_seconds: Annotated[
+        float, typer.Option(min=0.1, help="The workers' alias poll with --promote-during and several workers.")
+    ] = 1.0,
     json_path: JsonOption = None,
 ) -> None:
     """Sustained load on the real service: requests/s, errors, latency, /healthz while loaded, peak memory."""
@@ -545,7 +555,13 @@ def bench_load(
         raise typer.BadParameter(
             f"expected positive integers separated by commas, got {workers!r}", param_hint="--workers"
         )
-    settings = LoadSettings(concurrency=concurrency, seconds=seconds, workers=worker_counts)
+    settings = LoadSettings(
+        concurrency=concurrency,
+        seconds=seconds,
+        workers=worker_counts,
+        promote_during=promote_during,
+        reload_poll_seconds=reload_poll_seconds,
+    )
     overrides: dict[str, Any] = {"ecosystem": {"partners": partners, "deals": deals or 2 * partners, "seed": seed}}
     with _user_errors(), show_progress(console) as progress:
         results = run(load_train_config(config, overrides), Paths.from_environment(), settings, progress)

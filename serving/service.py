@@ -270,6 +270,15 @@ def load_router(
     return load_router_of(paths, champion, progress)
 
 
+ROUTING_STATE_DIR = "routing-state"  # under the cache dir
+
+
+def state_name(version: RegisteredVersion) -> str:
+    """The name of a registered version's routing state (unique per version; it begins the state
+    directory's name, and so the path of every file a worker maps for that version)."""
+    return f"{version.name}-v{version.version}-{version.run_id}"
+
+
 def load_router_of(paths: Paths, champion: RegisteredVersion, progress: Progress = SILENT) -> Router:
     """A Router over one registered version (win or team bundle; see `load_router`)."""
     progress.step(f"loading {champion.name} v{champion.version}")
@@ -296,8 +305,7 @@ def load_router_of(paths: Paths, champion: RegisteredVersion, progress: Progress
         )
         return router.state
 
-    bundle_name = f"{champion.name}-v{champion.version}-{champion.run_id}"
-    directory = state_directory(paths.cache_dir / "routing-state", bundle_name, settings)
+    directory = state_directory(paths.cache_dir / ROUTING_STATE_DIR, state_name(champion), settings)
     return Router.from_state(
         shared_routing_state(directory, build, bundle.win_model, index, encoder, model_info, settings)
     )

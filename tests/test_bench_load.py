@@ -43,7 +43,7 @@ def test_drive_load_opens_a_connection_per_route_request_so_workers_share_them()
     async def run() -> dict[str, Any]:
         server, url = await _serve_counting(connections)
         async with server:
-            return await drive_load(url, {}, [{"deal": {}}], concurrency=3, seconds=0.3)
+            return await drive_load(url, {}, [{"deal": {"deal_id": "crm-1"}}], concurrency=3, seconds=0.3)
 
     results = asyncio.run(run())
     routed = results["requests_ok"] + 3 * WARMUP_PER_TASK

@@ -27,7 +27,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, astuple, dataclass
 from pathlib import Path
@@ -209,11 +209,13 @@ def running_service(
     timeout: float,
     workers: int = 1,
     progress: Progress = SILENT,
+    environment: Mapping[str, str] | None = None,
 ) -> Iterator[RunningServer]:
     """`bentoml serve` with `workers` processes on a free loopback port with `paths` as its model store
     and `database_url` as its database (an API key created there for the caller); yields once /readyz answers 200 and
     stops the whole process group on exit. Raises RuntimeError if it dies or times out. While it
-    waits, `progress` gets a step every `READY_REPORT_SECONDS` with the time waited."""
+    waits, `progress` gets a step every `READY_REPORT_SECONDS` with the time waited. `environment`
+    adds to (or overrides) the server's environment, e.g. `PARTNERMATCH_RELOAD_SECONDS`."""
     port = _free_port()
     inherited = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     stores = {
@@ -230,7 +232,7 @@ def running_service(
         token = keys.create("bench", set(Scope), BENCH_RATE_LIMIT).token
     finally:
         keys.close()
-    environment = SERVE_ENVIRONMENT | inherited | stores | workers_environment(workers)
+    server_environment = SERVE_ENVIRONMENT | inherited | stores | workers_environment(workers) | dict(environment or {})
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("wb") as log:
         # Own session: the server's workers form one process group that we stop by its id.
@@ -238,7 +240,7 @@ def running_service(
             serve_command("127.0.0.1", port),
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=environment,
+            env=server_environment,
             start_new_session=True,
         )
     server = RunningServer(process=process, url=f"http://127.0.0.1:{port}", log_path=log_path, api_key=token)

@@ -175,6 +175,33 @@ def test_bench_load_with_one_and_two_workers_at_a_tiny_size(tmp_path: Path, monk
     json.dumps(results)
 
 
+@pytest.mark.integration
+def test_bench_load_promotes_a_challenger_under_load_without_a_failed_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from partnermatch.bench.load import LoadSettings, bench_load
+    from training.config import load_train_config
+
+    monkeypatch.setenv("PARTNERMATCH_CACHE", str(tmp_path / "cache"))
+    config = load_train_config(overrides={"encoder": "hashing-32", "ecosystem": {"partners": 300, "deals": 2000}})
+    settings = LoadSettings(
+        concurrency=4, seconds=6.0, workers=(1, 2), distinct_deals=20, promote_during=True, reload_poll_seconds=0.5
+    )
+    results = bench_load(config, Paths.from_environment(), settings)
+    for workers, via in ((1, "POST /admin/reload"), (2, "poll")):
+        run = results[f"workers_{workers}"]
+        assert run["errors"] == 0 and run["healthz"]["errors"] == 0
+        promotion = run["promotion"]
+        baseline, challenger = promotion["baseline_version"], promotion["challenger_version"]
+        assert baseline != challenger and promotion["via"] == via
+        assert promotion["workers"] == workers and promotion["all_workers_switched"]
+        assert promotion["shares_before"] == {baseline: 1.0}
+        assert promotion["shares_after"].get(challenger, 0.0) > 0.0
+        assert promotion["challenger_first_after_s"] > 0.0
+    assert results["workers_1"]["promotion"]["admin_reload"]["model_version"] == challenger
+    json.dumps(results)
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_bench_ipp_in_process_and_over_http_at_a_tiny_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
