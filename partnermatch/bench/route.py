@@ -218,13 +218,14 @@ def running_service(
     adds to (or overrides) the server's environment, e.g. `PARTNERMATCH_RELOAD_SECONDS`."""
     port = _free_port()
     inherited = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
+    # Absolute: the server runs in the project directory, not necessarily the caller's.
     stores = {
-        "PARTNERMATCH_MLRUNS": str(paths.mlruns_dir),
-        "PARTNERMATCH_CACHE": str(paths.cache_dir),
+        "PARTNERMATCH_MLRUNS": str(paths.mlruns_dir.resolve()),
+        "PARTNERMATCH_CACHE": str(paths.cache_dir.resolve()),
         DATABASE_URL_ENV: database_url,
         # Not the caller's feedback file of the pre-database layout: its events would be imported into
         # this database and move the live features away from the brute-force reference.
-        FEEDBACK_STORE_ENV: str(paths.mlruns_dir.parent / "feedback.sqlite"),
+        FEEDBACK_STORE_ENV: str(paths.mlruns_dir.resolve().parent / "feedback.sqlite"),
     }
     upgrade_database(database_url)
     keys = KeyStore(database_url)
