@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import bentoml
 import httpx
@@ -162,6 +162,7 @@ from serving.web.pages import WEB_PREFIX, web_app
 from serving.why_not import explain_why_not
 
 logger = logging.getLogger(__name__)
+BaseModelT = TypeVar("BaseModelT", bound=BaseModel)
 
 DATABASE_URL_ENV = "PARTNERMATCH_DATABASE_URL"
 # Before one database URL: the decision log's SQLite file (still the default database), and a separate
@@ -907,23 +908,20 @@ class PartnerMatch:
     @partners_app.get("/{partner_id}/trends", response_model=PartnerTrends)
     def partner_trends(self, partner_id: str) -> PartnerTrends | Response:
         """Monthly engagement and message sentiment of a partner over the last year."""
-        served = self.models.current.health
-        if served is None:
-            return self._no_health_model()
-        try:
-            return trends_response(served.model, partner_id)
-        except UnknownPartnersError as error:
-            body = error_json("partner_id", error.reason, served.model.served.version)
-            return Response(body, status_code=health_status(error), media_type="application/json")
+        return self._of_partner(partner_id, trends_response)
 
     @partners_app.get("/{partner_id}/kpis", response_model=PartnerKpis)
     def partner_kpis(self, partner_id: str) -> PartnerKpis | Response:
         """Programme KPIs of a partner: win rate, pipeline, revenue, time to competency, tier recommendation."""
+        return self._of_partner(partner_id, kpi_response)
+
+    def _of_partner(self, partner_id: str, answer: Callable[[LoadedHealth, str], BaseModelT]) -> BaseModelT | Response:
+        """`answer(health model, partner_id)`, or 503 without a health model, 404 for an unknown partner."""
         served = self.models.current.health
         if served is None:
             return self._no_health_model()
         try:
-            return kpi_response(served.model, partner_id)
+            return answer(served.model, partner_id)
         except UnknownPartnersError as error:
             body = error_json("partner_id", error.reason, served.model.served.version)
             return Response(body, status_code=health_status(error), media_type="application/json")
